@@ -1,0 +1,57 @@
+# fefm-lab: every target sets up what it needs first. `make help` lists them.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FEFM := $(VENV)/bin/fefm-lab
+STAMP := $(VENV)/.fefm-lab-installed
+
+.PHONY: help setup test test-all lint format run sweep report ui bench bench-peer clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv (if missing) and install fefm-lab with its test tools
+
+test: setup ## Run the test suite (slow checks excluded)
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: setup ## Run every test, slow ones included
+	$(PY) -m pytest -q
+
+lint: setup ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+run: setup ## Train the default job (DeepFEFM, embedded synthetic data) and print test AUC / log loss
+	$(FEFM) run
+
+sweep: setup ## Ablation sweep on synthetic data over 3 seeds, then the ablation report
+	$(FEFM) run -m experiment=synthetic_ablation
+	$(FEFM) report experiment=synthetic_ablation
+
+report: setup ## Rebuild the ablation report of the synthetic sweep under results/
+	$(FEFM) report experiment=synthetic_ablation
+
+ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
+	$(FEFM) ui
+
+bench: setup ## Benchmarks (FEFM layer, vocabulary size, preparation, input pipeline) -> results/bench/
+	$(PY) scripts/bench.py
+
+bench-peer: setup ## Side-by-side benchmark against the reference DeepCTR DeepFEFM -> results/bench/
+	$(PY) scripts/bench_peer.py
+
+clean: ## Remove build outputs and local run outputs (keeps .venv and results/)
+	rm -rf build dist *.egg-info outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,21 @@
+"""fefm-lab: reproduce, question and extend the DeepFEFM ablation studies.
+
+The model builders are imported lazily so that the command line (and the data path) start
+without loading TensorFlow.
+"""
+
+from fefm_lab.features import DenseFeat, SparseFeat
+
+__version__ = "0.1.0"
+
+_MODEL_EXPORTS = ("DeepFEFM", "FEFM", "FmFM", "DeepFM", "FM", "FwFM", "LR", "build_model")
+
+__all__ = ["DenseFeat", "SparseFeat", "__version__", *_MODEL_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _MODEL_EXPORTS:
+        from fefm_lab import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'fefm_lab' has no attribute {name!r}")
