@@ -1,0 +1,53 @@
+"""Trainer settings, mirrored one to one by `conf/trainer/*.yaml`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when validation log loss has not improved by `min_delta` for `patience` epochs."""
+
+    min_delta: float = 5e-6
+    patience: int = 2
+    restore_best: bool = True
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """How one model is trained (paper defaults: AdaGrad, lr 0.01, batch 1024)."""
+
+    optimizer: str = "adagrad"  # adagrad | adam
+    learning_rate: float = 0.01
+    batch_size: int = 1024
+    eval_batch_size: int = 16384
+    max_epochs: int = 10
+    steps_per_epoch: int | None = None  # cap per epoch (smoke runs); None = whole train split
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    jit_compile: bool = True
+    verbose: bool = True
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adagrad", "adam"):
+            raise ValueError(
+                f"trainer.optimizer must be 'adagrad' or 'adam', received {self.optimizer!r}"
+            )
+        for key in ("learning_rate",):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"trainer.{key} must be > 0, received {getattr(self, key)!r}")
+        for key in ("batch_size", "eval_batch_size", "max_epochs"):
+            if int(getattr(self, key)) < 1:
+                raise ValueError(f"trainer.{key} must be >= 1, received {getattr(self, key)!r}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ValueError(
+                f"trainer.steps_per_epoch must be >= 1 or null, received {self.steps_per_epoch!r}"
+            )
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any]) -> TrainerConfig:
+        """Build from a plain dict (e.g. `OmegaConf.to_container(cfg.trainer)`)."""
+        values = dict(values)
+        stopping = values.pop("early_stopping", None) or {}
+        return cls(early_stopping=EarlyStopping(**stopping), **values)
