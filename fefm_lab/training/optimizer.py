@@ -1,0 +1,118 @@
+"""AdaGrad and Adam that update only the embedding rows a batch touched.
+
+Keras 3 optimizers densify `tf.IndexedSlices` gradients, so a step costs time proportional to
+the table size (39 ms at 20k rows, 320 ms at 2M rows for Adam). Here a row-sparse gradient is
+first summed per distinct row, then only those rows of the variable and of its slots change:
+
+    AdaGrad:  a_r += g_r^2;                 w_r -= lr * g_r / sqrt(a_r + eps)
+    Adam:     m_r = b1 m_r + (1 - b1) g_r;  v_r = b2 v_r + (1 - b2) g_r^2
+              w_r -= lr * sqrt(1 - b2^t) / (1 - b1^t) * m_r / (sqrt(v_r) + eps)
+
+Dense gradients follow the same formulas on every row, which are exactly Keras's own AdaGrad
+(initial accumulator 0.1, eps 1e-7) and Adam (b1 0.9, b2 0.999, eps 1e-7). Adam on sparse rows is
+the usual "lazy" Adam: untouched rows keep their moments, as in TensorFlow 1's LazyAdam.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+ADAGRAD_INITIAL_ACCUMULATOR = 0.1
+EPSILON = 1e-7
+ADAM_BETA_1 = 0.9
+ADAM_BETA_2 = 0.999
+
+
+def _tf_variable(variable) -> tf.Variable:
+    """The tf.Variable behind a Keras 3 variable (TensorFlow backend)."""
+    if isinstance(variable, tf.Variable):
+        return variable
+    return variable.value
+
+
+def _sum_rows(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
+    """Distinct row ids and the gradient summed over repeated ids."""
+    rows, positions = tf.unique(gradient.indices)
+    summed = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(rows)[0])
+    return rows, summed
+
+
+class RowSparseOptimizer:
+    """AdaGrad or Adam over a fixed list of variables, row-sparse where the gradient is."""
+
+    def __init__(self, kind: str, learning_rate: float, variables: Sequence) -> None:
+        if kind not in ("adagrad", "adam"):
+            raise ValueError(f"optimizer must be 'adagrad' or 'adam', received {kind!r}")
+        if not learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, received {learning_rate!r}")
+        self.kind = kind
+        self.learning_rate = float(learning_rate)
+        self.variables = [_tf_variable(v) for v in variables]
+        self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
+        if kind == "adagrad":
+            self._slots = [
+                (
+                    tf.Variable(
+                        tf.fill(tf.shape(v), tf.constant(ADAGRAD_INITIAL_ACCUMULATOR, v.dtype)),
+                        trainable=False,
+                    ),
+                )
+                for v in self.variables
+            ]
+        else:
+            self._slots = [
+                (
+                    tf.Variable(tf.zeros_like(v), trainable=False),
+                    tf.Variable(tf.zeros_like(v), trainable=False),
+                )
+                for v in self.variables
+            ]
+
+    def apply(self, gradients: Sequence) -> None:
+        """One update of every variable from its gradient (None = no update)."""
+        if len(gradients) != len(self.variables):
+            raise ValueError(f"expected {len(self.variables)} gradients, received {len(gradients)}")
+        step = self.iterations.assign_add(1)
+        for variable, slots, gradient in zip(self.variables, self._slots, gradients, strict=True):
+            if gradient is None:
+                continue
+            if isinstance(gradient, tf.IndexedSlices):
+                rows, grad = _sum_rows(gradient)
+                self._update_rows(variable, slots, rows, grad, step)
+            else:
+                self._update_dense(variable, slots, tf.convert_to_tensor(gradient), step)
+
+    def _adam_rate(self, step: tf.Tensor, dtype) -> tf.Tensor:
+        t = tf.cast(step, dtype)
+        return self.learning_rate * tf.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
+
+    def _update_dense(self, variable, slots, grad, step) -> None:
+        if self.kind == "adagrad":
+            (accumulator,) = slots
+            accumulator.assign_add(tf.square(grad))
+            variable.assign_sub(self.learning_rate * grad / tf.sqrt(accumulator + EPSILON))
+            return
+        first, second = slots
+        first.assign(ADAM_BETA_1 * first + (1.0 - ADAM_BETA_1) * grad)
+        second.assign(ADAM_BETA_2 * second + (1.0 - ADAM_BETA_2) * tf.square(grad))
+        rate = self._adam_rate(step, variable.dtype)
+        variable.assign_sub(rate * first / (tf.sqrt(second) + EPSILON))
+
+    def _update_rows(self, variable, slots, rows, grad, step) -> None:
+        if self.kind == "adagrad":
+            (accumulator,) = slots
+            accumulator.scatter_add(tf.IndexedSlices(tf.square(grad), rows))
+            accumulated = tf.gather(accumulator, rows)
+            delta = self.learning_rate * grad / tf.sqrt(accumulated + EPSILON)
+            variable.scatter_sub(tf.IndexedSlices(delta, rows))
+            return
+        first, second = slots
+        new_first = ADAM_BETA_1 * tf.gather(first, rows) + (1.0 - ADAM_BETA_1) * grad
+        new_second = ADAM_BETA_2 * tf.gather(second, rows) + (1.0 - ADAM_BETA_2) * tf.square(grad)
+        first.scatter_update(tf.IndexedSlices(new_first, rows))
+        second.scatter_update(tf.IndexedSlices(new_second, rows))
+        rate = self._adam_rate(step, variable.dtype)
+        delta = rate * new_first / (tf.sqrt(new_second) + EPSILON)
+        variable.scatter_sub(tf.IndexedSlices(delta, rows))
