@@ -1,0 +1,46 @@
+"""Copy generated result files into README.md between their markers.
+
+A block in the README looks like
+
+    <!-- BEGIN generated: results/bench/summary.md -->
+    ...replaced by the file's content...
+    <!-- END generated -->
+
+so the figures the README shows are always the ones the scripts wrote, never typed by hand.
+Usage: python scripts/embed_results.py [README.md]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+BLOCK = re.compile(
+    r"(<!-- BEGIN generated: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- END generated -->)",
+    re.DOTALL,
+)
+
+
+def embed(readme: Path) -> list[str]:
+    """Rewrite `readme` in place; returns the result files embedded (missing ones are kept)."""
+    root = readme.parent
+    embedded: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        source = root / match["path"]
+        if not source.is_file():
+            return match.group(0)
+        embedded.append(match["path"])
+        body = source.read_text().rstrip("\n") + "\n"
+        return f"{match.group(1)}{body}{match.group(4)}"
+
+    text = readme.read_text()
+    readme.write_text(BLOCK.sub(replace, text))
+    return embedded
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    for path in embed(target):
+        print(f"embedded {path} into {target}")
