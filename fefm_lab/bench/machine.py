@@ -1,0 +1,81 @@
+"""What the benchmarks ran on: CPU, cores, memory, software versions."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD extensions that bound a float32 matmul rate (AVX2, AVX-512, FMA)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return []
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            wanted = ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni")
+            return [flag for flag in wanted if flag in flags]
+    return []
+
+
+def _memory_total_bytes() -> int | None:
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def describe_machine() -> dict[str, object]:
+    """A JSON-ready description of this machine and the package versions that matter."""
+    memory = _memory_total_bytes()
+    return {
+        "cpu_model": _cpu_model(),
+        "cpu_flags": _cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": sys.version.split()[0],
+        "packages": {
+            name: _version(name)
+            for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "pyarrow")
+            if _version(name)
+        },
+    }
+
+
+def machine_markdown(machine: dict[str, object]) -> str:
+    """The machine description as a short Markdown bullet list."""
+    packages = machine.get("packages") or {}
+    package_text = ", ".join(f"{name} {version}" for name, version in packages.items())
+    flags = ", ".join(machine.get("cpu_flags") or []) or "none detected"
+    return "\n".join(
+        [
+            f"- CPU: {machine['cpu_model']} ({machine['usable_cpus']} usable of "
+            f"{machine['logical_cpus']} logical cores; SIMD: {flags})",
+            f"- Memory: {machine['memory_gib']} GiB; OS: {machine['os']}",
+            f"- Python {machine['python']}; {package_text}",
+        ]
+    )

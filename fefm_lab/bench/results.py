@@ -1,0 +1,161 @@
+"""Benchmark results: targets with met / missed, Markdown and JSON written side by side."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fefm_lab.bench.machine import machine_markdown
+
+
+@dataclass(frozen=True)
+class Target:
+    """One goal: `measured` compared with `goal` (>= when `higher_is_better`, else <=)."""
+
+    name: str
+    measured: float
+    goal: float
+    higher_is_better: bool = True
+    unit: str = ""
+    note: str = ""
+
+    @property
+    def met(self) -> bool:
+        if math.isnan(self.measured):
+            return False
+        if self.higher_is_better:
+            return self.measured >= self.goal
+        return self.measured <= self.goal
+
+    @property
+    def margin(self) -> float:
+        """measured / goal for a higher-is-better goal, goal / measured otherwise (>= 1 is met)."""
+        if self.higher_is_better:
+            return self.measured / self.goal if self.goal else math.inf
+        return self.goal / self.measured if self.measured else math.inf
+
+    def as_row(self) -> list[str]:
+        sign = ">=" if self.higher_is_better else "<="
+        status = "met" if self.met else "**missed**"
+        return [
+            self.name,
+            f"{format_number(self.measured)}{self.unit}",
+            f"{sign} {format_number(self.goal)}{self.unit}",
+            status,
+            f"{self.margin:.2f}x of goal",
+            self.note,
+        ]
+
+
+@dataclass
+class Section:
+    """A titled block of the report: a paragraph and an optional table."""
+
+    title: str
+    text: str = ""
+    headers: Sequence[str] = ()
+    rows: list[list[object]] = field(default_factory=list)
+    data: dict = field(default_factory=dict)
+
+
+def format_number(value: float | int | None) -> str:
+    """Compact human formatting: thousands separators, 3-4 significant digits for small values."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, int) or (
+        isinstance(value, float) and value.is_integer() and abs(value) >= 1000
+    ):
+        return f"{int(value):,}"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    if magnitude == 0:
+        return "0"
+    return f"{value:.4g}"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A GitHub Markdown table; floats go through `format_number`."""
+
+    def cell(value: object) -> str:
+        text = format_number(value) if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(
+    title: str, machine: dict, sections: Sequence[Section], targets: Sequence[Target], intro: str
+) -> str:
+    """The whole report: title, how it was produced, machine, targets, then each section."""
+    parts = [f"# {title}", "", intro, "", "## Machine", "", machine_markdown(machine), ""]
+    if targets:
+        parts += [
+            "## Targets",
+            "",
+            markdown_table(
+                ["target", "measured", "goal", "status", "margin", "note"],
+                [target.as_row() for target in targets],
+            ),
+            "",
+        ]
+    for section in sections:
+        parts += [f"## {section.title}", ""]
+        if section.text:
+            parts += [section.text, ""]
+        if section.headers:
+            parts += [markdown_table(section.headers, section.rows), ""]
+    return "\n".join(parts)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    out_dir: Path,
+    stem: str,
+    *,
+    title: str,
+    intro: str,
+    machine: dict,
+    sections: Sequence[Section],
+    targets: Sequence[Target],
+    settings: dict,
+) -> tuple[Path, Path]:
+    """Write `<stem>.md` and `<stem>.json` under `out_dir`; return both paths."""
+    markdown_path = out_dir / f"{stem}.md"
+    json_path = out_dir / f"{stem}.json"
+    payload = {
+        "title": title,
+        "machine": machine,
+        "settings": settings,
+        "targets": [{**asdict(target), "met": target.met} for target in targets],
+        "sections": {section.title: section.data for section in sections},
+    }
+    _write_atomically(json_path, json.dumps(payload, indent=2, default=float) + "\n")
+    _write_atomically(markdown_path, render_markdown(title, machine, sections, targets, intro))
+    return markdown_path, json_path
