@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import resource
@@ -38,7 +39,7 @@ def step_stats(step_end_times: Sequence[float], *, warmup: int) -> StepStats:
 
     Interval i is `end[i + 1] - end[i]`; the median resists occasional pauses (GC, other work).
     """
-    intervals = [b - a for a, b in zip(step_end_times, step_end_times[1:], strict=False)]
+    intervals = [b - a for a, b in itertools.pairwise(step_end_times)]
     steady = intervals[warmup:]
     if not steady:
         raise ValueError(

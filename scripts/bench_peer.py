@@ -1,0 +1,412 @@
+"""Side-by-side benchmark: fefm-lab's DeepFEFM against the reference DeepCTR 0.9.4 DeepFEFM.
+
+Usage: .venv/bin/python scripts/bench_peer.py [--smoke] [--out results/bench] [--seeds 5]
+
+1. Makes sure the reference environment exists (`--peer-venv`, default .bench-peer-venv:
+   deepctr 0.9.4, tensorflow-cpu 2.15.1, numpy<2, Keras 2), creating it with pip when missing.
+2. Prepares the data once with fefm-lab: the real Criteo sample when FEFM_LAB_REAL_DATA is set,
+   generated Criteo-format data otherwise, and exports the encoded splits to one .npz.
+3. Trains both implementations in fresh subprocesses on identical arrays, split, batches
+   (same per-epoch permutation) and hyperparameters, with identical L2 strengths; fefm-lab runs
+   in `l2_mode=table` (the reference's whole-table L2) and `l2_mode=batch` (its default).
+4. Writes results/bench/peer.md and peer.json: time from model construction to the first finished
+   step, steady-state samples/s, and test AUC / log loss (exact, same metric code for both) over
+   several seeds, with each target marked met or missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fefm_lab.bench.machine import describe_machine
+from fefm_lab.bench.measure import interval_stats, run_json_subprocess
+from fefm_lab.bench.results import Section, Target, format_number, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_SCRIPT = ROOT / "scripts" / "peer" / "deepctr_run.py"
+FEFM_SCRIPT = ROOT / "scripts" / "bench_fefm_run.py"
+PEER_REQUIREMENTS = ("deepctr==0.9.4", "tensorflow-cpu==2.15.1", "numpy<2")
+
+# The paper's best Criteo DeepFEFM regularisation (Table 4), lr 0.01, AdaGrad, dropout 0.2.
+HYPERPARAMETERS = {
+    "learning_rate": 0.01,
+    "l2_reg_linear": 1e-6,
+    "l2_reg_embedding_feat": 1e-5,
+    "l2_reg_embedding_field": 1e-7,
+    "l2_reg_dnn": 1e-7,
+    "dnn_dropout": 0.2,
+    "batch_size": 1024,
+    "eval_batch_size": 16384,
+    "min_delta": 5e-6,
+    "patience": 2,
+}
+SHAPES = [(16, (256, 128, 64)), (48, (256, 128, 64)), (16, (1024, 1024, 1024)), (48, (1024,) * 3)]
+SMOKE_SHAPES = [(4, (8,))]
+SIDES = [("deepctr", None), ("fefm-lab", "table"), ("fefm-lab", "batch")]
+
+
+@dataclass(frozen=True)
+class Side:
+    implementation: str
+    l2_mode: str | None
+
+    @property
+    def label(self) -> str:
+        if self.l2_mode is None:
+            return "DeepCTR 0.9.4 (reference)"
+        return f"fefm-lab, l2_mode={self.l2_mode}"
+
+
+def ensure_peer_venv(venv: Path) -> Path:
+    """The reference venv's python, creating the venv with pip when it is missing or broken."""
+    python = venv / "bin" / "python"
+    probe = [str(python), "-c", "import deepctr.models, tensorflow, numpy"]
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+        return python
+    print(f"creating the reference environment {venv} ({', '.join(PEER_REQUIREMENTS)})")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", *PEER_REQUIREMENTS], check=True)
+    subprocess.run(probe, check=True)
+    return python
+
+
+def dataset_config(smoke: bool, synthetic_rows: int) -> tuple[dict, str]:
+    """The dataset to prepare and a sentence saying what it is."""
+    real = os.environ.get("FEFM_LAB_REAL_DATA")
+    if real and (Path(real) / "criteo" / "train_10k.txt").is_file() and not smoke:
+        path = Path(real) / "criteo" / "train_10k.txt"
+        config = {"name": "criteo_sample", "format": "criteo", "path": str(path)}
+        return config, f"the real Criteo sample ({path.name}, 10,000 rows)"
+    rows = 3000 if smoke else synthetic_rows
+    config = {
+        "name": "criteo_generated",
+        "format": "synthetic",
+        "synthetic": {"format": "criteo", "rows": rows, "seed": 0},
+    }
+    return config, f"generated Criteo-format data ({rows:,} rows)"
+
+
+def export_npz(dataset_cfg: dict, work: Path) -> tuple[Path, dict]:
+    """Prepare with fefm-lab, then write every split's encoded arrays to one .npz."""
+    from fefm_lab.data import prepare
+
+    data = prepare(dataset_cfg, seed=0, data_root=work / "prepared", progress=False)
+    columns, _ = data.feature_columns(1)
+    sparse = [c for c in columns if hasattr(c, "vocabulary_size")]
+    dense = [c for c in columns if not hasattr(c, "vocabulary_size")]
+    if any(c.dimension != 1 for c in dense):
+        raise ValueError("the side-by-side benchmark expects one value per dense column")
+    arrays: dict[str, np.ndarray] = {
+        "sparse_names": np.array([c.name for c in sparse]),
+        "dense_names": np.array([c.name for c in dense], dtype=str),
+        "vocabulary_sizes": np.array([c.vocabulary_size for c in sparse], dtype=np.int64),
+    }
+    for split, short in (("train", "train"), ("validation", "val"), ("test", "test")):
+        features, labels = data.load_split(split)
+        rows = len(labels)
+        arrays[f"sparse_{short}"] = np.concatenate(
+            [features[c.name].reshape(rows, 1) for c in sparse], axis=1
+        ).astype(np.int32)
+        arrays[f"dense_{short}"] = (
+            np.concatenate([features[c.name] for c in dense], axis=1).astype(np.float32)
+            if dense
+            else np.zeros((rows, 0), np.float32)
+        )
+        arrays[f"labels_{short}"] = labels.astype(np.float32)
+    path = work / "encoded.npz"
+    np.savez(path, **arrays)
+    summary = {
+        "fields": len(sparse) + len(dense),
+        "sparse_fields": len(sparse),
+        "vocabulary_total": int(arrays["vocabulary_sizes"].sum()),
+        "rows": {short: len(arrays[f"labels_{short}"]) for short in ("train", "val", "test")},
+    }
+    return path, summary
+
+
+def steady_step_seconds(result: dict, batch_size: int, train_rows: int, warmup: int) -> float:
+    """Median time of a full-size step, from step end times inside each epoch.
+
+    Intervals that cross an epoch boundary (evaluation, reshuffling) or end at the epoch's
+    partial last batch are left out, then the first `warmup` ones (compilation, caches).
+    """
+    ends = result["step_ends"]
+    boundaries = result["epoch_step_counts"]
+    partial_last = train_rows % batch_size != 0 and result.get("full_epochs", True)
+    intervals, first = [], 0
+    for last in boundaries:
+        epoch_ends = ends[first:last]
+        usable = epoch_ends[:-1] if partial_last and len(epoch_ends) > 1 else epoch_ends
+        intervals += [b - a for a, b in itertools.pairwise(usable)]
+        first = last
+    return interval_stats(intervals, warmup=warmup).median_seconds
+
+
+def run_side(side: Side, spec: dict, work: Path, peer_python: Path, tag: str) -> dict:
+    """One training run in a fresh process; returns its JSON result."""
+    spec = {**spec, "predictions_out": str(work / f"pred_{tag}.npy")}
+    if side.l2_mode is not None:
+        spec["l2_mode"] = side.l2_mode
+    spec_path = work / f"spec_{tag}.json"
+    spec_path.write_text(json.dumps(spec))
+    script, python = (
+        (PEER_SCRIPT, peer_python) if side.l2_mode is None else (FEFM_SCRIPT, Path(sys.executable))
+    )
+    started = time.perf_counter()
+    result = run_json_subprocess([python, script, spec_path])
+    print(
+        f"  {tag}: ready {result['ready_seconds']:.1f} s, "
+        f"{len(result['step_ends'])} steps, wall {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    parser.add_argument("--peer-venv", type=Path, default=ROOT / ".bench-peer-venv")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds of the quality runs")
+    parser.add_argument("--max-epochs", type=int, default=10)
+    parser.add_argument("--speed-epochs", type=int, default=3, help="epochs of speed-only runs")
+    parser.add_argument("--warmup", type=int, default=2, help="step intervals left out")
+    parser.add_argument("--synthetic-rows", type=int, default=50_000)
+    parser.add_argument(
+        "--quality-shape",
+        default="16:256,128,64",
+        help="k:units of the multi-seed quality runs (the other shapes get one speed run)",
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (tests)")
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: tmp)")
+    args = parser.parse_args(argv)
+
+    peer_python = ensure_peer_venv(args.peer_venv)
+    shapes = SMOKE_SHAPES if args.smoke else SHAPES
+    seeds = 1 if args.smoke else args.seeds
+    max_epochs = 1 if args.smoke else args.max_epochs
+    speed_epochs = 1 if args.smoke else args.speed_epochs
+    warmup = 0 if args.smoke else args.warmup
+    k_text, units_text = args.quality_shape.split(":")
+    quality_shape = (int(k_text), tuple(int(u) for u in units_text.split(",")))
+    if args.smoke:
+        quality_shape = shapes[0]
+
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+        work = Path(scratch)
+        dataset_cfg, data_text = dataset_config(args.smoke, args.synthetic_rows)
+        npz, data_summary = export_npz(dataset_cfg, work)
+        print(f"data: {data_text}: {data_summary}", flush=True)
+        train_rows = data_summary["rows"]["train"]
+        labels_test = np.load(npz)["labels_test"]
+        runs: list[dict] = []
+        for k, units in shapes:
+            quality = (k, units) == quality_shape
+            for side_name, mode in SIDES:
+                side = Side(side_name, mode)
+                for seed in range(seeds if quality else 1):
+                    spec = {
+                        **HYPERPARAMETERS,
+                        "npz": str(npz),
+                        "seed": seed,
+                        "embedding_dim": k,
+                        "dnn_hidden_units": list(units),
+                        "max_epochs": max_epochs if quality else speed_epochs,
+                        "steps_per_epoch": None,
+                        "evaluate": quality,
+                        "l2_mode": mode or "table",
+                    }
+                    tag = f"{side_name}-{mode or 'ref'}-k{k}-{'x'.join(map(str, units))}-s{seed}"
+                    result = run_side(side, spec, work, peer_python, tag)
+                    step = steady_step_seconds(
+                        result, HYPERPARAMETERS["batch_size"], train_rows, warmup
+                    )
+                    record = {
+                        "side": side.label,
+                        "l2_mode": mode,
+                        "k": k,
+                        "dnn": list(units),
+                        "seed": seed,
+                        "build_seconds": result["build_seconds"],
+                        "ready_seconds": result["ready_seconds"],
+                        "step_seconds": step,
+                        "samples_per_second": HYPERPARAMETERS["batch_size"] / step,
+                        "epochs": len(result["epoch_step_counts"]),
+                        "parameters": result["parameters"],
+                    }
+                    if quality:
+                        from fefm_lab.training import auc, log_loss
+
+                        predictions = np.load(result["predictions"])
+                        record["test_auc"] = auc(labels_test, predictions)
+                        record["test_logloss"] = log_loss(labels_test, predictions)
+                    runs.append(record)
+
+    sections, targets = summarise(runs, shapes, quality_shape, seeds)
+    settings = {
+        "data": data_text,
+        "data_summary": data_summary,
+        "hyperparameters": HYPERPARAMETERS,
+        "seeds": seeds,
+        "max_epochs": max_epochs,
+        "speed_epochs": speed_epochs,
+        "warmup_intervals": warmup,
+        "quality_shape": [quality_shape[0], list(quality_shape[1])],
+        "smoke": args.smoke,
+        "runs": runs,
+    }
+    intro = (
+        "Generated by `make bench-peer` (`scripts/bench_peer.py`); do not edit by hand. "
+        f"Data: {data_text}, prepared once by fefm-lab ({data_summary['fields']} fields, "
+        f"{data_summary['vocabulary_total']:,} embedding rows in all; train/validation/test "
+        f"{data_summary['rows']['train']:,} / {data_summary['rows']['val']:,} / "
+        f"{data_summary['rows']['test']:,} rows), exported once to .npz and read by both sides. "
+        "Each run is a fresh process; both sides see the same batches in the same order. "
+        "AdaGrad lr 0.01, batch 1024, L2 linear 1e-6, embeddings 1e-5, field matrices 1e-7, "
+        "DNN 1e-7, dropout 0.2, early stopping on validation log loss (min delta 5e-6, "
+        "patience 2). *Ready* = wall time from the start of model construction to the end of "
+        "the first training step (graph building and compilation included, TensorFlow import "
+        "excluded). *Steady* = batch size / median time of a full-size step inside an epoch."
+    )
+    write_report(
+        args.out,
+        "peer",
+        title="fefm-lab versus DeepCTR 0.9.4 (reference DeepFEFM)",
+        intro=intro,
+        machine={**describe_machine(), "reference_venv": str(args.peer_venv.name)},
+        sections=sections,
+        targets=targets,
+        settings=settings,
+    )
+    print(f"wrote {args.out / 'peer.md'} and peer.json")
+    return 0
+
+
+def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[Target]]:
+    """Per-shape speed table, quality table over seeds, and the targets."""
+
+    def select(k, units, mode, reference):
+        return [
+            r
+            for r in runs
+            if r["k"] == k
+            and tuple(r["dnn"]) == tuple(units)
+            and ((r["l2_mode"] is None) if reference else r["l2_mode"] == mode)
+        ]
+
+    speed_rows, targets = [], []
+    for k, units in shapes:
+        reference = select(k, units, None, True)
+        ref_ready = statistics.median(r["ready_seconds"] for r in reference)
+        ref_rate = statistics.median(r["samples_per_second"] for r in reference)
+        shape_text = f"k={k}, DNN {'x'.join(map(str, units))}"
+        speed_rows.append([shape_text, "DeepCTR 0.9.4", ref_ready, ref_rate, "1.00", "1.00"])
+        for mode in ("table", "batch"):
+            mine = select(k, units, mode, False)
+            ready = statistics.median(r["ready_seconds"] for r in mine)
+            rate = statistics.median(r["samples_per_second"] for r in mine)
+            speed_rows.append(
+                [
+                    shape_text,
+                    f"fefm-lab l2_mode={mode}",
+                    ready,
+                    rate,
+                    f"{ref_ready / ready:.1f}",
+                    f"{rate / ref_rate:.2f}",
+                ]
+            )
+            if mode == "batch":
+                targets.append(
+                    Target(
+                        f"ready to train sooner, {shape_text}",
+                        ref_ready / ready,
+                        20.0,
+                        unit="x",
+                        note=f"{format_number(ref_ready)} s vs {format_number(ready)} s",
+                    )
+                )
+                targets.append(
+                    Target(
+                        f"steady throughput, {shape_text}",
+                        rate / ref_rate,
+                        5.0,
+                        unit="x",
+                        note=f"{format_number(rate)} vs {format_number(ref_rate)} samples/s; "
+                        f"l2_mode=table: {rate_ratio(select(k, units, 'table', False), ref_rate)}",
+                    )
+                )
+    speed = Section(
+        "Speed",
+        text="Median over runs of each shape. Ratios are fefm-lab over the reference "
+        "(ready: reference time / fefm-lab time).",
+        headers=["shape", "implementation", "ready (s)", "steady samples/s", "ready x", "speed x"],
+        rows=speed_rows,
+        data={"rows": speed_rows},
+    )
+
+    k, units = quality_shape
+    quality_rows, means = [], {}
+    for mode, reference in ((None, True), ("table", False), ("batch", False)):
+        chosen = select(k, units, mode, reference)
+        aucs = [r["test_auc"] for r in chosen]
+        losses = [r["test_logloss"] for r in chosen]
+        name = "DeepCTR 0.9.4" if reference else f"fefm-lab l2_mode={mode}"
+        means[mode] = statistics.fmean(aucs)
+        spread = statistics.stdev(aucs) if len(aucs) > 1 else float("nan")
+        quality_rows.append(
+            [
+                name,
+                len(aucs),
+                f"{statistics.fmean(aucs):.5f}",
+                f"{spread:.5f}",
+                f"{statistics.fmean(losses):.5f}",
+                ", ".join(f"{a:.4f}" for a in aucs),
+                ", ".join(str(r["epochs"]) for r in chosen),
+            ]
+        )
+    for mode in ("batch", "table"):
+        targets.append(
+            Target(
+                f"test AUC vs reference (mean of {seeds} seeds), l2_mode={mode}",
+                means[mode] - means[None],
+                -0.005,
+                note=f"{means[mode]:.5f} vs {means[None]:.5f}; AUC difference, goal >= -0.005",
+            )
+        )
+    quality = Section(
+        f"Quality (k={k}, DNN {'x'.join(map(str, units))}, {seeds} seeds)",
+        text="Exact test AUC and log loss from all test predictions (scikit-learn), the same "
+        "code for both implementations, best validation epoch restored.",
+        headers=[
+            "implementation",
+            "seeds",
+            "AUC mean",
+            "AUC std",
+            "log loss mean",
+            "AUC per seed",
+            "epochs per seed",
+        ],
+        rows=quality_rows,
+        data={"rows": quality_rows},
+    )
+    return [speed, quality], targets
+
+
+def rate_ratio(runs: list[dict], ref_rate: float) -> str:
+    rate = statistics.median(r["samples_per_second"] for r in runs)
+    return f"{rate / ref_rate:.2f}x"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
