@@ -1,0 +1,417 @@
+"""`fefm-lab`: the command line (run, sweep, prepare, synth, report, ui, show).
+
+`run` hands over to Hydra (`@hydra.main` parses `sys.argv`, so it is rewritten for the
+subcommand). Before Hydra starts, this process composes and validates every job's config (a
+mistake exits 2 before any data is read), creates the MLflow database and experiment, and for a
+sweep creates (or resumes) the parent run. The read-only subcommands use Hydra's compose API.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import fefm_lab
+from fefm_lab.errors import ConfigError, UserError
+
+VERSION_BASE = "1.3"
+CONFIG_NAME = "config"
+SUBCOMMANDS = {
+    "run": "train one configuration, or a sweep with -m (Hydra multirun)",
+    "prepare": "prepare (and cache) the configured dataset",
+    "synth": "write a synthetic CTR data file",
+    "report": "write the ablation report of an experiment under results/<experiment>/",
+    "ui": "open the MLflow UI on 127.0.0.1 for the configured tracking store",
+    "show": "print the composed configuration",
+}
+# Overrides that do not change what a sweep computes: left out of its generated name.
+NAME_NEUTRAL_PREFIXES = ("paths.", "mlflow.", "force", "threads", "hydra", "sweep.")
+
+
+def config_dir() -> str:
+    """The directory of the packaged configs (`fefm_lab.conf`, which is `conf/` in a checkout).
+
+    An editable install made before `conf/` had files does not map `fefm_lab.conf`; the source
+    checkout's `conf/` next to the package is then the same directory.
+    """
+    try:
+        return str(importlib.resources.files("fefm_lab.conf"))
+    except ModuleNotFoundError:
+        return str(Path(fefm_lab.__file__).resolve().parent.parent / "conf")
+
+
+# ---------------------------------------------------------------- composing
+
+
+def _hydra_message(error: BaseException) -> str:
+    parts = []
+    while error is not None:
+        text = str(error).strip()
+        if text and text not in parts:
+            parts.append(text)
+        error = error.__cause__
+    return "\n".join(parts)
+
+
+def compose_config(overrides: Sequence[str], *, with_hydra: bool = False) -> DictConfig:
+    """Compose `config.yaml` with overrides; Hydra's complaints become ConfigErrors (exit 2)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(
+        version_base=VERSION_BASE, config_dir=config_dir(), job_name="fefm-lab"
+    ):
+        try:
+            return compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=with_hydra)
+        except (HydraException, OmegaConfBaseException, ValueError) as error:
+            raise ConfigError(_hydra_message(error)) from None
+
+
+def resolved_config(overrides: Sequence[str]) -> dict[str, Any]:
+    """Composed, validated and interpolated: what a job would see."""
+    from fefm_lab.runner import resolve, validate_config
+
+    cfg = compose_config(overrides)
+    try:
+        resolved = resolve(cfg)
+    except OmegaConfBaseException as error:
+        raise ConfigError(_hydra_message(error)) from None
+    validate_config(resolved)
+    return resolved
+
+
+def expand_sweep(overrides: Sequence[str]) -> tuple[list[list[str]], DictConfig]:
+    """Every job's override list, as Hydra's basic sweeper will make them, and the base config.
+
+    The sweep is the experiment's `hydra.sweeper.params` followed by the command line (later
+    wins); `glob(*)` and comma lists expand to their cartesian product.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(
+        version_base=VERSION_BASE, config_dir=config_dir(), job_name="fefm-lab"
+    ):
+        try:
+            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+            parsed = parser.parse_overrides(list(overrides))
+            base = [o.input_line for o in parsed if not o.is_sweep_override()]
+            base_cfg = compose(CONFIG_NAME, overrides=base, return_hydra_config=True)
+            params = base_cfg.hydra.sweeper.get("params") or {}
+            lines = [f"{key}={value}" for key, value in params.items()] + list(overrides)
+            batches = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)
+        except (HydraException, OmegaConfBaseException, ValueError) as error:
+            raise ConfigError(_hydra_message(error)) from None
+    return [list(job) for batch in batches for job in batch], base_cfg
+
+
+def sweep_name(base_cfg: DictConfig, overrides: Sequence[str]) -> str:
+    """`sweep.name`, else the experiment preset's name, else one made from the overrides."""
+    if base_cfg.sweep.name:
+        return str(base_cfg.sweep.name)
+    experiment = base_cfg.hydra.runtime.choices.get("experiment")
+    if experiment:
+        return str(experiment)
+    relevant = sorted(o for o in overrides if not o.startswith(NAME_NEUTRAL_PREFIXES))
+    text = re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", " ".join(relevant))
+    return f"sweep_{text}"[:200] if text else "sweep"
+
+
+def _joblib_threads(base_cfg: DictConfig) -> int | None:
+    launcher = base_cfg.hydra.launcher
+    if "joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    jobs = launcher.get("n_jobs", -1) or -1
+    jobs = cores if jobs < 0 else jobs
+    return max(1, cores // max(1, jobs))
+
+
+# ---------------------------------------------------------------- run
+
+
+_OUTCOMES: list = []
+
+
+def _hydra_task(cfg: DictConfig) -> None:
+    """What Hydra runs per job (module level, so the joblib launcher can pickle it)."""
+    from fefm_lab.runner import run_job
+
+    _OUTCOMES.append(run_job(cfg))
+
+
+def _launch_hydra(arguments: Sequence[str]) -> None:
+    import hydra
+
+    task = hydra.main(version_base=VERSION_BASE, config_path=config_dir(), config_name=CONFIG_NAME)(
+        _hydra_task
+    )
+    saved = sys.argv
+    sys.argv = ["fefm-lab", *arguments]
+    GlobalHydra.instance().clear()
+    try:
+        task()
+    finally:
+        sys.argv = saved
+        GlobalHydra.instance().clear()
+
+
+def _print_result(outcome, resolved: dict[str, Any]) -> None:
+    from fefm_lab.runner import ui_command
+
+    print(f"test AUC      {outcome.test_auc:.5f}")
+    print(f"test log loss {outcome.test_logloss:.5f}")
+    print(
+        f"MLflow run    {outcome.run_id} (experiment {resolved['mlflow']['experiment']!r}, "
+        f"{resolved['mlflow']['tracking_uri']})"
+    )
+    print(f"look at it    {ui_command(resolved)}   (or: fefm-lab ui)")
+
+
+def command_run(arguments: Sequence[str]) -> int:
+    from fefm_lab.runner import resolve, store_for, validate_config
+
+    flags = [a for a in arguments if a.startswith("-")]
+    overrides = [a for a in arguments if not a.startswith("-")]
+    multirun = bool({"-m", "--multirun"} & set(flags))
+    unknown = set(flags) - {"-m", "--multirun"}
+    if unknown:
+        raise ConfigError(
+            f"fefm-lab run: unknown flag(s) {sorted(unknown)}; allowed: -m/--multirun"
+        )
+
+    if not multirun:
+        resolved = resolved_config(overrides)
+        store_for(resolved)  # database and experiment exist before the job starts
+        _OUTCOMES.clear()
+        _launch_hydra(overrides)
+        outcome = _OUTCOMES[-1]
+        if outcome.status in ("finished", "already_finished"):
+            _print_result(outcome, resolved)
+            return 0
+        if outcome.status == "skipped":
+            print(f"not run: {outcome.reason}", file=sys.stderr)
+            return 1
+        print(f"run {outcome.run_id} FAILED: {outcome.reason}", file=sys.stderr)
+        return 2 if outcome.user_error else 1
+
+    jobs, base_cfg = expand_sweep(overrides)
+    job_configs = []
+    for job in jobs:  # every job's config is checked before the first one starts
+        try:
+            job_configs.append(resolve(compose_config(job)))
+            validate_config(job_configs[-1])
+        except ConfigError as error:
+            raise ConfigError(f"in sweep job {' '.join(job)}: {error}") from None
+    from fefm_lab.tracking.run_logging import git_commit
+    from fefm_lab.tracking.sweep import finish_sweep
+
+    base = job_configs[0]  # tracking settings are the same for every job
+    store = store_for(base)
+    name = sweep_name(base_cfg, overrides)
+    parent_id, resumed = store.start_sweep_parent(
+        name,
+        {
+            "git_commit": git_commit(),
+            "fefm_lab_version": fefm_lab.__version__,
+            "overrides": " ".join(overrides)[:5000],
+        },
+    )
+    print(
+        f"sweep {name!r}: {len(jobs)} jobs, parent run {parent_id}"
+        + (" (resumed: finished configurations are skipped)" if resumed else ""),
+        file=sys.stderr,
+    )
+    extra = [f"sweep.name={name}", f"sweep.parent_run_id={parent_id}"]
+    threads = _joblib_threads(base_cfg)
+    if threads is not None and base.get("threads") is None:
+        extra.append(f"threads={threads}")
+    try:
+        _launch_hydra(["--multirun", *overrides, *extra])
+    except KeyboardInterrupt:
+        store.client.set_terminated(parent_id, "KILLED")
+        print(f"interrupted: sweep parent run {parent_id} marked KILLED", file=sys.stderr)
+        return 130
+    summary = finish_sweep(store, parent_id)
+    print(summary.markdown)
+    print(f"sweep parent run {parent_id} in experiment {store.experiment_name!r}")
+    if summary.failed:
+        print(f"{len(summary.failed)} run(s) failed:", file=sys.stderr)
+        for row in summary.failed:
+            print(f"  {row['run']} ({row['run_id']}): {row['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+# ---------------------------------------------------------------- other commands
+
+
+def command_show(arguments: Sequence[str]) -> int:
+    resolved = resolved_config(arguments)
+    print(OmegaConf.to_yaml(resolved), end="")
+    return 0
+
+
+def command_prepare(arguments: Sequence[str]) -> int:
+    from fefm_lab.data import prepare
+
+    resolved = resolved_config(arguments)
+    data = prepare(
+        resolved["dataset"], seed=resolved["seed"], data_root=Path(resolved["paths"]["data_root"])
+    )
+    print(f"prepared dataset: {data.root}")
+    return 0
+
+
+def command_synth(arguments: Sequence[str]) -> int:
+    from fefm_lab.data import synthesize
+
+    resolved = resolved_config(arguments)
+    path = synthesize(resolved["dataset"], seed=resolved["seed"])
+    print(f"synthetic data written: {path}")
+    return 0
+
+
+def command_report(arguments: Sequence[str]) -> int:
+    from fefm_lab.report import write_report
+    from fefm_lab.runner import store_for
+
+    resolved = resolved_config(arguments)
+    store = store_for(resolved)
+    written = write_report(
+        store,
+        Path(resolved["paths"]["results_dir"]) / resolved["mlflow"]["experiment"],
+        sweep=resolved["report"]["sweep"],
+    )
+    print(written.markdown)
+    for path in written.files:
+        print(f"wrote {path}")
+    return 0
+
+
+def command_ui(arguments: Sequence[str]) -> int:
+    resolved = resolved_config(arguments)
+    tracking = resolved["mlflow"]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        tracking["tracking_uri"],
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(tracking["ui_port"]),
+    ]
+    print(f"MLflow UI on http://127.0.0.1:{tracking['ui_port']} (Ctrl-C stops it)")
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
+
+
+COMMANDS = {
+    "run": command_run,
+    "show": command_show,
+    "prepare": command_prepare,
+    "synth": command_synth,
+    "report": command_report,
+    "ui": command_ui,
+}
+
+
+# ---------------------------------------------------------------- help
+
+
+def _first_comment(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        text = line.strip()
+        if text.startswith("#") and not text.startswith("# @package"):
+            return text.lstrip("# ").strip()
+    return ""
+
+
+def groups_help() -> str:
+    """Every config group with its options and each option's one-line description."""
+    root = Path(config_dir())
+    defaults = compose_config([], with_hydra=True).hydra.runtime.choices
+    lines = ["Config groups (pick with group=option; the default is marked *):"]
+    for group in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+        lines.append(f"  {group.name}:")
+        for option in sorted(group.glob("*.yaml")):
+            mark = "*" if defaults.get(group.name) == option.stem else " "
+            lines.append(f"   {mark} {option.stem:<26} {_first_comment(option)}")
+    lines += [
+        "Other keys: seed=INT, force=true (rerun finished configs), threads=INT,",
+        "  mlflow.tracking_uri=URI, mlflow.experiment=NAME, paths.root_dir=DIR, any model.* /",
+        "  trainer.* / dataset.* key (see `fefm-lab show`).",
+    ]
+    return "\n".join(lines)
+
+
+def usage() -> str:
+    commands = "\n".join(f"  {name:<8} {text}" for name, text in SUBCOMMANDS.items())
+    return (
+        "usage: fefm-lab COMMAND [overrides ...]\n\n"
+        f"Commands:\n{commands}\n\n{groups_help()}\n\n"
+        "Examples:\n"
+        "  fefm-lab run                                   # DeepFEFM, embedded synthetic data\n"
+        "  fefm-lab run model=fm trainer=adam seed=2\n"
+        "  fefm-lab run -m ablation='glob(*)' seed=1,2,3  # a sweep; repeat it to resume\n"
+        "  fefm-lab run -m experiment=synthetic_ablation hydra/launcher=joblib\n"
+        "  fefm-lab report experiment=synthetic_ablation\n"
+    )
+
+
+def run_usage() -> str:
+    return (
+        "usage: fefm-lab run [-m] [overrides ...]\n\n"
+        "Train one configuration (prints test AUC / log loss and the MLflow run), or with -m a\n"
+        "Hydra multirun sweep: one MLflow parent run, one child per job; configurations already\n"
+        "FINISHED (same config hash) are skipped unless force=true; failed runs are recorded and\n"
+        "the sweep goes on. hydra/launcher=joblib runs 2 jobs at once.\n\n"
+        f"{groups_help()}\n"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `fefm-lab` console script; returns the exit code."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if not arguments or arguments[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    if arguments[0] in ("-V", "--version"):
+        print(f"fefm-lab {fefm_lab.__version__}")
+        return 0
+    command, rest = arguments[0], arguments[1:]
+    if command not in COMMANDS:
+        print(
+            f"error: unknown command {command!r}; allowed: {', '.join(COMMANDS)} "
+            "(fefm-lab --help lists them)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        if "-h" in rest or "--help" in rest:
+            print(run_usage() if command == "run" else usage())
+            return 0
+        return COMMANDS[command](rest)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

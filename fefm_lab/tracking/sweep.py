@@ -1,0 +1,80 @@
+"""The end of a sweep: a summary table of its children, logged to the parent run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+from mlflow.entities import Run
+
+from fefm_lab.tracking.run_logging import log_metrics, log_text
+from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_OUTCOME, TAG_REASON, TrackingStore
+from fefm_lab.tracking.tables import markdown_table
+
+SUMMARY_COLUMNS = ("run", "status", "test_auc", "test_logloss", "reason", "run_id")
+
+
+@dataclass
+class SweepSummary:
+    rows: list[dict] = field(default_factory=list)
+    markdown: str = ""
+
+    @property
+    def failed(self) -> list[dict]:
+        return [row for row in self.rows if row["status"] in ("failed", "killed")]
+
+
+def outcome_of(run: Run) -> str:
+    """finished | skipped | failed | killed | running, from the run's status and outcome tag."""
+    status = run.info.status
+    if status == "FINISHED":
+        return "skipped" if run.data.tags.get(TAG_OUTCOME) == "skipped" else "finished"
+    return {"FAILED": "failed", "KILLED": "killed"}.get(status, "running")
+
+
+def latest_per_config(runs: list[Run]) -> list[Run]:
+    """The most recent run of each config hash (a resumed sweep reruns failed ones)."""
+    latest: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        latest[run.data.tags.get(TAG_CONFIG_HASH, run.info.run_id)] = run
+    return list(latest.values())
+
+
+def summary_rows(runs: list[Run]) -> list[dict]:
+    rows = []
+    for run in latest_per_config(runs):
+        metrics = run.data.metrics
+        rows.append(
+            {
+                "run": run.info.run_name,
+                "status": outcome_of(run),
+                "test_auc": metrics.get("test_auc", math.nan),
+                "test_logloss": metrics.get("test_logloss", math.nan),
+                "reason": run.data.tags.get(TAG_REASON, ""),
+                "run_id": run.info.run_id,
+            }
+        )
+    return sorted(rows, key=lambda row: row["run"])
+
+
+def finish_sweep(store: TrackingStore, parent_run_id: str) -> SweepSummary:
+    """Summarise the children, log the table (md + csv) and counts to the parent, close it.
+
+    The parent ends FINISHED when no configuration's latest run failed, else FAILED.
+    """
+    rows = summary_rows(store.children(parent_run_id))
+    table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    markdown = markdown_table(table) if rows else "(no runs)"
+    summary = SweepSummary(rows, markdown)
+    counts = table["status"].value_counts().to_dict() if rows else {}
+    log_metrics(
+        store.client,
+        parent_run_id,
+        {f"runs_{status}": counts.get(status, 0) for status in ("finished", "skipped", "failed")}
+        | {"runs_total": len(rows)},
+    )
+    log_text(store.client, parent_run_id, markdown + "\n", "sweep_summary.md")
+    log_text(store.client, parent_run_id, table.to_csv(index=False), "sweep_summary.csv")
+    store.client.set_terminated(parent_run_id, "FAILED" if summary.failed else "FINISHED")
+    return summary
