@@ -99,6 +99,17 @@ def _inputs(columns: _Columns) -> dict[str, keras.KerasTensor]:
     return inputs
 
 
+def _named(inputs: dict[str, keras.KerasTensor]) -> list[keras.KerasTensor]:
+    """The model's inputs as a list of named tensors.
+
+    A Keras 3 functional model built on a dict flattens a call's dict by sorted key, so one
+    extra feature in the batch (e.g. a column only another model uses) silently shifts every
+    input after it. Built on a list of named inputs, it picks the entries of a dict by name
+    and ignores the rest.
+    """
+    return list(inputs.values())
+
+
 def _check_number(name: str, value: Any, low: float, high: float | None = None) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"`{name}` must be a number, received {value!r}")
@@ -350,14 +361,15 @@ def DeepFEFM(
         ]
         _check_fm_fields(columns, "FEFM (" + " and ".join(f"{f}=True" for f in used_by) + ")")
     inputs = _inputs(columns)
-    embedded = columns.dnn_sparse if features_in_dnn else columns.fm_fields
+    fefm_used = use_fefm or fefm_in_dnn
+    embedded = columns.dnn_sparse if features_in_dnn else columns.fm_fields if fefm_used else []
     where, tables = _embed(embedded, inputs, l2_reg_embedding_feat, l2_mode, seed)
 
     logits = []
     if use_linear:
         logits.append(_linear_logit(columns, inputs, l2_reg_linear, l2_mode, seed))
     pair_scores = None
-    if use_fefm or fefm_in_dnn:
+    if fefm_used:
         pair_scores = FEFMInteraction(
             symmetric=symmetric,
             l2_reg=l2_reg_embedding_field,
@@ -385,7 +397,9 @@ def DeepFEFM(
             )
         )
     output = SumLogits(task, name="prediction")(logits)
-    return keras.Model(inputs=inputs, outputs=output, name="deepfefm" if has_dnn else "fefm")
+    return keras.Model(
+        inputs=_named(inputs), outputs=output, name="deepfefm" if has_dnn else "fefm"
+    )
 
 
 def FEFM(
@@ -465,7 +479,7 @@ def LR(
     }
     logit = _linear_logit(columns, inputs, l2_reg_linear, l2_mode, seed)
     output = SumLogits(task, name="prediction")([logit])
-    return keras.Model(inputs=linear_inputs, outputs=output, name="lr")
+    return keras.Model(inputs=_named(linear_inputs), outputs=output, name="lr")
 
 
 def _second_order_model(
@@ -518,7 +532,7 @@ def _second_order_model(
             )
         )
     output = SumLogits(task, name="prediction")(logits)
-    return keras.Model(inputs=inputs, outputs=output, name=name.lower())
+    return keras.Model(inputs=_named(inputs), outputs=output, name=name.lower())
 
 
 def FM(

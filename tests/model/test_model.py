@@ -1,0 +1,418 @@
+"""DeepFEFM and the comparison models against float64 NumPy references built from their weights."""
+
+from __future__ import annotations
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+from fefm_lab import (
+    FEFM,
+    FM,
+    LR,
+    DeepFEFM,
+    DeepFM,
+    DenseFeat,
+    FmFM,
+    FwFM,
+    SparseFeat,
+    build_model,
+)
+from fefm_lab.model import model_parameters
+
+K = 3
+SPARSE = [
+    SparseFeat("a", 3, K),
+    SparseFeat("b", 4, K),
+    SparseFeat("c", 2, K),
+    SparseFeat("d", 5, K),
+]
+DENSE = [DenseFeat("x", 2)]
+COLUMNS = [*SPARSE, *DENSE]
+VOCAB = sum(c.vocabulary_size for c in SPARSE)
+D_DENSE = 2
+HIDDEN = (5, 4)
+
+
+def make_inputs(columns, batch: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = {}
+    for c in columns:
+        if isinstance(c, SparseFeat):
+            x[c.name] = rng.integers(0, c.vocabulary_size, (batch, 1)).astype("int32")
+        else:
+            x[c.name] = rng.normal(size=(batch, c.dimension)).astype("float32")
+    return x
+
+
+def randomise(model: keras.Model, seed: int = 1) -> None:
+    """Every weight non-zero, so each term shows up in the output."""
+    rng = np.random.default_rng(seed)
+    for v in model.weights:
+        v.assign(rng.normal(scale=0.4, size=v.shape).astype("float32"))
+
+
+def w(model: keras.Model, layer: str, attr: str) -> np.ndarray:
+    return keras.ops.convert_to_numpy(getattr(model.get_layer(layer), attr)).astype("float64")
+
+
+def embed(model, x, columns, layer="feature_embedding") -> np.ndarray:
+    table = w(model, layer, "table")
+    offsets = np.cumsum([0] + [c.vocabulary_size for c in columns])
+    return np.stack([table[offsets[i] + x[c.name][:, 0]] for i, c in enumerate(columns)], axis=1)
+
+
+def linear_ref(model, x, sparse, dense) -> np.ndarray:
+    table = w(model, "linear", "table")[:, 0]
+    offsets = np.cumsum([0] + [c.vocabulary_size for c in sparse])
+    out = sum(table[offsets[i] + x[c.name][:, 0]] for i, c in enumerate(sparse))
+    if dense:
+        out = (
+            out
+            + np.concatenate([x[c.name] for c in dense], 1)
+            @ w(model, "linear", "dense_kernel")[:, 0]
+        )
+    return out
+
+
+def pair_dots(v: np.ndarray) -> np.ndarray:
+    n = v.shape[1]
+    return np.stack([(v[:, i] * v[:, j]).sum(1) for i in range(n) for j in range(i + 1, n)], 1)
+
+
+def fefm_ref(v: np.ndarray, u: np.ndarray, symmetric: bool = True) -> np.ndarray:
+    n, out, p = v.shape[1], [], 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            m = u[p] + u[p].T if symmetric else u[p]
+            out.append(np.einsum("bk,kl,bl->b", v[:, i], m, v[:, j]))
+            p += 1
+    return np.stack(out, 1)
+
+
+def dnn_ref(model, parts: list[np.ndarray], layers: int) -> np.ndarray:
+    h = np.concatenate(parts, axis=1)
+    for i in range(layers):
+        h = np.maximum(
+            h @ w(model, f"dnn_hidden_{i}", "kernel") + w(model, f"dnn_hidden_{i}", "bias"), 0
+        )
+    return h @ w(model, "dnn_logit", "kernel")[:, 0]
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-z))
+
+
+def predict(model, x) -> np.ndarray:
+    return keras.ops.convert_to_numpy(model(x, training=False))[:, 0].astype("float64")
+
+
+def dnn_size(n_in: int, units=HIDDEN) -> int:
+    sizes = [n_in, *units]
+    return sum(a * b + b for a, b in itertools.pairwise(sizes)) + sizes[-1]
+
+
+FLAGS = ("use_fefm", "use_linear", "exclude_feature_embed_in_dnn", "use_fefm_embed_in_dnn")
+COMBOS = [
+    (dict(zip(FLAGS, values, strict=True)), hidden)
+    for values in itertools.product([True, False], repeat=4)
+    for hidden in (HIDDEN, ())
+]
+
+
+def combo_error(flags: dict, hidden: tuple) -> str | None:
+    if not (flags["use_linear"] or flags["use_fefm"] or hidden):
+        return "nothing left in the logit: use_linear=False, use_fefm=False and dnn_hidden_units=()"
+    if hidden and flags["exclude_feature_embed_in_dnn"] and not flags["use_fefm_embed_in_dnn"]:
+        return (
+            "the DNN has no input: exclude_feature_embed_in_dnn=True .* use_fefm_embed_in_dnn=False"
+        )
+    return None
+
+
+@pytest.mark.parametrize(("flags", "hidden"), COMBOS)
+def test_deepfefm_every_flag_combination(flags, hidden):
+    error = combo_error(flags, hidden)
+    if error:
+        with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)")):
+            DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=hidden, **flags)
+        return
+    model = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=hidden, seed=3, **flags)
+    randomise(model)
+    x = make_inputs(COLUMNS)
+    fefm_used = flags["use_fefm"] or (bool(hidden) and flags["use_fefm_embed_in_dnn"])
+    features_in_dnn = bool(hidden) and not flags["exclude_feature_embed_in_dnn"]
+
+    v = embed(model, x, SPARSE) if fefm_used or features_in_dnn else None
+    logit = w(model, "prediction", "bias")[0] * np.ones(6)
+    if flags["use_linear"]:
+        logit = logit + linear_ref(model, x, SPARSE, DENSE)
+    r = fefm_ref(v, w(model, "fefm", "field_matrices")) if fefm_used else None
+    if flags["use_fefm"]:
+        logit = logit + r.sum(1)
+    n_dnn_in = 0
+    if hidden:
+        parts = []
+        if features_in_dnn:
+            parts += [v.reshape(6, -1), x["x"]]
+        if flags["use_fefm_embed_in_dnn"]:
+            parts.append(r)
+        logit = logit + dnn_ref(model, parts, len(hidden))
+        n_dnn_in = sum(p.shape[1] for p in parts)
+    np.testing.assert_allclose(predict(model, x), sigmoid(logit), rtol=1e-5, atol=1e-7)
+
+    pairs = 6
+    expected = 1 + (VOCAB * K if v is not None else 0)
+    expected += (VOCAB + D_DENSE) if flags["use_linear"] else 0
+    expected += pairs * K * K if fefm_used else 0
+    expected += dnn_size(n_dnn_in) if hidden else 0
+    assert model.count_params() == expected
+
+
+def test_paper_parameter_formula_for_full_model():
+    model = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN)
+    dnn = (4 * K + D_DENSE + 6) * 5 + 5 + 5 * 4 + 4 + 4
+    assert model.count_params() == VOCAB * K + VOCAB + D_DENSE + 6 * K * K + dnn + 1
+
+
+def test_fefm_and_fmfm_shallow_models():
+    x = make_inputs(COLUMNS, seed=4)
+    for builder, symmetric in ((FEFM, True), (FmFM, False)):
+        model = builder(COLUMNS, COLUMNS, seed=2)
+        randomise(model, 5)
+        v = embed(model, x, SPARSE)
+        r = fefm_ref(v, w(model, "fefm", "field_matrices"), symmetric)
+        logit = w(model, "prediction", "bias")[0] + linear_ref(model, x, SPARSE, DENSE) + r.sum(1)
+        np.testing.assert_allclose(predict(model, x), sigmoid(logit), rtol=1e-5)
+        assert model.count_params() == VOCAB * K + VOCAB + D_DENSE + 6 * K * K + 1
+    assert model.get_layer("fefm").symmetric is False
+
+
+def test_lr_fm_fwfm_deepfm_against_numpy():
+    x = make_inputs(COLUMNS, seed=5)
+    bias_and_linear = {}
+    for name, builder in (("lr", LR), ("fm", FM), ("fwfm", FwFM), ("deepfm", DeepFM)):
+        kwargs = {"dnn_hidden_units": HIDDEN} if name == "deepfm" else {}
+        model = builder(COLUMNS, COLUMNS, seed=1, **kwargs)
+        randomise(model, 7)
+        logit = w(model, "prediction", "bias")[0] + linear_ref(model, x, SPARSE, DENSE)
+        bias_and_linear[name] = logit
+        base = VOCAB + D_DENSE + 1
+        if name == "lr":
+            assert model.count_params() == base
+        else:
+            v = embed(model, x, SPARSE)
+            dots = pair_dots(v)
+            if name == "fwfm":
+                logit = logit + dots @ w(model, "fwfm", "pair_weights")
+                assert model.count_params() == base + VOCAB * K + 6
+            else:
+                logit = logit + dots.sum(1)
+            if name == "fm":
+                assert model.count_params() == base + VOCAB * K
+            if name == "deepfm":
+                logit = logit + dnn_ref(model, [v.reshape(6, -1), x["x"]], len(HIDDEN))
+                assert model.count_params() == base + VOCAB * K + dnn_size(VOCAB * 0 + 4 * K + 2)
+        np.testing.assert_allclose(predict(model, x), sigmoid(logit), rtol=1e-5, atol=1e-7)
+
+
+def test_fm_group_selects_fields():
+    columns = [
+        SparseFeat("a", 3, K),
+        SparseFeat("b", 4, K, group_name="user"),
+        SparseFeat("c", 2, K),
+        SparseFeat("d", 5, K, group_name="user"),
+        SparseFeat("e", 3, K, group_name="user"),
+    ]
+    x = make_inputs(columns, seed=6)
+    assert DeepFEFM(columns, columns).get_layer("fefm").field_matrices.shape == (1, K, K)
+    both = DeepFEFM(columns, columns, fm_group=["default", "user"])
+    assert both.get_layer("fefm").field_matrices.shape == (10, K, K)
+    model = DeepFEFM(columns, columns, fm_group=("user",), dnn_hidden_units=HIDDEN)
+    randomise(model, 2)
+    v = embed(model, x, columns)
+    r = fefm_ref(v[:, [1, 3, 4]], w(model, "fefm", "field_matrices"))
+    linear = linear_ref(model, x, columns, [])
+    logit = w(model, "prediction", "bias")[0] + linear + r.sum(1)
+    logit = logit + dnn_ref(model, [v.reshape(6, -1), r], len(HIDDEN))
+    np.testing.assert_allclose(predict(model, x), sigmoid(logit), rtol=1e-5)
+    # A shallow FEFM over a group embeds only that group's columns.
+    shallow = FEFM(columns, columns, fm_group="user")
+    assert shallow.get_layer("feature_embedding").table.shape == (4 + 5 + 3, K)
+    with pytest.raises(
+        ValueError, match=r"at least two categorical fields in `fm_group`; found \[\]"
+    ):
+        DeepFEFM(columns, columns, fm_group=("items",))
+    with pytest.raises(ValueError, match=r"FEFM \(use_fefm_embed_in_dnn=True\) needs at least two"):
+        DeepFEFM(columns[:2], columns[:2], use_fefm=False)
+
+
+def test_embedding_dims_must_match_in_fm_group():
+    columns = [SparseFeat("a", 3, 4), SparseFeat("b", 3, 2), SparseFeat("c", 3, 4)]
+    with pytest.raises(ValueError, match="must share one embedding_dim, found a=4, b=2, c=4"):
+        DeepFEFM(columns, columns)
+    # Outside the FEFM fields another size is fine: one table per size feeds the DNN.
+    mixed = [*columns[:1], SparseFeat("b", 3, 2, group_name="dnn_only"), columns[2]]
+    model = DeepFEFM(mixed, mixed, dnn_hidden_units=(3,))
+    assert model.get_layer("feature_embedding").table.shape == (3, 2)
+    assert model.get_layer("feature_embedding_1").table.shape == (6, 4)
+    dnn_in = 2 + 2 * 4 + 1
+    assert model.count_params() == 3 * 2 + 6 * 4 + 9 + 16 + dnn_in * 3 + 3 + 3 + 1
+
+
+def test_probabilities_and_regression_training():
+    x = make_inputs(COLUMNS, batch=200, seed=8)
+    binary = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN)
+    randomise(binary, 3)
+    p = predict(binary, x)
+    assert np.all((p > 0) & (p < 1))
+    model = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN, task="regression")
+    model.compile(keras.optimizers.Adam(0.1), loss="mse")
+    history = model.fit(x, np.full((200, 1), 3.0), batch_size=20, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    assert predict(model, x).mean() > 1.5  # a probability could not get here
+
+
+def test_l2_reaches_model_losses_in_both_modes():
+    x = make_inputs(COLUMNS, seed=9)
+    values = {}
+    for mode in ("batch", "table"):
+        model = DeepFEFM(
+            COLUMNS,
+            COLUMNS,
+            dnn_hidden_units=(),
+            l2_reg_linear=0.0,
+            l2_reg_embedding_feat=0.1,
+            l2_reg_embedding_field=0.0,
+            l2_mode=mode,
+        )
+        randomise(model, 4)
+        model(x, training=True)
+        values[mode] = float(sum(model.losses))
+        table = w(model, "feature_embedding", "table")
+    v = embed(model, x, SPARSE)
+    np.testing.assert_allclose(values["batch"], 0.1 * (v**2).sum(axis=(1, 2)).mean(), rtol=1e-5)
+    np.testing.assert_allclose(values["table"], 0.1 * (table**2).sum(), rtol=1e-5)
+    full = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN, l2_reg_dnn=0.01, l2_mode="table")
+    full(x)
+    # embeddings, field matrices, linear table, dense kernel, two hidden kernels
+    assert len(full.losses) == 6
+
+
+def test_seeds_reproduce_and_differ():
+    x = make_inputs(COLUMNS, seed=10)
+    a, b, c = (DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN, seed=s) for s in (7, 7, 8))
+    for va, vb in zip(a.weights, b.weights, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(va), keras.ops.convert_to_numpy(vb)
+        )
+    np.testing.assert_array_equal(predict(a, x), predict(b, x))
+    for name, attr in (
+        ("feature_embedding", "table"),
+        ("fefm", "field_matrices"),
+        ("dnn_hidden_0", "kernel"),
+    ):
+        assert not np.allclose(w(a, name, attr), w(c, name, attr))
+    table = w(a, "feature_embedding", "table")
+    assert not np.allclose(table[0], table[3])  # columns a and b do not start with equal rows
+    assert np.all(w(a, "linear", "table") == 0)
+
+
+def test_save_load_round_trip(tmp_path):
+    columns = [*COLUMNS, SparseFeat("u", 4, K, group_name="user")]
+    model = DeepFEFM(columns, columns, dnn_hidden_units=HIDDEN, dnn_use_bn=True, dnn_dropout=0.3)
+    randomise(model, 11)
+    x = make_inputs(columns, seed=12)
+    path = tmp_path / "deepfefm.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(predict(model, x), predict(loaded, x))
+    for name, builder in (("fwfm", FwFM), ("lr", LR)):
+        other = builder(COLUMNS, COLUMNS)
+        randomise(other, 13)
+        other.save(tmp_path / f"{name}.keras")
+        back = keras.saving.load_model(tmp_path / f"{name}.keras")
+        np.testing.assert_array_equal(predict(other, x), predict(back, x))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"dnn_dropout": 1.0}, r"`dnn_dropout` must be in \[0.0, 1.0\), received 1.0"),
+        ({"dnn_dropout": -0.1}, r"`dnn_dropout` must be in \[0.0, 1.0\), received -0.1"),
+        ({"l2_reg_dnn": -1e-3}, "`l2_reg_dnn` must be >= 0.0, received -0.001"),
+        ({"l2_reg_embedding_field": -1}, "`l2_reg_embedding_field` must be >= 0.0, received -1"),
+        (
+            {"task": "ranking"},
+            r"`task` must be one of \('binary', 'regression'\), received 'ranking'",
+        ),
+        ({"dnn_activation": "swishy"}, "`dnn_activation` must name a Keras activation.*'swishy'"),
+        ({"l2_mode": "rows"}, r"`l2_mode` must be one of \('table', 'batch'\), received 'rows'"),
+        ({"dnn_hidden_units": (4, 0)}, r"`dnn_hidden_units` must be a list of ints >= 1.*\(4, 0\)"),
+        ({"use_fefm": "yes"}, "`use_fefm` must be true or false, received 'yes'"),
+        ({"seed": None}, "`seed` must be an int, received None"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        DeepFEFM(COLUMNS, COLUMNS, **kwargs)
+
+
+def test_bad_columns():
+    with pytest.raises(ValueError, match="must hold SparseFeat / DenseFeat objects, received 'a'"):
+        DeepFEFM(["a"], COLUMNS)
+    clash = [SparseFeat("a", 9, K), *SPARSE[1:]]
+    with pytest.raises(ValueError, match="feature column 'a' is defined twice differently"):
+        DeepFEFM(clash, COLUMNS)
+    with pytest.raises(ValueError, match="`use_linear=True` needs at least one column"):
+        DeepFEFM([], COLUMNS)
+
+
+def test_build_model_names_and_keys():
+    for name in ("deepfefm", "fefm", "fmfm", "fm", "fwfm", "deepfm", "lr"):
+        model = build_model(name, COLUMNS, COLUMNS, seed=1)
+        assert model.output_shape == (None, 1)
+    with pytest.raises(ValueError, match=r"unknown model 'ffm'; expected one of \['deepfefm'"):
+        build_model("ffm", COLUMNS, COLUMNS)
+    with pytest.raises(ValueError, match="model 'fm' does not take parameter 'dnn_dropout'"):
+        build_model("fm", COLUMNS, COLUMNS, dnn_dropout=0.1)
+    # Hydra passes lists: they are accepted where the builders expect tuples.
+    model = build_model("deepfefm", COLUMNS, COLUMNS, dnn_hidden_units=[4], fm_group=["default"])
+    assert model.get_layer("dnn_hidden_0").units == 4
+    assert "symmetric" in model_parameters("deepfefm") and "symmetric" not in model_parameters(
+        "fmfm"
+    )
+
+
+def planted_interaction_data(rows: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Labels from two field-pair interactions with no first-order signal: LR cannot fit them."""
+    rng = np.random.default_rng(seed)
+    vocab, fields = 8, 5
+    ids = rng.integers(0, vocab, (rows, fields))
+    logit = np.zeros(rows)
+    weights = np.random.default_rng(100)
+    for i, j in ((0, 1), (2, 3)):
+        a, b = weights.normal(size=(vocab, 2)), weights.normal(size=(vocab, 2))
+        m = a @ b.T
+        m = m - m.mean(0, keepdims=True) - m.mean(1, keepdims=True) + m.mean()
+        logit += 2.0 * m[ids[:, i], ids[:, j]]
+    labels = (rng.random(rows) < sigmoid(logit)).astype("float32")[:, None]
+    return {f"f{i}": ids[:, i : i + 1].astype("int32") for i in range(fields)}, labels
+
+
+def test_fefm_learns_planted_interactions_lr_cannot():
+    from sklearn.metrics import roc_auc_score
+
+    columns = [SparseFeat(f"f{i}", 8, 4) for i in range(5)]
+    x_train, y_train = planted_interaction_data(16000, seed=1)
+    x_test, y_test = planted_interaction_data(4000, seed=2)
+    auc = {}
+    for name, model in (("lr", LR(columns, columns)), ("fefm", FEFM(columns, columns))):
+        model.compile(keras.optimizers.Adam(0.02), loss="binary_crossentropy")
+        model.fit(x_train, y_train, batch_size=256, epochs=4, verbose=0)
+        auc[name] = roc_auc_score(
+            y_test[:, 0], model.predict(x_test, batch_size=4000, verbose=0)[:, 0]
+        )
+    assert auc["fefm"] >= auc["lr"] + 0.05, auc
