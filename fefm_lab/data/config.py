@@ -1,0 +1,224 @@
+"""The `dataset` config group as a checked dataclass: every mistake is a ConfigError naming its key.
+
+`validate_dataset_config` runs before any data is read, so a typo fails in milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fefm_lab.errors import ConfigError
+
+FORMATS = ("criteo", "avazu", "generic", "synthetic")
+SPLIT_MODES = ("shuffled", "sequential")
+INTEGER_ENCODINGS = ("categorical", "log_bucket", "dense_minmax")
+BAD_ROW_POLICIES = ("error", "skip")
+FILE_TYPES = ("csv", "parquet")
+SYNTHETIC_FORMATS = ("criteo", "avazu")
+
+
+@dataclass(frozen=True)
+class SyntheticSource:
+    """What `format: synthetic` generates (then prepares as `format` raw data)."""
+
+    format: str = "criteo"
+    rows: int = 150_000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset and how to prepare it (mirrors conf/dataset/*.yaml)."""
+
+    name: str = "synthetic"
+    format: str = "synthetic"
+    path: str | None = None
+    split: str = "shuffled"
+    split_fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)
+    split_seed: int | None = None
+    min_count: int = 20
+    integer_encoding: str = "categorical"
+    on_bad_rows: str = "error"
+    # generic sources only
+    file_type: str = "csv"
+    separator: str = ","
+    header: bool = True
+    column_names: tuple[str, ...] | None = None
+    label: str | None = None
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    # synthetic only
+    synthetic: SyntheticSource = field(default_factory=SyntheticSource)
+    # performance knobs: they do not change the prepared content, so they are not fingerprinted
+    block_bytes: int = 64 << 20
+    shard_rows: int = 1_000_000
+
+    def settings(self) -> dict[str, Any]:
+        """The settings that determine the prepared content (fingerprinted and in the manifest)."""
+        values = asdict(self)
+        for key in ("name", "path", "block_bytes", "shard_rows", "synthetic"):
+            values.pop(key)
+        values["split_fractions"] = list(self.split_fractions)
+        if self.format != "generic":
+            for key in ("file_type", "separator", "header", "column_names", "label"):
+                values.pop(key)
+            values.pop("categorical")
+            values.pop("numeric")
+        else:
+            values["column_names"] = list(self.column_names) if self.column_names else None
+            values["categorical"] = list(self.categorical)
+            values["numeric"] = list(self.numeric)
+        return values
+
+
+def _to_plain(value: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, DictConfig | ListConfig):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    return value
+
+
+def _choice(values: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    value = values.get(key, default)
+    if value not in choices:
+        raise ConfigError(f"dataset.{key} must be one of {', '.join(choices)}; received {value!r}")
+    return value
+
+
+def _int(values: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
+    value = values.get(key, default)
+    if value is None and default is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"dataset.{key} must be an integer >= {minimum}; received {value!r}")
+    return value
+
+
+def _names(values: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = values.get(key) or ()
+    if isinstance(value, str) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"dataset.{key} must be a list of column names; received {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"dataset.{key} lists a column twice: {list(value)!r}")
+    return tuple(value)
+
+
+def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
+    """Check a `dataset` config (DictConfig, dict or DatasetConfig) and return it typed.
+
+    Raises ConfigError naming the key (`dataset.min_count`, ...) and what was expected.
+    """
+    if isinstance(dataset_cfg, DatasetConfig):
+        dataset_cfg = asdict(dataset_cfg)
+    values = _to_plain(dataset_cfg)
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"dataset must be a mapping of settings; received {values!r}")
+    known = set(DatasetConfig.__dataclass_fields__)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"dataset.{unknown[0]} is not a dataset setting (known: {', '.join(sorted(known))})"
+        )
+    fmt = _choice(values, "format", FORMATS, "synthetic")
+    name = values.get("name") or fmt
+    if not isinstance(name, str):
+        raise ConfigError(f"dataset.name must be a string; received {name!r}")
+    path = values.get("path")
+    if fmt != "synthetic" and (not isinstance(path, str) or not path or path == "???"):
+        raise ConfigError(
+            f"dataset.path must name the raw {fmt} file (e.g. dataset.path=/data/train.txt); "
+            f"received {path!r}"
+        )
+    fractions = values.get("split_fractions", (0.64, 0.16, 0.20))
+    if (
+        isinstance(fractions, str)
+        or not hasattr(fractions, "__len__")
+        or len(fractions) != 3
+        or not all(isinstance(f, int | float) and not isinstance(f, bool) for f in fractions)
+        or any(f < 0 for f in fractions)
+        or fractions[0] <= 0
+        or not math.isclose(sum(fractions), 1.0, abs_tol=1e-9)
+    ):
+        raise ConfigError(
+            "dataset.split_fractions must be three numbers [train, validation, test] >= 0 "
+            f"with train > 0 summing to 1; received {fractions!r}"
+        )
+    synthetic_values = _to_plain(values.get("synthetic")) or {}
+    if not isinstance(synthetic_values, Mapping):
+        raise ConfigError(f"dataset.synthetic must be a mapping; received {synthetic_values!r}")
+    unknown = sorted(set(synthetic_values) - set(SyntheticSource.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"dataset.synthetic.{unknown[0]} is not a synthetic-data setting")
+    synthetic = SyntheticSource(
+        format=_choice(synthetic_values, "format", SYNTHETIC_FORMATS, "criteo"),
+        rows=_int(synthetic_values, "rows", 150_000, 1),
+        seed=_int(synthetic_values, "seed", 0, 0),
+    )
+    separator = values.get("separator", ",")
+    if not isinstance(separator, str) or len(separator) != 1 or separator in '\n\r"':
+        raise ConfigError(
+            f"dataset.separator must be one character (not a newline or quote); "
+            f"received {separator!r}"
+        )
+    header = values.get("header", True)
+    if not isinstance(header, bool):
+        raise ConfigError(f"dataset.header must be true or false; received {header!r}")
+    column_names = values.get("column_names")
+    config = DatasetConfig(
+        name=name,
+        format=fmt,
+        path=path,
+        split=_choice(values, "split", SPLIT_MODES, "shuffled"),
+        split_fractions=tuple(float(f) for f in fractions),
+        split_seed=_int(values, "split_seed", None, 0),
+        min_count=_int(values, "min_count", 20, 1),
+        integer_encoding=_choice(values, "integer_encoding", INTEGER_ENCODINGS, "categorical"),
+        on_bad_rows=_choice(values, "on_bad_rows", BAD_ROW_POLICIES, "error"),
+        file_type=_choice(values, "file_type", FILE_TYPES, "csv"),
+        separator=separator,
+        header=header,
+        column_names=_names(values, "column_names") if column_names is not None else None,
+        label=values.get("label"),
+        categorical=_names(values, "categorical"),
+        numeric=_names(values, "numeric"),
+        synthetic=synthetic,
+        block_bytes=_int(values, "block_bytes", 64 << 20, 1),
+        shard_rows=_int(values, "shard_rows", 1_000_000, 1),
+    )
+    if fmt == "generic":
+        _check_generic(config)
+    return config
+
+
+def _check_generic(config: DatasetConfig) -> None:
+    if not isinstance(config.label, str) or not config.label:
+        raise ConfigError(f"dataset.label must name the label column; received {config.label!r}")
+    if not config.categorical and not config.numeric:
+        raise ConfigError("dataset.categorical and dataset.numeric are both empty: name columns")
+    overlap = {config.label} & set(config.categorical) | set(config.categorical) & set(
+        config.numeric
+    )
+    overlap |= {config.label} & set(config.numeric)
+    if overlap:
+        raise ConfigError(
+            f"dataset.categorical / dataset.numeric / dataset.label overlap on {sorted(overlap)!r}"
+        )
+    if config.file_type == "csv" and not config.header and not config.column_names:
+        raise ConfigError(
+            "dataset.column_names must list every column when dataset.header is false"
+        )
+    if config.column_names:
+        missing = [
+            c
+            for c in (config.label, *config.categorical, *config.numeric)
+            if c not in config.column_names
+        ]
+        if missing:
+            raise ConfigError(f"dataset.column_names lacks the declared column(s) {missing!r}")

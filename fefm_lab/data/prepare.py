@@ -1,0 +1,415 @@
+"""Raw file -> prepared dataset directory, streaming in two passes.
+
+Pass 1 reads the source once, assigns splits, counts each sparse field's values on the train split
+(hashed 64-bit keys, np.unique per chunk, merged) and the dense fields' train min/max. Pass 2 reads
+it again and writes ids and scaled values to Arrow IPC shards per split. Memory holds one chunk and
+the per-field counts, never the file.
+
+The directory is named `<name>-<digest>`, the digest a hash of the source fingerprint (size, mtime
+and SHA-256 of its first and last MiB) and every setting that changes the content. It is built in a
+`.tmp-...` directory beside it and renamed at the end, its manifest written last: a directory
+without a manifest is never trusted, and a complete one is reused without reading the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from fefm_lab.data.config import DatasetConfig, validate_dataset_config
+from fefm_lab.data.encode import dense_values, min_max_scale, sparse_keys
+from fefm_lab.data.feature_map import DENSE, SPARSE, FeatureMap, FieldSpec
+from fefm_lab.data.layout import SourceLayout, layout_for
+from fefm_lab.data.prepared import (
+    FEATURE_MAP,
+    LABEL_COLUMN,
+    MANIFEST,
+    SPLITS,
+    PreparedData,
+    shard_schema,
+)
+from fefm_lab.data.reader import count_data_rows, open_source
+from fefm_lab.data.split import TRAIN, assign_splits
+from fefm_lab.data.vocab import MISSING_ID, OOV_ID, ValueCounter
+from fefm_lab.errors import DataError
+
+LOG = logging.getLogger("fefm_lab.data")
+LAYOUT_VERSION = 1
+_FINGERPRINT_BYTES = 1 << 20
+
+ProgressCallback = Callable[[str, int, float], None]
+
+
+def source_fingerprint(path: Path) -> dict[str, Any]:
+    """Size, mtime and SHA-256 of the first and last MiB: cheap, and changes when the file does."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    if stat.st_size == 0:
+        raise DataError(f"{path}: the file is empty; expected data rows")
+    with open(path, "rb") as handle:
+        head = hashlib.sha256(handle.read(_FINGERPRINT_BYTES)).hexdigest()
+        handle.seek(max(0, stat.st_size - _FINGERPRINT_BYTES))
+        tail = hashlib.sha256(handle.read(_FINGERPRINT_BYTES)).hexdigest()
+    return {
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "head_sha256": head,
+        "tail_sha256": tail,
+    }
+
+
+class _Progress:
+    """Reports (stage, rows, seconds) to a callback, or logs rows/s every few seconds."""
+
+    def __init__(self, progress: bool | ProgressCallback, every_s: float = 5.0):
+        self.callback = progress if callable(progress) else None
+        self.log = progress is True
+        self.every_s = every_s
+        self.stage = ""
+        self.start = self.last = time.perf_counter()
+        self.rows = 0
+
+    def begin(self, stage: str) -> None:
+        self.stage, self.rows = stage, 0
+        self.start = self.last = time.perf_counter()
+
+    def update(self, rows: int, final: bool = False) -> float:
+        self.rows += rows
+        now = time.perf_counter()
+        elapsed = now - self.start
+        if self.callback is not None:
+            self.callback(self.stage, self.rows, elapsed)
+        if self.log and (final or now - self.last >= self.every_s):
+            self.last = now
+            rate = self.rows / elapsed if elapsed > 0 else 0.0
+            LOG.info("%s: %s rows, %s rows/s", self.stage, f"{self.rows:,}", f"{rate:,.0f}")
+        return elapsed
+
+
+class _ShardWriter:
+    """Writes one split's rows to numbered Arrow IPC files of at most `shard_rows` rows."""
+
+    def __init__(self, directory: Path, split: str, schema: pa.Schema, shard_rows: int):
+        self.directory = directory
+        self.split = split
+        self.schema = schema
+        self.shard_rows = shard_rows
+        self.shards: list[str] = []
+        self._writer: ipc.RecordBatchFileWriter | None = None
+        self._sink = None
+        self._rows_in_shard = 0
+        (directory / split).mkdir(parents=True, exist_ok=True)
+
+    def _open(self) -> None:
+        name = f"{self.split}/part-{len(self.shards):05d}.arrow"
+        self.shards.append(name)
+        self._sink = pa.OSFile(str(self.directory / name), "wb")
+        self._writer = ipc.new_file(self._sink, self.schema)
+        self._rows_in_shard = 0
+
+    def write(self, table: pa.Table) -> None:
+        offset = 0
+        while offset < table.num_rows:
+            if self._writer is None or self._rows_in_shard >= self.shard_rows:
+                self.close()
+                self._open()
+            take = min(self.shard_rows - self._rows_in_shard, table.num_rows - offset)
+            self._writer.write_table(table.slice(offset, take))
+            self._rows_in_shard += take
+            offset += take
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._sink.close()
+            self._writer = None
+
+
+def _field_plan(config: DatasetConfig, layout: SourceLayout, column_names) -> list[tuple[str, str]]:
+    """(field name, encoding) in file order."""
+    plan = []
+    for name in layout.field_order(tuple(column_names)):
+        if name in layout.categorical:
+            plan.append((name, "string"))
+        elif name in layout.hour_of_day:
+            plan.append((name, "hour_of_day"))
+        elif config.integer_encoding == "dense_minmax":
+            plan.append((name, "dense_minmax"))
+        elif config.integer_encoding == "log_bucket":
+            plan.append((name, "log_bucket"))
+        else:
+            plan.append((name, "integer"))
+    return plan
+
+
+def _source_path(config: DatasetConfig, data_root: Path, progress) -> tuple[Path, str]:
+    if config.format == "synthetic":
+        from fefm_lab.data.synthetic import ensure_synthetic
+
+        return ensure_synthetic(config.synthetic, data_root, progress=progress)
+    return Path(os.path.expanduser(config.path)).absolute(), config.format
+
+
+def prepare(
+    dataset_cfg: Any,
+    *,
+    seed: int,
+    data_root: str | Path,
+    progress: bool | ProgressCallback = True,
+) -> PreparedData:
+    """Prepare (or reuse) the dataset described by `dataset_cfg` under `data_root/prepared/`.
+
+    `seed` decides the shuffled split unless `dataset.split_seed` is set. `progress`: True logs
+    rows/s through the `fefm_lab.data` logger, a callable receives (stage, rows, seconds),
+    False is silent. Raises ConfigError for bad settings and DataError for bad data, leaving no
+    prepared directory behind.
+    """
+    config = validate_dataset_config(dataset_cfg)
+    data_root = Path(data_root)
+    reporter = _Progress(progress)
+    source_path, raw_format = _source_path(config, data_root, progress)
+    split_seed = config.split_seed if config.split_seed is not None else int(seed)
+    settings = {**config.settings(), "split_seed": split_seed, "raw_format": raw_format}
+    prepared_root = data_root / "prepared"
+    index_path = (
+        prepared_root / ".sources" / (_digest({"path": str(source_path), **settings}) + ".json")
+    )
+
+    reused = _reuse_from_index(index_path, source_path)
+    if reused is not None:
+        return reused
+    fingerprint = source_fingerprint(source_path)
+    digest = _digest({"source": fingerprint, "settings": settings, "layout": LAYOUT_VERSION})
+    final = prepared_root / f"{config.name}-{digest}"
+    if (final / MANIFEST).is_file():
+        _write_index(index_path, source_path, fingerprint, final)
+        return PreparedData.open(final)
+
+    layout = layout_for(config, raw_format)
+    built = _build(config, layout, source_path, settings, fingerprint, digest, final, reporter)
+    _write_index(index_path, source_path, fingerprint, built.directory)
+    return built
+
+
+def _digest(values: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _reuse_from_index(index_path: Path, source_path: Path) -> PreparedData | None:
+    """A complete directory recorded for this source and settings, when the source is unchanged
+    (same size and mtime: no byte is read) or gone (moved away after preparing)."""
+    if not index_path.is_file():
+        return None
+    try:
+        entry = json.loads(index_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    directory = Path(entry["directory"])
+    if not (directory / MANIFEST).is_file():
+        return None
+    try:
+        stat = source_path.stat()
+    except FileNotFoundError:
+        LOG.info("%s is gone; reusing its prepared dataset %s", source_path, directory)
+        return PreparedData.open(directory)
+    if stat.st_size == entry["size"] and stat.st_mtime_ns == entry["mtime_ns"]:
+        return PreparedData.open(directory)
+    return None
+
+
+def _write_index(index_path: Path, source: Path, fingerprint: dict, directory: Path) -> None:
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"source": str(source), "directory": str(directory.absolute()), **fingerprint}
+    temporary = index_path.with_name(f".{index_path.name}.{uuid.uuid4().hex}")
+    temporary.write_text(json.dumps(entry, indent=2))
+    os.replace(temporary, index_path)
+
+
+def _remove_stale_temporaries(final: Path) -> None:
+    """Remove `.tmp-<name>-<pid>-*` directories left by killed preparations of this dataset."""
+    for candidate in final.parent.glob(f".tmp-{final.name}-*"):
+        try:
+            pid = int(candidate.name[len(f".tmp-{final.name}-") :].split("-")[0])
+        except ValueError:
+            continue
+        alive = True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive or pid == os.getpid():
+            shutil.rmtree(candidate, ignore_errors=True)
+
+
+def _build(
+    config: DatasetConfig,
+    layout: SourceLayout,
+    source_path: Path,
+    settings: dict[str, Any],
+    fingerprint: dict[str, Any],
+    digest: str,
+    final: Path,
+    reporter: _Progress,
+) -> PreparedData:
+    source = open_source(source_path, layout, config.on_bad_rows, config.block_bytes)
+    total_rows = count_data_rows(source) if config.split == "sequential" else None
+
+    def splits_of(rows: np.ndarray) -> np.ndarray:
+        return assign_splits(
+            rows, config.split, config.split_fractions, settings["split_seed"], total_rows
+        )
+
+    # pass 1: statistics of the train split
+    reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)")
+    plan: list[tuple[str, str]] | None = None
+    counters: dict[str, ValueCounter] = {}
+    dense_range: dict[str, list[float]] = {}
+    rows_seen = bad_rows = 0
+    for chunk in source.chunks():
+        if plan is None:
+            plan = _field_plan(
+                config, layout, getattr(source, "column_names", None) or layout.used_columns
+            )
+            counters = {name: ValueCounter() for name, enc in plan if enc != "dense_minmax"}
+            dense_range = {name: [np.inf, -np.inf] for name, enc in plan if enc == "dense_minmax"}
+        bad_rows += chunk.bad_rows
+        train = splits_of(chunk.rows) == TRAIN
+        train_rows = chunk.rows[train]
+        for name, encoding in plan:
+            if encoding == "dense_minmax":
+                values = dense_values(chunk, name)[train]
+                if len(values):
+                    dense_range[name][0] = min(dense_range[name][0], float(values.min()))
+                    dense_range[name][1] = max(dense_range[name][1], float(values.max()))
+                continue
+            keys, missing = sparse_keys(chunk, name, encoding)
+            present = ~missing[train]
+            counters[name].add(keys[train][present], train_rows[present])
+        rows_seen += len(chunk.rows) + chunk.bad_rows
+        reporter.update(len(chunk.rows) + chunk.bad_rows)
+    pass1_s = reporter.update(0, final=True)
+    if plan is None or rows_seen == bad_rows:
+        raise DataError(f"{source_path}: no valid data rows (bad rows skipped: {bad_rows})")
+
+    vocabularies = {
+        name: counter.vocabulary(config.min_count) for name, counter in counters.items()
+    }
+    del counters
+    fields = []
+    for name, encoding in plan:
+        if encoding == "dense_minmax":
+            low, high = dense_range[name]
+            if not np.isfinite(low):
+                low = high = 0.0
+            fields.append(FieldSpec(name, DENSE, encoding, scale_min=low, scale_max=high))
+        else:
+            vocab = vocabularies[name]
+            fields.append(
+                FieldSpec(
+                    name,
+                    SPARSE,
+                    encoding,
+                    vocabulary_size=vocab.size,
+                    missing_id=MISSING_ID,
+                    oov_id=OOV_ID,
+                    distinct_train_values=vocab.distinct_values,
+                )
+            )
+    feature_map = FeatureMap(tuple(fields), label=layout.label)
+
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(final)
+    temporary = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    temporary.mkdir()
+    try:
+        split_stats, pass2_s = _write_shards(
+            config, source, plan, vocabularies, feature_map, splits_of, temporary, reporter
+        )
+        (temporary / "vocabularies").mkdir()
+        for name, vocab in vocabularies.items():
+            np.save(temporary / "vocabularies" / f"{name}.npy", vocab.keys_in_id_order)
+        feature_map.save(temporary / FEATURE_MAP)
+        from fefm_lab import __version__
+
+        manifest = {
+            "fefm_lab_version": __version__,
+            "layout_version": LAYOUT_VERSION,
+            "name": config.name,
+            "fingerprint": digest,
+            "source": {"path": str(source_path), **fingerprint},
+            "settings": settings,
+            "rows_read": rows_seen,
+            "bad_rows": bad_rows,
+            "splits": split_stats,
+            "seconds": {"pass1": round(pass1_s, 3), "pass2": round(pass2_s, 3)},
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "keys": "vocabularies/<field>.npy: uint64 value keys in id order (first id 2)",
+        }
+        manifest_tmp = temporary / f".{MANIFEST}.partial"
+        manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        os.replace(manifest_tmp, temporary / MANIFEST)
+        try:
+            os.rename(temporary, final)
+        except OSError:
+            # Another process finished the same preparation first: use its directory.
+            if not (final / MANIFEST).is_file():
+                raise
+            shutil.rmtree(temporary, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    return PreparedData.open(final)
+
+
+def _write_shards(config, source, plan, vocabularies, feature_map, splits_of, directory, reporter):
+    schema = pa.schema(shard_schema(feature_map))
+    writers = {split: _ShardWriter(directory, split, schema, config.shard_rows) for split in SPLITS}
+    stats = {split: {"rows": 0, "positives": 0} for split in SPLITS}
+    fields = {spec.name: spec for spec in feature_map.fields}
+    reporter.begin(f"prepare {config.name}: pass 2/2 (shards)")
+    try:
+        for chunk in source.chunks():
+            codes = splits_of(chunk.rows)
+            columns: dict[str, np.ndarray] = {}
+            for name, encoding in plan:
+                if encoding == "dense_minmax":
+                    spec = fields[name]
+                    values = dense_values(chunk, name)
+                    columns[name] = min_max_scale(values, spec.scale_min, spec.scale_max)
+                else:
+                    keys, missing = sparse_keys(chunk, name, encoding)
+                    columns[name] = vocabularies[name].lookup(keys, missing)
+            columns[LABEL_COLUMN] = chunk.labels.astype(np.float32)
+            for code, split in enumerate(SPLITS):
+                selected = codes == code
+                count = int(selected.sum())
+                if not count:
+                    continue
+                arrays = [pa.array(columns[f.name][selected]) for f in schema]
+                writers[split].write(pa.Table.from_arrays(arrays, schema=schema))
+                stats[split]["rows"] += count
+                stats[split]["positives"] += int(chunk.labels[selected].sum())
+            reporter.update(len(chunk.rows) + chunk.bad_rows)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    for split in SPLITS:
+        stats[split]["shards"] = writers[split].shards
+    return stats, reporter.update(0, final=True)
