@@ -100,7 +100,7 @@ def dataset_config(smoke: bool, synthetic_rows: int) -> tuple[dict, str]:
 
 def export_npz(dataset_cfg: dict, work: Path) -> tuple[Path, dict]:
     """Prepare with fefm-lab, then write every split's encoded arrays to one .npz."""
-    from fefm_lab.data import prepare
+    from fefm_lab.data.prepare import prepare
 
     data = prepare(dataset_cfg, seed=0, data_root=work / "prepared", progress=False)
     columns, _ = data.feature_columns(1)

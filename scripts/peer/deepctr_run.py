@@ -17,10 +17,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from deepctr.feature_column import DenseFeat, SparseFeat  # noqa: E402
-from deepctr.models import DeepFEFM  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from deepctr.feature_column import DenseFeat, SparseFeat
+from deepctr.models import DeepFEFM
 
 
 def log_loss(labels: np.ndarray, predictions: np.ndarray) -> float:

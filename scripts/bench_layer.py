@@ -1,0 +1,135 @@
+"""Benchmark 2: the FEFM layer's forward and backward throughput against the machine's matmul rate.
+
+Useful work counted (per batch of B rows, P pairs, k-dim embeddings): the forward contraction
+r = v_i^T W_p v_j costs 2 B P k^2 flops (the k x k matrix-vector product; the final dot adds
+2 B P k, left out); the backward pass does two more of the same size (gradient to the embeddings,
+gradient to the field matrices), so forward + backward = 3 x 2 B P k^2.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+from fefm_lab.bench.results import Section, Target, format_number
+
+DEFAULT_IMPLEMENTATION = "pair_batched"
+
+
+def median_seconds(function, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of `function()` (which must block until its result exists)."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def time_fefm_layer(
+    fields: int, k: int, batch: int, implementation: str, repeats: int
+) -> dict[str, float]:
+    """Median seconds of the layer's forward pass and of forward + backward (XLA-compiled)."""
+    import tensorflow as tf
+
+    from fefm_lab.layers import FEFMInteraction
+
+    layer = FEFMInteraction(implementation=implementation, seed=0)
+    embeddings = tf.random.stateless_normal((batch, fields, k), seed=(5, 6))
+    layer.build(embeddings.shape)
+    weights = layer.trainable_variables
+
+    @tf.function(jit_compile=True)
+    def forward(x):
+        return layer(x)
+
+    @tf.function(jit_compile=True)
+    def forward_backward(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x))
+        grad_x, *grad_w = tape.gradient(loss, [x, *weights])
+        return grad_x, grad_w
+
+    def run_forward():
+        forward(embeddings).numpy()
+
+    def run_forward_backward():
+        grad_x, grad_w = forward_backward(embeddings)
+        grad_x.numpy()
+        grad_w[0].numpy()
+
+    return {
+        "forward_seconds": median_seconds(run_forward, repeats),
+        "forward_backward_seconds": median_seconds(run_forward_backward, repeats),
+    }
+
+
+def run(
+    matmul_flops: float, *, ks: list[int], fields: int, batch: int, repeats: int
+) -> tuple[Section, list[Target]]:
+    pairs = fields * (fields - 1) // 2
+    rows, targets, data = [], [], []
+    for k in ks:
+        forward_flops = 2.0 * batch * pairs * k * k
+        for implementation in (DEFAULT_IMPLEMENTATION, "field_grouped"):
+            times = time_fefm_layer(fields, k, batch, implementation, repeats)
+            forward_rate = forward_flops / times["forward_seconds"]
+            both_rate = 3 * forward_flops / times["forward_backward_seconds"]
+            record = {
+                "k": k,
+                "implementation": implementation,
+                **times,
+                "forward_flops_per_second": forward_rate,
+                "forward_backward_flops_per_second": both_rate,
+                "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
+            }
+            data.append(record)
+            default = " (model default)" if implementation == DEFAULT_IMPLEMENTATION else ""
+            rows.append(
+                [
+                    k,
+                    implementation + default,
+                    times["forward_seconds"] * 1e3,
+                    times["forward_backward_seconds"] * 1e3,
+                    forward_rate / 1e9,
+                    both_rate / 1e9,
+                    f"{100 * forward_rate / matmul_flops:.0f}%",
+                    f"{100 * both_rate / matmul_flops:.0f}%",
+                ]
+            )
+            if implementation == DEFAULT_IMPLEMENTATION and k == max(ks):
+                targets.append(
+                    Target(
+                        f"FEFM layer forward+backward at k={k}, share of matmul rate",
+                        100 * both_rate / matmul_flops,
+                        30.0,
+                        unit="%",
+                        note=f"{format_number(both_rate / 1e9)} of "
+                        f"{format_number(matmul_flops / 1e9)} GFLOP/s",
+                    )
+                )
+    section = Section(
+        f"FEFM layer versus the machine (P = {pairs}, batch {batch})",
+        text=(
+            f"Float32 matmul rate measured in the same run: {matmul_flops / 1e9:.0f} GFLOP/s "
+            "(best of 2048 x 2048 products). Useful work: forward 2·B·P·k² flops, forward + "
+            "backward 3 x that; median of "
+            f"{repeats} XLA-compiled calls."
+        ),
+        headers=[
+            "k",
+            "implementation",
+            "forward (ms)",
+            "fwd+bwd (ms)",
+            "forward GFLOP/s",
+            "fwd+bwd GFLOP/s",
+            "forward % of matmul",
+            "fwd+bwd % of matmul",
+        ],
+        rows=rows,
+        data={"matmul_flops_per_second": matmul_flops, "runs": data},
+    )
+    return section, targets

@@ -1,0 +1,113 @@
+"""Benchmark 4: preparation at scale, fefm-lab against the hand-written pandas route.
+
+Each measurement runs `scripts/bench_prepare_probe.py` in a fresh process, so its peak resident
+memory is that preparation's alone. Generated raw files are kept in the work folder and reused.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from fefm_lab.bench.measure import python_command, run_json_subprocess
+from fefm_lab.bench.results import Section, Target, format_number
+
+PROBE = Path(__file__).resolve().parent / "bench_prepare_probe.py"
+GIB = 2**30
+FULL_CRITEO_ROWS = 45_840_617
+
+
+def generated_criteo_file(rows: int, work: Path) -> Path:
+    """A generated Criteo-format raw file of `rows` rows under `work`, made once and reused."""
+    from fefm_lab.data.synthetic import manifest_path_for, synthesize
+
+    path = work / f"criteo_generated_{rows}.txt"
+    if not (path.is_file() and manifest_path_for(path).is_file()):
+        synthesize(path, format="criteo", rows=rows, seed=0, progress=False)
+    return path
+
+
+def measure(method: str, raw: Path, work: Path) -> dict:
+    """One preparation in a fresh process; its output folder is removed afterwards."""
+    out = work / f"prepared_{method}_{raw.stem}"
+    shutil.rmtree(out, ignore_errors=True)
+    try:
+        return run_json_subprocess(python_command(PROBE, method, raw, out))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def run(
+    sizes: list[int], *, pandas_max_rows: int, work: Path, full: bool
+) -> tuple[Section, list[Target]]:
+    work.mkdir(parents=True, exist_ok=True)
+    if full and FULL_CRITEO_ROWS not in sizes:
+        sizes = [*sizes, FULL_CRITEO_ROWS]
+    results: dict[tuple[int, str], dict] = {}
+    for rows in sizes:
+        raw = generated_criteo_file(rows, work)
+        results[(rows, "fefm-lab")] = measure("fefm-lab", raw, work)
+        print(f"  prepare {rows:,} rows: {results[(rows, 'fefm-lab')]}", flush=True)
+        if rows <= pandas_max_rows:
+            results[(rows, "pandas")] = measure("pandas", raw, work)
+            print(f"  by hand {rows:,} rows: {results[(rows, 'pandas')]}", flush=True)
+
+    table = []
+    for (rows, method), result in sorted(results.items()):
+        label = (
+            "fefm-lab prepare" if method == "fefm-lab" else "pandas read + LabelEncoder (by hand)"
+        )
+        table.append(
+            [
+                f"{rows:,}",
+                label,
+                result["seconds"],
+                result["rows_per_second"],
+                result["peak_rss_bytes"] / GIB,
+            ]
+        )
+    smallest, largest = min(sizes), max(sizes)
+    mine_large = results[(largest, "fefm-lab")]
+    mine_small = results[(smallest, "fefm-lab")]
+    targets = [
+        Target(
+            f"preparation rows/s at {largest:,} rows",
+            mine_large["rows_per_second"],
+            200_000,
+            unit=" rows/s",
+            note=f"{format_number(mine_large['seconds'])} s end to end",
+        ),
+        Target(
+            f"preparation peak memory at {largest:,} rows"
+            + ("" if largest >= FULL_CRITEO_ROWS else " (45.8M only with --full)"),
+            mine_large["peak_rss_bytes"] / GIB,
+            4.0,
+            higher_is_better=False,
+            unit=" GiB",
+        ),
+    ]
+    if largest > smallest:
+        targets.append(
+            Target(
+                f"preparation memory flat: peak at {largest:,} / peak at {smallest:,} rows",
+                mine_large["peak_rss_bytes"] / mine_small["peak_rss_bytes"],
+                1.5,
+                higher_is_better=False,
+                unit="x",
+                note="'roughly flat' read as at most 1.5x",
+            )
+        )
+    section = Section(
+        "Preparation at scale",
+        text=(
+            "Generated Criteo-format raw files (tab-separated, 40 columns). fefm-lab: "
+            "`fefm_lab.data.prepare` end to end (read, vocabularies fit on the train split with "
+            "min count 20, encode, columnar shards). By hand: DeepCTR's Criteo example (whole-file "
+            f"`pandas.read_csv`, fill missing, `LabelEncoder` per column, `MinMaxScaler`), run up "
+            f"to {pandas_max_rows:,} rows. Peak memory is the process's maximum resident set."
+        ),
+        headers=["rows", "method", "seconds", "rows/s", "peak memory (GiB)"],
+        rows=table,
+        data={f"{rows}/{method}": result for (rows, method), result in results.items()},
+    )
+    return section, targets

@@ -1,0 +1,176 @@
+"""Benchmarks 3 and 5: training step time against vocabulary size; input pipeline against steps.
+
+Both use fefm-lab's own step (`fefm_lab.training.Trainer.train_step`: XLA forward and backward,
+row-sparse AdaGrad) and the default model configuration (conf/model/deepfefm.yaml: k 16,
+DNN 256-128-64, l2_mode batch), at Criteo's shape (39 categorical fields) and batch 1024.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from fefm_lab.bench.measure import interval_stats
+from fefm_lab.bench.results import Section, Target, format_number
+
+FIELDS = 39
+BATCH = 1024
+DEFAULT_MODEL = {
+    "embedding_dim": 16,
+    "dnn_hidden_units": (256, 128, 64),
+    "l2_reg_linear": 1e-5,
+    "l2_reg_embedding_feat": 1e-5,
+    "l2_reg_embedding_field": 1e-7,
+    "l2_reg_dnn": 0.0,
+}
+
+
+def build_default_model(columns, l2_mode: str, seed: int = 0):
+    from fefm_lab.model import build_model
+
+    params = {key: value for key, value in DEFAULT_MODEL.items() if key != "embedding_dim"}
+    return build_model("deepfefm", columns, columns, l2_mode=l2_mode, seed=seed, **params)
+
+
+def step_seconds(trainer, batches, steps: int, warmup: int) -> float:
+    """Median time of one finished training step over `steps` steps cycling through `batches`."""
+    durations = []
+    for index in range(steps + warmup):
+        features, labels = batches[index % len(batches)]
+        start = time.perf_counter()
+        trainer.train_step(features, labels).numpy()
+        durations.append(time.perf_counter() - start)
+    return interval_stats(durations, warmup=warmup).median_seconds
+
+
+def vocabulary_step_seconds(vocabulary: int, l2_mode: str, steps: int, warmup: int) -> float:
+    """Step time with `vocabulary` rows in each of the 39 tables, uniform random ids."""
+    import keras
+    import tensorflow as tf
+
+    from fefm_lab.features import SparseFeat
+    from fefm_lab.training import Trainer, TrainerConfig
+
+    keras.backend.clear_session()
+    columns = [
+        SparseFeat(f"C{i}", vocabulary, DEFAULT_MODEL["embedding_dim"]) for i in range(FIELDS)
+    ]
+    trainer = Trainer(build_default_model(columns, l2_mode), TrainerConfig(verbose=False))
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(4):
+        ids = rng.integers(0, vocabulary, size=(BATCH, FIELDS), dtype=np.int32)
+        features = {f"C{i}": tf.constant(ids[:, i : i + 1]) for i in range(FIELDS)}
+        labels = tf.constant((rng.random((BATCH, 1)) < 0.25).astype(np.float32))
+        batches.append((features, labels))
+    return step_seconds(trainer, batches, steps, warmup)
+
+
+def run_vocabulary(sizes: list[int], steps: int, warmup: int) -> tuple[Section, list[Target]]:
+    small, large = min(sizes), max(sizes)
+    times = {
+        (size, mode): vocabulary_step_seconds(size, mode, steps, warmup)
+        for mode in ("batch", "table")
+        for size in sizes
+    }
+    rows = [
+        [
+            f"{size:,}",
+            mode + (" (default)" if mode == "batch" else " (reference parity)"),
+            times[(size, mode)] * 1e3,
+            BATCH / times[(size, mode)],
+            f"{times[(size, mode)] / times[(small, mode)]:.2f}",
+        ]
+        for mode in ("batch", "table")
+        for size in sizes
+    ]
+    growth = times[(large, "batch")] / times[(small, "batch")]
+    table_growth = times[(large, "table")] / times[(small, "table")]
+    target = Target(
+        f"step time at {large:,} vs {small:,} rows per table (l2_mode=batch)",
+        growth,
+        1.5,
+        higher_is_better=False,
+        unit="x",
+        note=f"{format_number(times[(large, 'batch')] * 1e3)} ms vs "
+        f"{format_number(times[(small, 'batch')] * 1e3)} ms; l2_mode=table grows "
+        f"{table_growth:.1f}x ({format_number(times[(large, 'table')] * 1e3)} ms)",
+    )
+    section = Section(
+        "Vocabulary size (training step time)",
+        text=(
+            f"{FIELDS} tables of the given rows each, k {DEFAULT_MODEL['embedding_dim']}, DNN "
+            f"256-128-64, batch {BATCH}, uniform random ids (every batch touches ~{BATCH} "
+            f"distinct rows per table), AdaGrad; median of {steps} steps after {warmup} warm-up."
+        ),
+        headers=["rows per table", "l2_mode", "step (ms)", "samples/s", "x smallest"],
+        rows=rows,
+        data={f"{size}/{mode}": seconds for (size, mode), seconds in times.items()},
+    )
+    return section, [target]
+
+
+def run_pipeline(data, batches: int, warmup: int) -> tuple[Section, list[Target]]:
+    """Batches/s of `train_dataset` alone, then steps/s of training fed by it."""
+    import keras
+    from fefm_lab.data.input import train_dataset
+
+    from fefm_lab.training import Trainer, TrainerConfig
+
+    def batch_stream():
+        while True:
+            yield from train_dataset(data, BATCH, 0)
+
+    stream = batch_stream()
+    durations = []
+    for _ in range(batches + warmup):
+        start = time.perf_counter()
+        next(stream)
+        durations.append(time.perf_counter() - start)
+    input_seconds = interval_stats(durations, warmup=warmup).mean_seconds
+
+    keras.backend.clear_session()
+    _linear, dnn = data.feature_columns(DEFAULT_MODEL["embedding_dim"])
+    trainer = Trainer(build_default_model(dnn, "batch"), TrainerConfig(verbose=False))
+    stream = batch_stream()
+    fed = [next(stream) for _ in range(4)]
+    compute_seconds = step_seconds(trainer, fed, batches, warmup)
+    durations = []
+    for _ in range(batches + warmup):
+        start = time.perf_counter()
+        features, labels = next(stream)
+        trainer.train_step(features, labels).numpy()
+        durations.append(time.perf_counter() - start)
+    fed_seconds = interval_stats(durations, warmup=warmup).mean_seconds
+
+    ratio = compute_seconds / input_seconds
+    rows = [
+        ["input pipeline alone (`train_dataset`)", 1 / input_seconds, BATCH / input_seconds],
+        ["training step on resident batches", 1 / compute_seconds, BATCH / compute_seconds],
+        ["training step fed by the pipeline", 1 / fed_seconds, BATCH / fed_seconds],
+    ]
+    target = Target(
+        "input pipeline batches/s over training steps/s",
+        ratio,
+        3.0,
+        unit="x",
+        note=f"{format_number(1 / input_seconds)} batches/s vs "
+        f"{format_number(1 / compute_seconds)} steps/s",
+    )
+    section = Section(
+        "Input pipeline",
+        text=(
+            f"Prepared generated Criteo-format data ({data.rows('train'):,} train rows), "
+            f"batch {BATCH}, default model; mean over {batches} batches after {warmup} warm-up "
+            "for the pipeline, median for the step."
+        ),
+        headers=["what", "batches/s", "rows/s"],
+        rows=rows,
+        data={
+            "input_seconds_per_batch": input_seconds,
+            "step_seconds": compute_seconds,
+            "fed_step_seconds": fed_seconds,
+        },
+    )
+    return section, [target]
