@@ -416,3 +416,15 @@ def test_fefm_learns_planted_interactions_lr_cannot():
             y_test[:, 0], model.predict(x_test, batch_size=4000, verbose=0)[:, 0]
         )
     assert auc["fefm"] >= auc["lr"] + 0.05, auc
+
+
+def test_inputs_are_taken_by_name_extra_features_ignored(tmp_path):
+    """A batch holding more features than the model uses must not shift its inputs."""
+    model = FEFM(SPARSE[:2], SPARSE[:2])
+    randomise(model, 14)
+    x = make_inputs(COLUMNS, seed=15)
+    only = {name: x[name] for name in ("a", "b")}
+    np.testing.assert_array_equal(predict(model, x), predict(model, only))
+    model.save(tmp_path / "fefm.keras")
+    loaded = keras.saving.load_model(tmp_path / "fefm.keras")
+    np.testing.assert_array_equal(predict(loaded, x), predict(model, only))
