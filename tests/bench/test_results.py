@@ -1,0 +1,119 @@
+"""Bench result helpers: targets, formatting, report files, step statistics (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from fefm_lab.bench.machine import describe_machine, machine_markdown
+from fefm_lab.bench.measure import interval_stats, peak_rss_bytes, step_stats
+from fefm_lab.bench.results import (
+    Section,
+    Target,
+    format_number,
+    markdown_table,
+    write_report,
+    write_summary,
+)
+
+
+def test_target_higher_is_better_met_and_margin():
+    target = Target("speed", measured=6.0, goal=5.0, unit="x")
+    assert target.met
+    assert target.margin == pytest.approx(1.2)
+    assert target.as_row()[:5] == ["speed", "6.00x", ">= 5.00x", "met", "1.20x of goal"]
+
+
+def test_target_lower_is_better_missed():
+    target = Target("memory", measured=5.0, goal=4.0, higher_is_better=False, unit=" GiB")
+    assert not target.met
+    assert target.margin == pytest.approx(0.8)
+    assert target.as_row()[2:4] == ["<= 4.00 GiB", "**missed**"]
+
+
+def test_target_nan_is_missed_and_negative_goal_compares():
+    assert not Target("x", math.nan, 1.0).met
+    assert Target("auc gap", -0.001, -0.005).met
+    assert not Target("auc gap", -0.006, -0.005).met
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (1234567, "1,234,567"),
+        (2500.4, "2,500"),
+        (123.45, "123.5"),
+        (1.234, "1.23"),
+        (0.012345, "0.01235"),
+        (0, "0"),
+        (None, "n/a"),
+        (math.nan, "n/a"),
+    ],
+)
+def test_format_number(value, text):
+    assert format_number(value) == text
+
+
+def test_markdown_table_escapes_pipes_and_formats_floats():
+    table = markdown_table(["a", "b"], [["x|y", 1234.0], ["z", 0.5]])
+    assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1,234 |", "| z | 0.5 |"]
+
+
+def test_step_stats_uses_intervals_after_warmup():
+    stats = step_stats([0.0, 10.0, 11.0, 13.0, 14.0], warmup=1)
+    assert (stats.steps, stats.median_seconds, stats.mean_seconds) == (3, 1.0, 4 / 3)
+    assert stats.per_second(1024) == 1024.0
+
+
+def test_interval_stats_rejects_too_few_steps():
+    with pytest.raises(ValueError, match="warmup=2"):
+        interval_stats([1.0, 2.0], warmup=2)
+
+
+def test_machine_description_is_json_ready():
+    machine = describe_machine()
+    json.dumps(machine)
+    assert machine["logical_cpus"] >= 1
+    assert "CPU:" in machine_markdown(machine)
+    assert peak_rss_bytes() > 10 * 2**20
+
+
+def test_write_report_and_summary_round_trip(tmp_path):
+    machine = describe_machine()
+    section = Section("Speed", text="hello", headers=["a"], rows=[[1.5]], data={"a": 1.5})
+    targets = [Target("fast", 6.0, 5.0, unit="x"), Target("small", 5.0, 4.0, False)]
+    md, js = write_report(
+        tmp_path,
+        "bench",
+        title="T",
+        intro="intro",
+        machine=machine,
+        sections=[section],
+        targets=targets,
+        settings={"smoke": False},
+    )
+    payload = json.loads(js.read_text())
+    assert [t["met"] for t in payload["targets"]] == [True, False]
+    assert payload["sections"] == {"Speed": {"a": 1.5}}
+    text = md.read_text()
+    assert "## Targets" in text and "| fast | 6.00x | >= 5.00x | met |" in text
+    assert "## Speed" in text and "| 1.50 |" in text
+    summary = write_summary(tmp_path).read_text()
+    assert "1 of 2 targets met" in summary and "bench.md" in summary
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_summary_ignores_smoke_results(tmp_path):
+    write_report(
+        tmp_path,
+        "bench",
+        title="T",
+        intro="",
+        machine=describe_machine(),
+        sections=[],
+        targets=[Target("x", 1.0, 1.0)],
+        settings={"smoke": True},
+    )
+    assert write_summary(tmp_path) is None
