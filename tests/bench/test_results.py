@@ -117,3 +117,19 @@ def test_summary_ignores_smoke_results(tmp_path):
         settings={"smoke": True},
     )
     assert write_summary(tmp_path) is None
+
+
+def test_probe_peak_memory_is_its_own_not_its_parents(tmp_path):
+    """A probe started by a large parent reports its own peak (ru_maxrss would not)."""
+    import subprocess
+    import sys
+
+    ballast = b"\x01" * (400 * 2**20)  # the parent holds 400 MiB while the probe runs
+    code = "from fefm_lab.bench.measure import peak_rss_bytes; print(peak_rss_bytes())"
+    child_peak = int(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert len(ballast) == 400 * 2**20
+    assert child_peak < 200 * 2**20
