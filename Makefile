@@ -47,11 +47,11 @@ report: setup ## Rebuild the ablation report of the synthetic sweep under result
 ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
 	$(FEFM) ui
 
-bench: setup ## Benchmarks (FEFM layer, vocabulary size, preparation, input pipeline) -> results/bench/
-	$(PY) scripts/bench.py
+bench: setup ## Benchmarks (FEFM layer, vocabulary size, preparation, input pipeline) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
-bench-peer: setup ## Side-by-side benchmark against the reference DeepCTR DeepFEFM -> results/bench/
-	$(PY) scripts/bench_peer.py
+bench-peer: setup ## Side-by-side with the reference DeepCTR DeepFEFM (own venv .bench-peer-venv) -> results/bench/
+	$(PY) scripts/bench_peer.py $(BENCH_PEER_ARGS)
 
 clean: ## Remove build outputs and local run outputs (keeps .venv and results/)
 	rm -rf build dist *.egg-info outputs multirun .pytest_cache .ruff_cache
