@@ -58,7 +58,8 @@ def config_dir() -> str:
 def _hydra_message(error: BaseException) -> str:
     parts = []
     while error is not None:
-        text = str(error).strip()
+        # Hydra appends its search path to a missing-option message: noise for a user.
+        text = str(error).split("\nConfig search path:")[0].strip()
         if text and text not in parts:
             parts.append(text)
         error = error.__cause__
@@ -270,16 +271,28 @@ def command_prepare(arguments: Sequence[str]) -> int:
     data = prepare(
         resolved["dataset"], seed=resolved["seed"], data_root=Path(resolved["paths"]["data_root"])
     )
-    print(f"prepared dataset: {data.root}")
+    print(f"prepared dataset: {data.directory}")
     return 0
 
 
 def command_synth(arguments: Sequence[str]) -> int:
     from fefm_lab.data import synthesize
 
-    resolved = resolved_config(arguments)
-    path = synthesize(resolved["dataset"], seed=resolved["seed"])
-    print(f"synthetic data written: {path}")
+    settings = resolved_config(arguments)["synth"]
+    try:
+        manifest = synthesize(
+            settings["path"],
+            format=settings["format"],
+            rows=settings["rows"],
+            seed=settings["seed"],
+            click_rate=settings["click_rate"],
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"synth: {error}") from None
+    print(f"synthetic {settings['format']} data written: {settings['path']}")
+    test_auc = manifest.get("teacher_auc", {}).get("test")
+    if test_auc is not None:
+        print(f"planted teacher's test AUC (what a model can hope to reach): {test_auc:.5f}")
     return 0
 
 

@@ -389,7 +389,7 @@ def _train_and_log(
         data_root=Path(resolved["paths"]["data_root"]),
         progress=False,
     )
-    feature_map = Path(data.root) / "feature_map.json"
+    feature_map = Path(data.directory) / "feature_map.json"
     if feature_map.is_file():
         client.log_artifact(run_id, str(feature_map))
     try:

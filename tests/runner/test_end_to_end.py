@@ -1,0 +1,172 @@
+"""End to end through `fefm_lab.cli.main` in-process (Hydra included) on tiny synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from fefm_lab import cli
+from fefm_lab.runner import resolve, run_job
+from fefm_lab.tracking.store import open_store
+
+TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]
+EPOCH_METRICS = {"train_logloss", "val_logloss", "val_auc"}
+FINAL_METRICS = {
+    "test_auc",
+    "test_logloss",
+    "best_val_auc",
+    "best_val_logloss",
+    "num_params",
+    "train_seconds",
+    "samples_per_second",
+}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("runner")
+
+
+def _args(root: Path, experiment: str, *more: str) -> list[str]:
+    return [*TINY, f"paths.root_dir={root}", f"mlflow.experiment={experiment}", *more]
+
+
+def _store(root: Path, experiment: str):
+    return open_store(f"sqlite:///{root}/mlflow.db", experiment)
+
+
+def test_single_run_records_params_tags_metrics_artifacts(root, capsys) -> None:
+    assert cli.main(["run", *_args(root, "single")]) == 0
+    out = capsys.readouterr().out
+    store = _store(root, "single")
+    (run,) = store.search()
+    assert run.info.status == "FINISHED"
+    assert run.info.run_id in out and "mlflow ui --backend-store-uri" in out
+    metrics = run.data.metrics
+    assert f"test AUC      {metrics['test_auc']:.5f}" in out
+    assert f"test log loss {metrics['test_logloss']:.5f}" in out
+
+    params = run.data.params
+    assert params["model.embedding_dim"] == "4" and params["model.dnn_hidden_units"] == "[8]"
+    assert params["trainer.early_stopping.min_delta"] == "5e-06"
+    assert params["seed"] == "1" and params["dataset.name"] == "synthetic"
+    tags = run.data.tags
+    assert (tags["model"], tags["ablation"], tags["dataset"], tags["seed"]) == (
+        "deepfefm", "none", "synthetic", "1",
+    )  # fmt: skip
+    assert tags["sweep"] == "none" and len(tags["config_hash"]) == 16
+    assert tags["fefm_lab_version"] == "0.1.0" and tags["git_commit"]
+    assert set(metrics) >= FINAL_METRICS
+    assert 0.0 < metrics["test_auc"] < 1.0 and metrics["num_params"] > 0
+    client = MlflowClient(store.tracking_uri)
+    for key in EPOCH_METRICS:
+        history = client.get_metric_history(run.info.run_id, key)
+        assert [m.step for m in history] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config.yaml", "feature_map.json", "model", "training_curve.png"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == [
+        "model/model.keras"
+    ]
+
+    # the same run again: skipped as already FINISHED, no new run
+    assert cli.main(["run", *_args(root, "single")]) == 0
+    captured = capsys.readouterr()
+    assert "already FINISHED" in captured.err and run.info.run_id in captured.out
+    assert len(store.search()) == 1
+
+
+def test_sweep_children_resume_and_report(root, capsys) -> None:
+    sweep = ["run", "-m", "ablation=none,no_linear", "seed=1,2", *_args(root, "sweep")]
+    assert cli.main(sweep) == 0
+    store = _store(root, "sweep")
+    (parent,) = store.search("tags.role = 'sweep'")
+    children = store.children(parent.info.run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    assert {(c.data.tags["ablation"], c.data.tags["seed"]) for c in children} == {
+        ("none", "1"), ("none", "2"), ("no_linear", "1"), ("no_linear", "2"),
+    }  # fmt: skip
+    parent = store.client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["runs_finished"] == 4
+
+    capsys.readouterr()
+    assert cli.main(sweep) == 0  # resume: nothing left to do
+    assert "already FINISHED" in capsys.readouterr().err
+    assert len(store.search()) == 5  # the same parent, the same four children
+
+    assert cli.main(["report", *_args(root, "sweep")]) == 0
+    out_dir = root / "results" / "sweep"
+    with (out_dir / "ablation_table.csv").open() as handle:
+        rows = {row["ablation"]: row for row in csv.DictReader(handle)}
+    for ablation in ("none", "no_linear"):
+        aucs = np.array(
+            [c.data.metrics["test_auc"] for c in children if c.data.tags["ablation"] == ablation]
+        )
+        assert int(rows[ablation]["runs"]) == 2
+        assert float(rows[ablation]["auc_mean"]) == pytest.approx(aucs.mean(), abs=1e-12)
+        assert float(rows[ablation]["auc_std"]) == pytest.approx(aucs.std(ddof=1), abs=1e-12)
+    assert (out_dir / "ablation_differences.png").stat().st_size > 0
+    assert "no_linear" in (out_dir / "ablation_table.md").read_text()
+    logged = {a.path for a in store.client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/ablation_table.csv" in logged
+
+
+def test_failed_job_is_recorded_and_the_sweep_goes_on(root, monkeypatch, capsys) -> None:
+    import fefm_lab.training as training
+
+    real_fit = training.fit_and_evaluate
+
+    def diverge_without_linear(model, data, config, *, seed, on_epoch_end=None):
+        if not any("linear" in layer.name for layer in model.layers):
+            raise training.TrainingDiverged("training loss became nan in epoch 1")
+        return real_fit(model, data, config, seed=seed, on_epoch_end=on_epoch_end)
+
+    monkeypatch.setattr(training, "fit_and_evaluate", diverge_without_linear)
+    arguments = ["run", "-m", "ablation=none,no_linear", "seed=3", *_args(root, "failing")]
+    assert cli.main(arguments) == 1
+    err = capsys.readouterr().err
+    assert "1 run(s) failed" in err and "TrainingDiverged: training loss became nan" in err
+    runs = _store(root, "failing").search("tags.role = 'job'")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]
+    failed = next(r for r in runs if r.info.status == "FAILED")
+    assert failed.data.tags["ablation"] == "no_linear"
+    assert failed.data.tags["reason"].startswith("TrainingDiverged")
+
+
+def test_interrupt_marks_the_run_killed(root, monkeypatch) -> None:
+    import fefm_lab.training as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "fit_and_evaluate", interrupted)
+    cfg = cli.compose_config([*_args(root, "killed"), "seed=9"])
+    with pytest.raises(KeyboardInterrupt):
+        run_job(cfg)
+    (run,) = _store(root, "killed").search()
+    assert run.info.status == "KILLED" and run.data.tags["outcome"] == "killed"
+    assert math.isnan(run.data.metrics.get("test_auc", math.nan))
+    assert resolve(cfg)["seed"] == 9
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(
+    "name,relative", [("criteo", "criteo/train_10k.txt"), ("avazu", "avazu/train_5k.csv")]
+)
+def test_short_run_on_the_real_samples(name, relative, real_data_dir, root, capsys) -> None:
+    arguments = [
+        "run",
+        "debug=tiny",
+        f"dataset={name}",
+        f"dataset.path={real_data_dir / relative}",
+        f"paths.root_dir={root}",
+        "mlflow.experiment=real",
+    ]
+    assert cli.main(arguments) == 0
+    assert "test AUC" in capsys.readouterr().out
+    runs = _store(root, "real").search(f"tags.dataset = '{name}'")
+    assert runs[-1].info.status == "FINISHED" and 0.0 < runs[-1].data.metrics["test_auc"] < 1.0
