@@ -53,7 +53,7 @@ class DatasetConfig:
     # synthetic only
     synthetic: SyntheticSource = field(default_factory=SyntheticSource)
     # performance knobs: they do not change the prepared content, so they are not fingerprinted
-    block_bytes: int = 64 << 20
+    block_bytes: int = 16 << 20
     shard_rows: int = 1_000_000
 
     def settings(self) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
         categorical=_names(values, "categorical"),
         numeric=_names(values, "numeric"),
         synthetic=synthetic,
-        block_bytes=_int(values, "block_bytes", 64 << 20, 1),
+        block_bytes=_int(values, "block_bytes", 16 << 20, 1),
         shard_rows=_int(values, "shard_rows", 1_000_000, 1),
     )
     if fmt == "generic":

@@ -1,9 +1,11 @@
 """Vectorised 64-bit keys for raw values, so vocabularies never hold Python strings.
 
 A string of at most 7 bytes is packed exactly (its bytes, little-endian, with the length in the top
-byte), so short values never collide. Longer strings are hashed 8 bytes at a time with the
-splitmix64 finaliser; two distinct long values collide with probability about n^2 / 2^65 per field
-(about 3e-6 for Criteo's largest field, 10M values). Integers are their own key.
+byte), so short values never collide; an 8-byte string is its own 8 bytes (hashed instead when its
+last byte is below 8, which would look like a packed length). Longer strings are hashed 8 bytes at a
+time with the splitmix64 finaliser; two distinct long values collide with probability about
+n^2 / 2^65 per field (about 3e-6 for Criteo's largest field, 10M values).
+Integers are their own key.
 """
 
 from __future__ import annotations
@@ -53,7 +55,13 @@ def _string_parts(array: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def string_keys(array: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(uint64 key per row, missing mask) of a string column; nulls are missing (key 0)."""
     if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
+        if array.num_chunks == 1:
+            array = array.chunk(0)
+        elif array.num_chunks == 0:
+            return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=bool)
+        else:
+            parts = [string_keys(chunk) for chunk in array.chunks]
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
         array = pc.cast(array, pa.string())
     offsets, data, valid = _string_parts(array)
@@ -91,6 +99,12 @@ def _keys_of_matrix(block: np.ndarray, length: int) -> np.ndarray:
     as_words = padded.view("<u8")
     if length <= 7:
         return as_words[:, 0] | (np.uint64(length) << np.uint64(56))
+    if length == 8:
+        keys = as_words[:, 0].copy()
+        looks_packed = (keys >> np.uint64(56)) < np.uint64(8)
+        if looks_packed.any():
+            keys[looks_packed] = splitmix64(keys[looks_packed] ^ np.uint64(8))
+        return keys
     hashed = splitmix64(np.full(len(block), length, dtype=np.uint64))
     for column in range(words):
         hashed = splitmix64(hashed ^ as_words[:, column])

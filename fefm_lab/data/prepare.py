@@ -397,15 +397,19 @@ def _write_shards(config, source, plan, vocabularies, feature_map, splits_of, di
                     keys, missing = sparse_keys(chunk, name, encoding)
                     columns[name] = vocabularies[name].lookup(keys, missing)
             columns[LABEL_COLUMN] = chunk.labels.astype(np.float32)
+            # One stable gather puts the rows of each split together, in file order.
+            order = np.argsort(codes, kind="stable")
+            bounds = np.searchsorted(codes[order], np.arange(len(SPLITS) + 1))
+            gathered = {name: values[order] for name, values in columns.items()}
             for code, split in enumerate(SPLITS):
-                selected = codes == code
-                count = int(selected.sum())
-                if not count:
+                start, stop = int(bounds[code]), int(bounds[code + 1])
+                if stop == start:
                     continue
-                arrays = [pa.array(columns[f.name][selected]) for f in schema]
+                arrays = [pa.array(gathered[f.name][start:stop]) for f in schema]
                 writers[split].write(pa.Table.from_arrays(arrays, schema=schema))
-                stats[split]["rows"] += count
-                stats[split]["positives"] += int(chunk.labels[selected].sum())
+                labels = gathered[LABEL_COLUMN][start:stop]
+                stats[split]["rows"] += stop - start
+                stats[split]["positives"] += int(labels.sum())
             reporter.update(len(chunk.rows) + chunk.bad_rows)
     finally:
         for writer in writers.values():

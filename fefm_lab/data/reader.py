@@ -104,7 +104,7 @@ class TextSource:
         blocks = self._blocks()
         seen_any = False
         for block, line in blocks:
-            if not seen_any and not block.strip():
+            if not seen_any and len(block) < 4096 and not block.strip():
                 continue
             if not seen_any and self.layout.has_header:
                 seen_any = True
@@ -261,7 +261,7 @@ class TextSource:
                     )
                 bad |= mask
         keep = ~bad
-        strings = {name: table.column(name).combine_chunks() for name in self.layout.categorical}
+        strings = {name: table.column(name) for name in self.layout.categorical}
         if bad.any():
             keep_arrow = pa.array(keep)
             strings = {name: pc.filter(array, keep_arrow) for name, array in strings.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 OOV_ID = 0
 MISSING_ID = 1
@@ -42,8 +43,12 @@ class ValueCounter:
         """Count `keys`, which appear at data rows `rows` (ascending)."""
         if len(keys) == 0:
             return
-        unique, first_index, counts = np.unique(keys, return_index=True, return_counts=True)
-        self._pending.append((unique, counts.astype(np.int64), rows[first_index]))
+        # pandas' hash-table factorize: uniques in order of first appearance, no sort.
+        codes, unique = pd.factorize(keys)
+        counts = np.bincount(codes, minlength=len(unique)).astype(np.int64)
+        previous_max = np.maximum.accumulate(np.concatenate(([-1], codes[:-1])))
+        first_index = np.flatnonzero(codes > previous_max)
+        self._pending.append((np.asarray(unique, dtype=np.uint64), counts, rows[first_index]))
         self._pending_size += len(unique)
         if self._pending_size > max(len(self.keys), 1 << 20):
             self._flush()
@@ -76,9 +81,8 @@ class Vocabulary:
     distinct_values: int = 0
 
     def __post_init__(self) -> None:
-        order = np.argsort(self.keys_in_id_order, kind="stable")
-        object.__setattr__(self, "_sorted_keys", self.keys_in_id_order[order])
-        object.__setattr__(self, "_sorted_ids", (order + FIRST_VALUE_ID).astype(np.int32))
+        # A hash index: position i holds the key of id FIRST_VALUE_ID + i.
+        object.__setattr__(self, "_index", pd.Index(self.keys_in_id_order, dtype=np.uint64))
 
     @property
     def size(self) -> int:
@@ -87,12 +91,7 @@ class Vocabulary:
 
     def lookup(self, keys: np.ndarray, missing: np.ndarray) -> np.ndarray:
         """int32 ids of `keys`; unknown keys get OOV_ID and missing rows MISSING_ID."""
-        sorted_keys = self._sorted_keys
-        ids = np.full(len(keys), OOV_ID, dtype=np.int32)
-        if len(sorted_keys):
-            position = np.searchsorted(sorted_keys, keys)
-            np.minimum(position, len(sorted_keys) - 1, out=position)
-            found = sorted_keys[position] == keys
-            ids[found] = self._sorted_ids[position[found]]
+        position = self._index.get_indexer(np.asarray(keys, dtype=np.uint64))
+        ids = np.where(position >= 0, position + FIRST_VALUE_ID, OOV_ID).astype(np.int32)
         ids[missing] = MISSING_ID
         return ids
