@@ -32,7 +32,7 @@ import numpy as np
 
 from fefm_lab.bench.machine import describe_machine
 from fefm_lab.bench.measure import interval_stats, run_json_subprocess
-from fefm_lab.bench.results import Section, Target, format_number, write_report
+from fefm_lab.bench.results import Section, Target, format_number, write_report, write_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER_SCRIPT = ROOT / "scripts" / "peer" / "deepctr_run.py"
@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         targets=targets,
         settings=settings,
     )
+    write_summary(args.out)
     print(f"wrote {args.out / 'peer.md'} and peer.json")
     return 0
 
