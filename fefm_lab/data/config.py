@@ -198,7 +198,7 @@ def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
 
 
 def _check_generic(config: DatasetConfig) -> None:
-    if not isinstance(config.label, str) or not config.label:
+    if not isinstance(config.label, str) or not config.label or config.label == "???":
         raise ConfigError(f"dataset.label must name the label column; received {config.label!r}")
     if not config.categorical and not config.numeric:
         raise ConfigError("dataset.categorical and dataset.numeric are both empty: name columns")
