@@ -1,0 +1,65 @@
+"""`scripts/bench.py --smoke`: every benchmark part runs end to end at tiny sizes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_smoke_writes_every_part_and_target(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench.py"),
+            "--smoke",
+            "--out",
+            str(out),
+            "--work",
+            str(work),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads((out / "bench.json").read_text())
+    assert payload["settings"]["smoke"] is True
+    assert list(payload["sections"]) == [
+        "FEFM layer versus the machine (P = 15, batch 64)",
+        "Vocabulary size (training step time)",
+        "Input pipeline",
+        "Preparation at scale",
+    ]
+    names = [target["name"] for target in payload["targets"]]
+    assert names == [
+        "FEFM layer forward+backward at k=8, share of matmul rate",
+        "step time at 500 vs 50 rows per table (l2_mode=batch)",
+        "input pipeline batches/s over training steps/s",
+        "preparation rows/s at 4,000 rows",
+        "preparation peak memory at 4,000 rows (45.8M only with --full)",
+        "preparation memory flat: peak at 4,000 / peak at 2,000 rows",
+    ]
+    assert all(target["measured"] > 0 for target in payload["targets"])
+    layer_runs = payload["sections"]["FEFM layer versus the machine (P = 15, batch 64)"]["runs"]
+    assert {(run["k"], run["implementation"]) for run in layer_runs} == {
+        (4, "pair_batched"),
+        (4, "field_grouped"),
+        (8, "pair_batched"),
+        (8, "field_grouped"),
+    }
+    prepared = payload["sections"]["Preparation at scale"]
+    assert {key: value["rows"] for key, value in prepared.items()} == {
+        "2000/fefm-lab": 2000,
+        "2000/pandas": 2000,
+        "4000/fefm-lab": 4000,
+        "4000/pandas": 4000,
+    }
+    markdown = (out / "bench.md").read_text()
+    assert "SMOKE RUN" in markdown and "## Targets" in markdown
+    assert not (out / "summary.md").exists()  # smoke figures never reach the README
+    assert not list(work.rglob("prepared_*"))  # probes clean up their prepared output
