@@ -234,7 +234,7 @@ def command_run(arguments: Sequence[str]) -> int:
         + (" (resumed: finished configurations are skipped)" if resumed else ""),
         file=sys.stderr,
     )
-    extra = [f"sweep.name={name}", f"sweep.parent_run_id={parent_id}"]
+    extra = [f"sweep.name='{name}'", f"sweep.parent_run_id={parent_id}"]  # quoted: = and ,
     threads = _joblib_threads(base_cfg)
     if threads is not None and base.get("threads") is None:
         extra.append(f"threads={threads}")

@@ -365,11 +365,11 @@ def _build_model(resolved: Mapping[str, Any], data) -> Any:
     from fefm_lab.model import build_model
 
     model_cfg = dict(resolved["model"])
-    columns = data.feature_columns(model_cfg["embedding_dim"])
+    linear_columns, dnn_columns = data.feature_columns(model_cfg["embedding_dim"])
     params = {k: v for k, v in model_cfg.items() if k not in MODEL_CONFIG_ONLY}
-    if "dnn_hidden_units" in params:
-        params["dnn_hidden_units"] = tuple(params["dnn_hidden_units"])
-    return build_model(model_cfg["name"], columns, columns, seed=resolved["seed"], **params)
+    return build_model(
+        model_cfg["name"], linear_columns, dnn_columns, seed=resolved["seed"], **params
+    )
 
 
 def _train_and_log(
