@@ -18,6 +18,7 @@ INTEGER_ENCODINGS = ("categorical", "log_bucket", "dense_minmax")
 BAD_ROW_POLICIES = ("error", "skip")
 FILE_TYPES = ("csv", "parquet")
 SYNTHETIC_FORMATS = ("criteo", "avazu")
+SYNTHETIC_KEY = "dataset.synthetic"
 
 
 @dataclass(frozen=True)
@@ -85,19 +86,31 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
-def _choice(values: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+def _choice(
+    values: Mapping[str, Any],
+    key: str,
+    choices: tuple[str, ...],
+    default: str,
+    prefix: str = "dataset",
+) -> str:
     value = values.get(key, default)
     if value not in choices:
-        raise ConfigError(f"dataset.{key} must be one of {', '.join(choices)}; received {value!r}")
+        raise ConfigError(f"{prefix}.{key} must be one of {', '.join(choices)}; received {value!r}")
     return value
 
 
-def _int(values: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
+def _int(
+    values: Mapping[str, Any],
+    key: str,
+    default: int | None,
+    minimum: int,
+    prefix: str = "dataset",
+) -> int | None:
     value = values.get(key, default)
     if value is None and default is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"dataset.{key} must be an integer >= {minimum}; received {value!r}")
+        raise ConfigError(f"{prefix}.{key} must be an integer >= {minimum}; received {value!r}")
     return value
 
 
@@ -157,9 +170,9 @@ def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
     if unknown:
         raise ConfigError(f"dataset.synthetic.{unknown[0]} is not a synthetic-data setting")
     synthetic = SyntheticSource(
-        format=_choice(synthetic_values, "format", SYNTHETIC_FORMATS, "criteo"),
-        rows=_int(synthetic_values, "rows", 150_000, 1),
-        seed=_int(synthetic_values, "seed", 0, 0),
+        format=_choice(synthetic_values, "format", SYNTHETIC_FORMATS, "criteo", SYNTHETIC_KEY),
+        rows=_int(synthetic_values, "rows", 150_000, 1, SYNTHETIC_KEY),
+        seed=_int(synthetic_values, "seed", 0, 0, SYNTHETIC_KEY),
     )
     separator = values.get("separator", ",")
     if not isinstance(separator, str) or len(separator) != 1 or separator in '\n\r"':

@@ -101,23 +101,27 @@ class TextSource:
 
     def header_and_blocks(self) -> Iterator[tuple[bytes, int]]:
         """Blocks of data lines; checks the header first when the layout has one."""
-        blocks = self._blocks()
-        seen_any = False
-        for block, line in blocks:
-            if not seen_any and len(block) < 4096 and not block.strip():
-                continue
-            if not seen_any and self.layout.has_header:
-                seen_any = True
+        header_seen = data_seen = False
+        for block, line in self._blocks():
+            if not header_seen and self.layout.has_header:
+                if len(block) < 4096 and not block.strip():
+                    continue
+                header_seen = True
                 end = block.find(b"\n")
                 header_bytes = block if end < 0 else block[:end]
                 self._check_header(header_bytes.decode("utf-8", "replace").rstrip("\r"))
                 block = b"" if end < 0 else block[end + 1 :]
                 line += 1
-                if not block:
-                    continue
-            seen_any = True
+            if not block:
+                continue
+            data_seen = True
             yield block, line
-        if not seen_any:
+        if not data_seen:
+            if header_seen:
+                raise DataError(
+                    f"{self.path}: the file has a header but no data rows; expected "
+                    f"{self._expected()}"
+                )
             raise DataError(f"{self.path}: the file is empty; expected {self._expected()}")
 
     def _expected(self) -> str:
