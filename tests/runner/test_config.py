@@ -89,6 +89,12 @@ def test_model_parameters_match_the_builders() -> None:
         assert sorted(keys) == sorted(k for k in model_parameters(name) if k != "seed"), name
 
 
+@pytest.mark.parametrize("preset", ["debug=tiny", "experiment=synthetic_ablation", "debug=fast"])
+def test_presets_never_undo_an_ablation(preset: str) -> None:
+    shallow = resolve(cli.compose_config([preset, "ablation=shallow"]))
+    assert shallow["model"]["dnn_hidden_units"] == [] and ablation_label(shallow) == "shallow"
+
+
 def test_ablation_label_reads_the_flags() -> None:
     resolved = resolve(cli.compose_config(["model.use_linear=false", "model.use_fefm=false"]))
     assert ablation_label(resolved) == "no_fefm_logit+no_linear"
