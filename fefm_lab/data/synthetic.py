@@ -104,7 +104,11 @@ class _Teacher:
         self.fields = fields
         self.integer_columns = integer_columns
         rng = np.random.default_rng([seed, 7919])
-        candidates = [f.index for f in fields if 3 <= f.cardinality <= 1500]
+        # Pairs among the smaller fields, whose value pairs recur often enough to be learnt.
+        by_size = sorted((f for f in fields if f.cardinality >= 3), key=lambda f: f.cardinality)
+        candidates = [f.index for f in by_size if f.cardinality <= 200]
+        if len(candidates) < 2 * PLANTED_PAIRS:
+            candidates = [f.index for f in by_size[: 2 * PLANTED_PAIRS]]
         chosen = rng.choice(candidates, size=2 * PLANTED_PAIRS, replace=False)
         self.pairs = sorted(
             tuple(sorted((int(chosen[2 * p]), int(chosen[2 * p + 1]))))
