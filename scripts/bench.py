@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layer-ks", type=int_list, default=[16, 48])
     parser.add_argument("--vocab-sizes", type=int_list, default=[10_000, 1_000_000])
     parser.add_argument("--prepare-sizes", type=int_list, default=[1_000_000, 10_000_000])
-    parser.add_argument("--pandas-max-rows", type=int, default=10_000_000)
+    parser.add_argument(
+        "--pandas-max-rows", type=int, default=1_000_000, help="largest size for the by-hand route"
+    )
     parser.add_argument("--pipeline-rows", type=int, default=200_000)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     args = parser.parse_args(argv)
