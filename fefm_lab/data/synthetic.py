@@ -132,20 +132,21 @@ class _Teacher:
 
     def logit(
         self, ranks: dict[int, np.ndarray], missing: dict[int, np.ndarray], integers: np.ndarray
-    ) -> np.ndarray:
-        """Teacher logit without the bias; `integers` holds log1p(x) - median per column."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(teacher logit without the bias, its pair terms); `integers`: log1p(x) - median."""
         n = integers.shape[0]
         total = integers @ self.integer_weights if integers.shape[1] else np.zeros(n)
         for field in self.fields:
             total += np.where(missing[field.index], 0.0, self.linear(field, ranks[field.index]))
         by_index = {f.index: f for f in self.fields}
+        pairs = np.zeros(n)
         for (a, b), matrix in zip(self.pairs, self.pair_matrices, strict=True):
             left = self.embedding(by_index[a], ranks[a])
             right = self.embedding(by_index[b], ranks[b])
             term = np.einsum("nk,kl,nl->n", left, matrix, right) / np.sqrt(EMBEDDING_DIM)
             present = ~(missing[a] | missing[b])
-            total += np.where(present, PAIR_STRENGTH * term, 0.0)
-        return total
+            pairs += np.where(present, PAIR_STRENGTH * term, 0.0)
+        return total + pairs, pairs
 
 
 def _zipf_cdf(cardinality: int) -> np.ndarray:
@@ -214,7 +215,7 @@ class _Generator:
         self.bias = 0.0
 
     def chunk(self, index: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-        """(columns, logits without bias, label uniforms) of chunk `index`."""
+        """(columns, logits without bias, their pair terms, label uniforms) of chunk `index`."""
         start = index * CHUNK_ROWS
         n = min(CHUNK_ROWS, self.rows - start)
         rng = np.random.default_rng([self.seed, index])
@@ -235,7 +236,7 @@ class _Generator:
             integers[:, j] -= CRITEO_INT_LOG_MEDIAN[j]
             integers[absent, j] = 0.0
             columns[name] = pa.array(values, mask=absent)
-        logits = self.teacher.logit(ranks, missing, integers)
+        logits, pair_terms = self.teacher.logit(ranks, missing, integers)
         if self.format == "avazu":
             hour_index = (np.arange(start, start + n) * 240) // self.rows
             hour_of_day = hour_index % 24
@@ -251,11 +252,11 @@ class _Generator:
                 columns[field.name] = pa.array(
                     ranks[field.index] + 1000 * (field.index + 1), mask=missing[field.index]
                 )
-        return columns, logits, rng.random(n)
+        return columns, logits, pair_terms, rng.random(n)
 
     def calibrate(self, click_rate: float) -> None:
         """Bias so the first chunk's mean teacher probability equals `click_rate` (bisection)."""
-        _, logits, _ = self.chunk(0)
+        _, logits, _, _ = self.chunk(0)
         low, high = -20.0, 20.0
         for _ in range(60):
             middle = (low + high) / 2
@@ -302,6 +303,7 @@ def synthesize(
     generator.calibrate(click_rate)
     split_seed = seed if split_seed is None else split_seed
     probabilities = np.empty(rows, dtype=np.float32)
+    without_pairs = np.empty(rows, dtype=np.float32)
     labels = np.empty(rows, dtype=np.int8)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     started = time.perf_counter()
@@ -319,11 +321,12 @@ def synthesize(
             if format == "avazu":
                 sink.write(separator.join(AVAZU_COLUMNS).encode() + b"\n")
             for index in range(-(-rows // CHUNK_ROWS)):
-                columns, logits, coins = generator.chunk(index)
+                columns, logits, pair_terms, coins = generator.chunk(index)
                 start = index * CHUNK_ROWS
                 chunk_probabilities = 1.0 / (1.0 + np.exp(-(logits + generator.bias)))
                 chunk_labels = (coins < chunk_probabilities).astype(np.int8)
                 probabilities[start : start + len(logits)] = chunk_probabilities
+                without_pairs[start : start + len(logits)] = logits - pair_terms
                 labels[start : start + len(logits)] = chunk_labels
                 pacsv.write_csv(generator.table(columns, chunk_labels), sink, write_options)
                 if progress:
@@ -332,6 +335,12 @@ def synthesize(
         manifest = _manifest(
             generator, path, rows, seed, click_rate, split_seed, probabilities, labels
         )
+        test = _test_rows(rows, split_seed)
+        # What the teacher's own non-pair terms reach: the pairs' share of the signal.
+        manifest["teacher_auc_without_pairs"] = {
+            "all": _auc(labels, without_pairs),
+            "test": _auc(labels[test], without_pairs[test]),
+        }
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         os.replace(temporary, path)
     except BaseException:
@@ -356,9 +365,13 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores))
 
 
+def _test_rows(rows: int, split_seed: int) -> np.ndarray:
+    return assign_splits(np.arange(rows), "shuffled", (0.64, 0.16, 0.20), split_seed) == TEST
+
+
 def _manifest(generator, path, rows, seed, click_rate, split_seed, probabilities, labels) -> dict:
     names = {f.index: f.name for f in generator.fields}
-    test = assign_splits(np.arange(rows), "shuffled", (0.64, 0.16, 0.20), split_seed) == TEST
+    test = _test_rows(rows, split_seed)
     return {
         "file": path.name,
         "format": generator.format,
