@@ -121,9 +121,6 @@ def fit_and_evaluate(
 
     keras.utils.set_random_seed(seed)
     trainer = Trainer(model, config)
-    train_batches = train_dataset(data, config.batch_size, seed)
-    if config.steps_per_epoch is not None:
-        train_batches = train_batches.take(config.steps_per_epoch)
     validation = eval_dataset(data, "validation", config.eval_batch_size)
 
     history: list[dict[str, float]] = []
@@ -141,6 +138,10 @@ def fit_and_evaluate(
         epoch_start = time.perf_counter()
         last_progress = epoch_start
         loss_sum, loss_batches, epoch_samples = 0.0, 0, 0
+        # The epoch is explicit so the order depends only on (seed, epoch), never on earlier fits.
+        train_batches = train_dataset(data, config.batch_size, seed, epoch=epoch - 1)
+        if config.steps_per_epoch is not None:
+            train_batches = train_batches.take(config.steps_per_epoch)
         for features, labels in train_batches:
             batch_loss = trainer.train_step(features, labels)
             if steps == 0:
