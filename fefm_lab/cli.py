@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.resources
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -328,11 +327,11 @@ def command_ui(arguments: Sequence[str]) -> int:
         "--port",
         str(tracking["ui_port"]),
     ]
-    print(f"MLflow UI on http://127.0.0.1:{tracking['ui_port']} (Ctrl-C stops it)")
-    try:
-        return subprocess.call(command)
-    except KeyboardInterrupt:
-        return 0
+    print(f"MLflow UI on http://127.0.0.1:{tracking['ui_port']} (Ctrl-C stops it)", flush=True)
+    sys.stderr.flush()
+    # Replace this process: Ctrl-C and kill reach the server itself, no orphan is left behind.
+    os.execv(sys.executable, command)
+    return 0  # not reached
 
 
 COMMANDS = {
