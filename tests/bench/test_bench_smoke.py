@@ -30,19 +30,19 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
     payload = json.loads((out / "bench.json").read_text())
     assert payload["settings"]["smoke"] is True
     assert list(payload["sections"]) == [
-        "FEFM layer versus the machine (P = 15, batch 64)",
-        "Vocabulary size (training step time)",
-        "Input pipeline",
         "Preparation at scale",
+        "FEFM layer versus the machine (P = 15, batch 64)",
+        "Input pipeline",
+        "Vocabulary size (training step time)",
     ]
     names = [target["name"] for target in payload["targets"]]
     assert names == [
-        "FEFM layer forward+backward at k=8, share of matmul rate",
-        "step time at 500 vs 50 rows per table (l2_mode=batch)",
-        "input pipeline batches/s over training steps/s",
         "preparation rows/s at 4,000 rows",
         "preparation peak memory at 4,000 rows (45.8M only with --full)",
         "preparation memory flat: peak at 4,000 / peak at 2,000 rows",
+        "FEFM layer forward+backward at k=8, share of matmul rate",
+        "input pipeline batches/s over training steps/s",
+        "step time at 500 vs 50 rows per table (l2_mode=batch)",
     ]
     assert all(target["measured"] > 0 for target in payload["targets"])
     layer_runs = payload["sections"]["FEFM layer versus the machine (P = 15, batch 64)"]["runs"]
