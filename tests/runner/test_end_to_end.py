@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,19 @@ def test_short_run_on_the_real_samples(name, relative, real_data_dir, root, caps
     assert "test AUC" in capsys.readouterr().out
     runs = _store(root, "real").search(f"tags.dataset = '{name}'")
     assert runs[-1].info.status == "FINISHED" and 0.0 < runs[-1].data.metrics["test_auc"] < 1.0
+
+
+@pytest.mark.slow
+def test_joblib_launcher_two_jobs_at_once_loses_and_duplicates_nothing(root) -> None:
+    arguments = [
+        "run", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+        "ablation=none,no_linear", "seed=4,5", *_args(root, "joblib"),
+    ]  # fmt: skip
+    assert cli.main(arguments) == 0
+    store = _store(root, "joblib")
+    (parent,) = store.search("tags.role = 'sweep'")
+    children = store.children(parent.info.run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    assert len({c.data.tags["config_hash"] for c in children}) == 4
+    expected_threads = str(max(1, (os.cpu_count() or 1) // 2))  # cores / jobs, per worker
+    assert {c.data.params["threads"] for c in children} == {expected_threads}
