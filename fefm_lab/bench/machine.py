@@ -58,6 +58,8 @@ def describe_machine() -> dict[str, object]:
         "memory_gib": round(memory / 2**30, 1) if memory else None,
         "os": f"{platform.system()} {platform.release()}",
         "python": sys.version.split()[0],
+        # other work on a shared machine slows every figure: say how busy it was
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "packages": {
             name: _version(name)
             for name in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "pandas", "pyarrow")
@@ -77,5 +79,8 @@ def machine_markdown(machine: dict[str, object]) -> str:
             f"{machine['logical_cpus']} logical cores; SIMD: {flags})",
             f"- Memory: {machine['memory_gib']} GiB; OS: {machine['os']}",
             f"- Python {machine['python']}; {package_text}",
+            f"- Load average (1 min) when the report was written: "
+            f"{machine.get('load_average_1m', 'n/a')} on {machine['usable_cpus']} cores "
+            "(above the core count, other work shared the machine and slowed the figures)",
         ]
     )
