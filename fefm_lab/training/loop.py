@@ -63,9 +63,14 @@ class Trainer:
         self.config = config
         self.variables = list(model.trainable_variables)
         self.optimizer = RowSparseOptimizer(config.optimizer, config.learning_rate, self.variables)
-        self._gradients = tf.function(self._loss_and_gradients, jit_compile=config.jit_compile)
-        self.train_step = tf.function(self._train_step)
-        self.predict_step = tf.function(self._predict, jit_compile=config.jit_compile)
+        # Only the last batch of an epoch or split has another size: relax shapes, don't retrace.
+        self._gradients = tf.function(
+            self._loss_and_gradients, jit_compile=config.jit_compile, reduce_retracing=True
+        )
+        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.predict_step = tf.function(
+            self._predict, jit_compile=config.jit_compile, reduce_retracing=True
+        )
 
     def _loss_and_gradients(self, features, labels):
         with tf.GradientTape() as tape:
