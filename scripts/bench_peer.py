@@ -69,6 +69,12 @@ class Side:
         return f"fefm-lab, l2_mode={self.l2_mode}"
 
 
+def parse_shape(text: str) -> tuple[int, tuple[int, ...]]:
+    """'16:256,128,64' -> (16, (256, 128, 64))."""
+    k_text, units_text = text.split(":")
+    return int(k_text), tuple(int(unit) for unit in units_text.split(","))
+
+
 def ensure_peer_venv(venv: Path) -> Path:
     """The reference venv's python, creating the venv with pip when it is missing or broken."""
     python = venv / "bin" / "python"
@@ -188,18 +194,25 @@ def main(argv: list[str] | None = None) -> int:
         default="16:256,128,64",
         help="k:units of the multi-seed quality runs (the other shapes get one speed run)",
     )
+    parser.add_argument(
+        "--shapes",
+        default=None,
+        help="k:units shapes separated by ';' (default: the four Criteo shapes)",
+    )
+    parser.add_argument("--stem", default="peer", help="report name: <stem>.md / <stem>.json")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (tests)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: tmp)")
     args = parser.parse_args(argv)
 
     peer_python = ensure_peer_venv(args.peer_venv)
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
+    if args.shapes and not args.smoke:
+        shapes = [parse_shape(text) for text in args.shapes.split(";")]
     seeds = 1 if args.smoke else args.seeds
     max_epochs = 1 if args.smoke else args.max_epochs
     speed_epochs = 1 if args.smoke else args.speed_epochs
     warmup = 0 if args.smoke else args.warmup
-    k_text, units_text = args.quality_shape.split(":")
-    quality_shape = (int(k_text), tuple(int(u) for u in units_text.split(",")))
+    quality_shape = parse_shape(args.quality_shape)
     if args.smoke:
         quality_shape = shapes[0]
 
@@ -281,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_report(
         args.out,
-        "peer",
+        args.stem,
         title="fefm-lab versus DeepCTR 0.9.4 (reference DeepFEFM)",
         intro=intro,
         machine={**describe_machine(), "reference_venv": str(args.peer_venv.name)},
@@ -290,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         settings=settings,
     )
     write_summary(args.out)
-    print(f"wrote {args.out / 'peer.md'} and peer.json")
+    print(f"wrote {args.out / args.stem}.md and .json")
     return 0
 
 
@@ -357,6 +370,9 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
     )
 
     k, units = quality_shape
+    speed.data["quality_shape_run"] = (k, units) in [tuple(shape) for shape in shapes]
+    if (k, units) not in [(shape[0], tuple(shape[1])) for shape in shapes]:
+        return [speed], targets
     quality_rows, means = [], {}
     for mode, reference in ((None, True), ("table", False), ("batch", False)):
         chosen = select(k, units, mode, reference)
