@@ -25,6 +25,21 @@ def pair_indices(num_fields: int) -> tuple[np.ndarray, np.ndarray]:
     return left.astype("int32"), right.astype("int32")
 
 
+def gather_rows(table: keras.Variable, rows: Any) -> Any:
+    """`table[rows]`, reading only those rows of the variable.
+
+    `ops.take` first reads the whole table into a tensor. On TensorFlow that read stays alive
+    through the step, so the optimizer's in-place update of a few rows must copy the whole table
+    (copy-on-write): 57 ms vs 273 ms a step at 10k vs 1M rows per table. Gathering from the
+    variable itself (ResourceGather) reads only the rows, and its gradient is `tf.IndexedSlices`.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.gather(table.value, rows)
+    return ops.take(table, rows, axis=0)
+
+
 def _check_l2(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
         raise ValueError(f"`{name}` must be a number >= 0, received {value!r}")
@@ -298,7 +313,7 @@ class FieldEmbedding(keras.layers.Layer):
 
     def call(self, ids: Any) -> Any:
         rows = _stack_ids(ids) + self.offsets
-        embedded = ops.take(self.table, rows, axis=0)  # (B, n, k)
+        embedded = gather_rows(self.table, rows)  # (B, n, k)
         if self.l2_mode == "batch" and self.l2_reg > 0:
             self.add_loss(self.l2_reg * ops.mean(ops.sum(ops.square(embedded), axis=(1, 2))))
         return embedded
@@ -391,7 +406,7 @@ class LinearLogit(keras.layers.Layer):
         logit = 0.0
         if num_sparse:
             rows = _stack_ids(list(inputs[:num_sparse])) + self.offsets
-            weights = ops.take(self.table, rows, axis=0)[..., 0]  # (B, n)
+            weights = gather_rows(self.table, rows)[..., 0]  # (B, n)
             if self.l2_mode == "batch" and self.l2_reg > 0:
                 self.add_loss(self.l2_reg * ops.mean(ops.sum(ops.square(weights), axis=1)))
             logit = ops.sum(weights, axis=1, keepdims=True)
