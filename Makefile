@@ -37,21 +37,24 @@ format: setup ## Apply ruff's formatting and safe fixes
 run: setup ## Train the default job (DeepFEFM, embedded synthetic data) and print test AUC / log loss
 	$(FEFM) run
 
-sweep: setup ## Ablation sweep on synthetic data over 3 seeds, then the ablation report
+sweep: setup ## Ablation sweep on synthetic data over 3 seeds, then the ablation report (and README)
 	$(FEFM) run -m experiment=synthetic_ablation
-	$(FEFM) report experiment=synthetic_ablation
+	$(MAKE) --no-print-directory report
 
-report: setup ## Rebuild the ablation report of the synthetic sweep under results/
+report: setup ## Rebuild the ablation report of the synthetic sweep under results/ and in README.md
 	$(FEFM) report experiment=synthetic_ablation
+	$(PY) scripts/embed_results.py README.md
 
 ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
 	$(FEFM) ui
 
 bench: setup ## Benchmarks (FEFM layer, vocabulary size, preparation, input pipeline) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
+	$(PY) scripts/embed_results.py README.md
 
 bench-peer: setup ## Side-by-side with the reference DeepCTR DeepFEFM (own venv .bench-peer-venv) -> results/bench/
 	$(PY) scripts/bench_peer.py $(BENCH_PEER_ARGS)
+	$(PY) scripts/embed_results.py README.md
 
 clean: ## Remove build outputs and local run outputs (keeps .venv and results/)
 	rm -rf build dist *.egg-info outputs multirun .pytest_cache .ruff_cache
