@@ -79,8 +79,18 @@ def machine_markdown(machine: dict[str, object]) -> str:
             f"{machine['logical_cpus']} logical cores; SIMD: {flags})",
             f"- Memory: {machine['memory_gib']} GiB; OS: {machine['os']}",
             f"- Python {machine['python']}; {package_text}",
-            f"- Load average (1 min) when the report was written: "
-            f"{machine.get('load_average_1m', 'n/a')} on {machine['usable_cpus']} cores "
-            "(above the core count, other work shared the machine and slowed the figures)",
+            _load_line(machine.get("load_average_1m"), int(machine["usable_cpus"])),
         ]
     )
+
+
+def _load_line(load: float | None, cores: int) -> str:
+    """How busy the machine was: a load above the core count means other work slowed the run."""
+    if load is None:
+        return "- Load average (1 min) when the report was written: not available"
+    verdict = (
+        "above the core count: other work shared the machine and slowed the figures"
+        if load > cores
+        else "at or below the core count"
+    )
+    return f"- Load average (1 min) when the report was written: {load} on {cores} cores ({verdict})"

@@ -80,6 +80,14 @@ def test_machine_description_is_json_ready():
     assert peak_rss_bytes() > 10 * 2**20
 
 
+def test_load_line_says_whether_other_work_slowed_the_figures():
+    machine = {**describe_machine(), "usable_cpus": 2}
+    busy = machine_markdown({**machine, "load_average_1m": 4.5})
+    quiet = machine_markdown({**machine, "load_average_1m": 0.7})
+    assert "4.5 on 2 cores (above the core count: other work shared" in busy
+    assert "0.7 on 2 cores (at or below the core count)" in quiet
+
+
 def test_write_report_and_summary_round_trip(tmp_path):
     machine = describe_machine()
     section = Section("Speed", text="hello", headers=["a"], rows=[[1.5]], data={"a": 1.5})
