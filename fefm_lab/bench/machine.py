@@ -93,4 +93,5 @@ def _load_line(load: float | None, cores: int) -> str:
         if load > cores
         else "at or below the core count"
     )
-    return f"- Load average (1 min) when the report was written: {load} on {cores} cores ({verdict})"
+    prefix = "- Load average (1 min) when the report was written"
+    return f"{prefix}: {load} on {cores} cores ({verdict})"
