@@ -59,7 +59,7 @@ def main(spec_path: str) -> None:
         learning_rate=spec["learning_rate"],
         batch_size=batch_size,
         eval_batch_size=int(spec["eval_batch_size"]),
-        jit_compile=bool(spec.get("jit_compile", True)),
+        jit_compile=bool(spec.get("jit_compile", TrainerConfig.jit_compile)),
         verbose=False,
     )
 

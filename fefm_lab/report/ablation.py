@@ -53,6 +53,7 @@ def load_runs(store: TrackingStore, sweep: str | None = None) -> pd.DataFrame:
             "auc": metrics["test_auc"],
             "logloss": metrics["test_logloss"],
             "params": dict(run.data.params),
+            "start_time": run.info.start_time,
         }
     if not rows:
         where = f"sweep {sweep!r} of " if sweep else ""
@@ -60,7 +61,19 @@ def load_runs(store: TrackingStore, sweep: str | None = None) -> pd.DataFrame:
             f"no finished runs with test metrics in {where}experiment {store.experiment_name!r} "
             f"({store.tracking_uri}); run `fefm-lab run -m ...` first or check mlflow.experiment"
         )
-    return pd.DataFrame(list(rows.values()))
+    return latest_per_seed(pd.DataFrame(list(rows.values())))
+
+
+def latest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
+    """Keep the newest run of each (dataset, model, ablation, seed).
+
+    A sweep repeated after a setting changed (say the learning rate) reruns every configuration
+    under the same names; its runs replace the older ones instead of doubling the seed count and
+    mixing two settings in one mean. To compare settings, give each its own sweep or experiment.
+    """
+    keys = ["dataset", "model", "ablation", "seed"]
+    newest = runs.sort_values("start_time", kind="stable").drop_duplicates(keys, keep="last")
+    return newest.sort_index().reset_index(drop=True)
 
 
 def paired(values: pd.Series, baseline: pd.Series) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,3 +49,68 @@ def test_ui_serves_the_configured_store_on_localhost(tmp_path, monkeypatch) -> N
 def test_ui_port_is_checked(port, tmp_path, capsys) -> None:
     assert cli.main(["ui", f"paths.root_dir={tmp_path}", f"mlflow.ui_port={port}"]) == 2
     assert "mlflow.ui_port: expected a port 1..65535" in capsys.readouterr().err
+
+
+def _criteo_row(label: str, *, columns: int = 40, integer: str = "3") -> str:
+    """A hand-written Criteo-format row: label, I1 = `integer`, blanks, one categorical value."""
+    fields = [label, integer] + [""] * (columns - 3) + ["a1b2c3d4"]
+    return "\t".join(fields)
+
+
+def _prepared_dirs(root: Path) -> list[Path]:
+    prepared = root / "data" / "prepared"
+    if not prepared.is_dir():
+        return []
+    return [p for p in prepared.iterdir() if p.is_dir() and not p.name.startswith(".")]
+
+
+@pytest.mark.parametrize(
+    ("bad_line", "needle"),
+    [
+        (_criteo_row("1", columns=39), "expected 40 columns"),
+        (_criteo_row("1", integer="x7"), "x7"),
+        (_criteo_row("3"), "label"),
+    ],
+)
+def test_prepare_stops_on_bad_data_with_exit_2_file_and_line(
+    bad_line: str, needle: str, tmp_path: Path, capsys
+) -> None:
+    raw = tmp_path / "train.txt"
+    raw.write_text("\n".join([_criteo_row("0"), _criteo_row("1"), bad_line, _criteo_row("0")]))
+    arguments = ["prepare", f"paths.root_dir={tmp_path}", "dataset=criteo", f"dataset.path={raw}"]
+    assert cli.main(arguments) == 2
+    err = capsys.readouterr().err
+    assert str(raw) in err and "line 3" in err and needle in err
+    assert "Traceback" not in err
+    assert _prepared_dirs(tmp_path) == []  # nothing a later run would trust
+
+
+def test_prepare_skips_and_counts_bad_rows_when_asked(tmp_path: Path, capsys) -> None:
+    raw = tmp_path / "train.txt"
+    rows = [_criteo_row(str(i % 2)) for i in range(30)]
+    rows[4] = _criteo_row("1", columns=12)
+    raw.write_text("\n".join(rows) + "\n")
+    arguments = [
+        "prepare",
+        f"paths.root_dir={tmp_path}",
+        "dataset=criteo",
+        f"dataset.path={raw}",
+        "dataset.on_bad_rows=skip",
+    ]
+    assert cli.main(arguments) == 0
+    (directory,) = _prepared_dirs(tmp_path)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["bad_rows"] == 1
+    assert sum(split["rows"] for split in manifest["splits"].values()) == 29
+
+
+def test_prepare_names_a_missing_file(tmp_path: Path, capsys) -> None:
+    missing = tmp_path / "nowhere.txt"
+    arguments = [
+        "prepare",
+        f"paths.root_dir={tmp_path}",
+        "dataset=criteo",
+        f"dataset.path={missing}",
+    ]
+    assert cli.main(arguments) == 2
+    assert str(missing) in capsys.readouterr().err

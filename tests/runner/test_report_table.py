@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from fefm_lab.report.ablation import ablation_table, paired
+from fefm_lab.report.ablation import ablation_table, latest_per_seed, paired
 from fefm_lab.report.paper import PAPER_SETTINGS, paper_numbers
 from fefm_lab.report.write import readable_table, report_markdown
 from fefm_lab.tracking.tables import markdown_table
@@ -105,3 +105,15 @@ def test_markdown_rendering() -> None:
     assert readable.loc["no_linear", "Δ AUC"] == "-0.00367"
     assert "paper AUC" not in readable.columns
     assert "| deepfefm | no_linear | 3 |" in report_markdown(table, "t").replace("synthetic | ", "")
+
+
+def test_a_rerun_with_other_settings_replaces_the_older_runs() -> None:
+    runs = _runs().assign(start_time=range(len(_runs())))
+    rerun = runs[runs["ablation"] == "none"].assign(
+        auc=0.9, start_time=lambda f: f.start_time + 100
+    )
+    newest = latest_per_seed(pd.concat([runs, rerun], ignore_index=True))
+    assert len(newest) == len(runs)
+    assert list(newest[newest["ablation"] == "none"]["auc"]) == [0.9, 0.9, 0.9]
+    table = ablation_table(newest).set_index("ablation")
+    assert table.loc["none", "runs"] == 3 and table.loc["none", "auc_mean"] == pytest.approx(0.9)
