@@ -95,7 +95,8 @@ def dataset_config(smoke: bool, synthetic_rows: int) -> tuple[dict, str]:
         path = Path(real) / "criteo" / "train_10k.txt"
         config = {"name": "criteo_sample", "format": "criteo", "path": str(path)}
         return config, f"the real Criteo sample ({path.name}, 10,000 rows)"
-    rows = 3000 if smoke else synthetic_rows
+    # smoke: enough rows for a few full-size steps, so a steady step interval exists
+    rows = 6000 if smoke else synthetic_rows
     config = {
         "name": "criteo_generated",
         "format": "synthetic",
