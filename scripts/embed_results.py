@@ -22,6 +22,11 @@ BLOCK = re.compile(
 )
 
 
+def demote_headings(markdown: str, levels: int = 2) -> str:
+    """Headings of an embedded file sit below the README's own `##` sections."""
+    return re.sub(r"^(#+) ", lambda m: "#" * (len(m[1]) + levels) + " ", markdown, flags=re.M)
+
+
 def embed(readme: Path) -> list[str]:
     """Rewrite `readme` in place; returns the result files embedded (missing ones are kept)."""
     root = readme.parent
@@ -32,7 +37,7 @@ def embed(readme: Path) -> list[str]:
         if not source.is_file():
             return match.group(0)
         embedded.append(match["path"])
-        body = source.read_text().rstrip("\n") + "\n"
+        body = demote_headings(source.read_text()).rstrip("\n") + "\n"
         return f"{match.group(1)}{body}{match.group(4)}"
 
     text = readme.read_text()
