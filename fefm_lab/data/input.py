@@ -12,6 +12,7 @@ float32 for a dense one, labels (B, 1) float32. The last batch of an epoch may b
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -110,34 +111,28 @@ def _streamed_blocks(stream: Iterator[Arrays], batch_size: int, superbatch: int)
         yield from _blocks(carry, None, batch_size, superbatch)
 
 
-def _next_epoch(data: PreparedData, seed: int) -> int:
-    key = ("epochs_started", seed)
-    epoch = data._cache.get(key, 0)
-    data._cache[key] = epoch + 1
-    return epoch
-
-
 def train_dataset(
     data: PreparedData,
     batch_size: int,
     seed: int,
     *,
-    epoch: int | None = None,
+    epoch: int = 0,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     superbatch: int = DEFAULT_SUPERBATCH,
 ) -> tf.data.Dataset:
-    """One epoch of the train split in a shuffled order that depends only on (seed, epoch).
+    """The train split, one epoch per iteration, in an order that depends only on (seed, epoch).
 
-    With `epoch=None` each iteration of the returned dataset (and each new call) takes the next
-    epoch number of this PreparedData for this seed, 0, 1, 2, ...: calling it once per epoch, or
-    iterating one dataset once per epoch, both reshuffle every epoch and reproduce across runs.
+    The returned dataset's first iteration is epoch `epoch`, its next one `epoch + 1`, ...: so
+    iterating one dataset once per epoch (as `model.fit` does) reshuffles every epoch, and a
+    new call starts from `epoch` again, whatever ran before: a seed reproduces a run.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, received {batch_size!r}")
 
+    epochs = itertools.count(epoch)
+
     def blocks():
-        current = _next_epoch(data, seed) if epoch is None else epoch
-        rng = np.random.default_rng([seed, current])
+        rng = np.random.default_rng([seed, next(epochs)])
         arrays = _resident(data, "train", memory_budget_bytes)
         if arrays is not None:
             order = rng.permutation(len(arrays[1]))
