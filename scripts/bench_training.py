@@ -114,8 +114,8 @@ def run_vocabulary(sizes: list[int], steps: int, warmup: int) -> tuple[Section, 
 def run_pipeline(data, batches: int, warmup: int) -> tuple[Section, list[Target]]:
     """Batches/s of `train_dataset` alone, then steps/s of training fed by it."""
     import keras
-    from fefm_lab.data.input import train_dataset
 
+    from fefm_lab.data.input import train_dataset
     from fefm_lab.training import Trainer, TrainerConfig
 
     def batch_stream():

@@ -16,6 +16,8 @@ import re
 import sys
 from pathlib import Path
 
+from fefm_lab.fileio import atomic_write_text
+
 BLOCK = re.compile(
     r"(<!-- BEGIN generated: (?P<path>[^ ]+) -->\n)(?P<body>.*?)(<!-- END generated -->)",
     re.DOTALL,
@@ -41,7 +43,7 @@ def embed(readme: Path) -> list[str]:
         return f"{match.group(1)}{body}{match.group(4)}"
 
     text = readme.read_text()
-    readme.write_text(BLOCK.sub(replace, text))
+    atomic_write_text(readme, BLOCK.sub(replace, text))
     return embedded
 
 

@@ -64,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     from fefm_lab.bench.machine import describe_machine, machine_markdown
     from fefm_lab.bench.matmul import matmul_flops_per_second
-    from fefm_lab.bench.results import markdown_table
+    from fefm_lab.bench.results import bench_table
+    from fefm_lab.fileio import atomic_write_text
 
     rate = matmul_flops_per_second()
     rows = []
@@ -85,7 +86,7 @@ def main() -> None:
             ]
         )
         print(rows[-1], flush=True)
-    table = markdown_table(
+    table = bench_table(
         [
             "k",
             "DNN",
@@ -112,8 +113,7 @@ def main() -> None:
             table,
         ]
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "step_profile.md").write_text(text + "\n")
+    atomic_write_text(args.out / "step_profile.md", text + "\n")
     print(f"wrote {args.out / 'step_profile.md'}")
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fefm_lab.bench.machine import machine_markdown
+from fefm_lab.fileio import atomic_write_text
+from fefm_lab.markdown import markdown_table
 
 
 @dataclass(frozen=True)
@@ -83,19 +83,9 @@ def format_number(value: float | int | None) -> str:
     return f"{value:.4g}"
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub Markdown table; floats go through `format_number`."""
-
-    def cell(value: object) -> str:
-        text = format_number(value) if isinstance(value, float) else str(value)
-        return text.replace("|", "\\|")
-
-    lines = [
-        "| " + " | ".join(headers) + " |",
-        "|" + "|".join("---" for _ in headers) + "|",
-    ]
-    lines += ["| " + " | ".join(cell(value) for value in row) + " |" for row in rows]
-    return "\n".join(lines)
+def bench_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table whose floats go through `format_number`."""
+    return markdown_table(rows, headers, float_format=format_number)
 
 
 def render_markdown(
@@ -107,7 +97,7 @@ def render_markdown(
         parts += [
             "## Targets",
             "",
-            markdown_table(
+            bench_table(
                 ["target", "measured", "goal", "status", "margin", "note"],
                 [target.as_row() for target in targets],
             ),
@@ -118,21 +108,8 @@ def render_markdown(
         if section.text:
             parts += [section.text, ""]
         if section.headers:
-            parts += [markdown_table(section.headers, section.rows), ""]
+            parts += [bench_table(section.headers, section.rows), ""]
     return "\n".join(parts)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_report(
@@ -156,8 +133,8 @@ def write_report(
         "targets": [{**asdict(target), "met": target.met} for target in targets],
         "sections": {section.title: section.data for section in sections},
     }
-    _write_atomically(json_path, json.dumps(payload, indent=2, default=float) + "\n")
-    _write_atomically(markdown_path, render_markdown(title, machine, sections, targets, intro))
+    atomic_write_text(json_path, json.dumps(payload, indent=2, default=float) + "\n")
+    atomic_write_text(markdown_path, render_markdown(title, machine, sections, targets, intro))
     return markdown_path, json_path
 
 
@@ -187,7 +164,7 @@ def write_summary(out_dir: Path) -> Path | None:
         blocks += [
             f"**{heading}** ({met} of {len(targets)} targets met; details in `{stem}.md`)",
             "",
-            markdown_table(
+            bench_table(
                 ["target", "measured", "goal", "status", "margin", "note"],
                 [target.as_row() for target in targets],
             ),
@@ -210,5 +187,5 @@ def write_summary(out_dir: Path) -> Path | None:
         ]
     )
     path = out_dir / "summary.md"
-    _write_atomically(path, text)
+    atomic_write_text(path, text)
     return path

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from fefm_lab.fileio import atomic_write_text
+
 SPARSE = "sparse"
 DENSE = "dense"
 
@@ -74,7 +76,7 @@ class FeatureMap:
         )
 
     def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> FeatureMap:

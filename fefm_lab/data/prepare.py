@@ -45,6 +45,7 @@ from fefm_lab.data.reader import count_data_rows, open_source
 from fefm_lab.data.split import TRAIN, assign_splits
 from fefm_lab.data.vocab import MISSING_ID, OOV_ID, ValueCounter
 from fefm_lab.errors import DataError
+from fefm_lab.fileio import atomic_write_text
 
 LOG = logging.getLogger("fefm_lab.data")
 LAYOUT_VERSION = 1
@@ -235,9 +236,7 @@ def _reuse_from_index(index_path: Path, source_path: Path) -> PreparedData | Non
 def _write_index(index_path: Path, source: Path, fingerprint: dict, directory: Path) -> None:
     index_path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"source": str(source), "directory": str(directory.absolute()), **fingerprint}
-    temporary = index_path.with_name(f".{index_path.name}.{uuid.uuid4().hex}")
-    temporary.write_text(json.dumps(entry, indent=2))
-    os.replace(temporary, index_path)
+    atomic_write_text(index_path, json.dumps(entry, indent=2))
 
 
 def _remove_stale_temporaries(final: Path) -> None:
@@ -362,9 +361,7 @@ def _build(
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "keys": "vocabularies/<field>.npy: uint64 value keys in id order (first id 2)",
         }
-        manifest_tmp = temporary / f".{MANIFEST}.partial"
-        manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        os.replace(manifest_tmp, temporary / MANIFEST)
+        atomic_write_text(temporary / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         try:
             os.rename(temporary, final)
         except OSError:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ from fefm_lab.data.config import SyntheticSource
 from fefm_lab.data.keys import splitmix64, uniform01
 from fefm_lab.data.layout import AVAZU_COLUMNS, CRITEO_CATEGORICAL, CRITEO_INTEGER
 from fefm_lab.data.split import TEST, assign_splits
+from fefm_lab.fileio import atomic_path, atomic_write_text
 
 LOG = logging.getLogger("fefm_lab.data")
 CHUNK_ROWS = 200_000
@@ -305,13 +304,12 @@ def synthesize(
     probabilities = np.empty(rows, dtype=np.float32)
     without_pairs = np.empty(rows, dtype=np.float32)
     labels = np.empty(rows, dtype=np.int8)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     started = time.perf_counter()
     separator = "\t" if format == "criteo" else ","
     write_options = pacsv.WriteOptions(
         include_header=False, delimiter=separator, quoting_style="none"
     )
-    try:
+    with atomic_path(path) as temporary:
         sink = (
             pa.CompressedOutputStream(str(temporary), "gzip")
             if path.suffix == ".gz"
@@ -342,14 +340,7 @@ def synthesize(
             "test": _auc(labels[test], without_pairs[test]),
         }
         manifest["seconds"] = round(time.perf_counter() - started, 3)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    manifest_path = manifest_path_for(path)
-    partial = manifest_path.with_name(f".{manifest_path.name}.partial")
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(partial, manifest_path)
+    atomic_write_text(manifest_path_for(path), json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 

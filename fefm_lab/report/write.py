@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,9 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from fefm_lab.fileio import atomic_path
+from fefm_lab.markdown import markdown_table
 from fefm_lab.report.ablation import ablation_table, load_runs
 from fefm_lab.tracking.store import TrackingStore
-from fefm_lab.tracking.tables import markdown_table
 
 MARKDOWN_NAME = "ablation_table.md"
 CSV_NAME = "ablation_table.csv"
@@ -111,11 +112,10 @@ def plot_differences(table: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def _replace(path: Path, write) -> Path:
-    """Write to a temporary sibling, then rename: a reader never sees half a file."""
-    partial = path.with_name(path.name + ".partial")
-    write(partial)
-    os.replace(partial, path)
+def _replace(path: Path, write: Callable[[Path], object]) -> Path:
+    """`write(temporary path)`, then the temporary file replaces `path` (fefm_lab.fileio)."""
+    with atomic_path(path) as partial:
+        write(partial)
     return path
 
 

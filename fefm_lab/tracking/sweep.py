@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 import pandas as pd
 from mlflow.entities import Run
 
+from fefm_lab.markdown import markdown_table
 from fefm_lab.tracking.run_logging import log_metrics, log_text
 from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_OUTCOME, TAG_REASON, TrackingStore
-from fefm_lab.tracking.tables import markdown_table
 
 SUMMARY_COLUMNS = ("run", "status", "test_auc", "test_logloss", "reason", "run_id")
 

@@ -12,8 +12,8 @@ from fefm_lab.bench.measure import interval_stats, peak_rss_bytes, step_stats
 from fefm_lab.bench.results import (
     Section,
     Target,
+    bench_table,
     format_number,
-    markdown_table,
     write_report,
     write_summary,
 )
@@ -56,8 +56,8 @@ def test_format_number(value, text):
     assert format_number(value) == text
 
 
-def test_markdown_table_escapes_pipes_and_formats_floats():
-    table = markdown_table(["a", "b"], [["x|y", 1234.0], ["z", 0.5]])
+def test_bench_table_escapes_pipes_and_formats_floats():
+    table = bench_table(["a", "b"], [["x|y", 1234.0], ["z", 0.5]])
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1,234 |", "| z | 0.5 |"]
 
 

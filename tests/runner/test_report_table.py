@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from fefm_lab.markdown import fixed_decimals, markdown_table
 from fefm_lab.report.ablation import ablation_table, latest_per_seed, paired
 from fefm_lab.report.paper import PAPER_SETTINGS, paper_numbers
 from fefm_lab.report.write import readable_table, report_markdown
-from fefm_lab.tracking.tables import markdown_table
 
 BASE_AUC = {1: 0.80, 2: 0.81, 3: 0.79}
 ABLATED_AUC = {1: 0.795, 2: 0.806, 3: 0.788}
@@ -96,7 +96,7 @@ def test_paper_numbers_only_for_the_paper_settings() -> None:
 
 def test_markdown_rendering() -> None:
     frame = pd.DataFrame({"name": ["a|b", "c"], "value": [0.123456, math.nan]})
-    assert markdown_table(frame, digits=3) == (
+    assert markdown_table(frame, float_format=fixed_decimals(3)) == (
         "| name | value |\n|---|---:|\n| a\\|b | 0.123 |\n| c |  |"
     )
     table = ablation_table(_runs())
