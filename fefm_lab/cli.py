@@ -1,16 +1,15 @@
 """`fefm-lab`: the command line (run, sweep, prepare, synth, report, ui, show).
 
-`run` hands over to Hydra (`@hydra.main` parses `sys.argv`, so it is rewritten for the
-subcommand). Before Hydra starts, this process composes and validates every job's config (a
-mistake exits 2 before any data is read), creates the MLflow database and experiment, and for a
-sweep creates (or resumes) the parent run. The read-only subcommands use Hydra's compose API.
+`run` hands over to Hydra (`fefm_lab.hydra_app`). Before Hydra starts, this process composes and
+validates the job's config (a mistake exits 2 before any data is read) and creates the MLflow
+database and experiment; `run -m` is a sweep (`fefm_lab.sweep`). The read-only subcommands use
+Hydra's compose API.
 """
 
 from __future__ import annotations
 
 import importlib.resources
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,9 +23,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 import fefm_lab
 from fefm_lab.errors import ConfigError, UserError
+from fefm_lab.hydra_app import CONFIG_NAME, VERSION_BASE
 
-VERSION_BASE = "1.3"
-CONFIG_NAME = "config"
 SUBCOMMANDS = {
     "run": "train one configuration, or a sweep with -m (Hydra multirun)",
     "prepare": "prepare (and cache) the configured dataset",
@@ -35,8 +33,6 @@ SUBCOMMANDS = {
     "ui": "open the MLflow UI on 127.0.0.1 for the configured tracking store",
     "show": "print the composed configuration",
 }
-# Overrides that do not change what a sweep computes: left out of its generated name.
-NAME_NEUTRAL_PREFIXES = ("paths.", "mlflow.", "force", "threads", "hydra", "sweep.")
 
 
 def config_dir() -> str:
@@ -54,7 +50,7 @@ def config_dir() -> str:
 # ---------------------------------------------------------------- composing
 
 
-def _hydra_message(error: BaseException) -> str:
+def hydra_message(error: BaseException) -> str:
     parts = []
     while error is not None:
         # Hydra appends its search path to a missing-option message: noise for a user.
@@ -74,7 +70,7 @@ def compose_config(overrides: Sequence[str], *, with_hydra: bool = False) -> Dic
         try:
             return compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=with_hydra)
         except (HydraException, OmegaConfBaseException, ValueError) as error:
-            raise ConfigError(_hydra_message(error)) from None
+            raise ConfigError(hydra_message(error)) from None
 
 
 def resolved_config(overrides: Sequence[str]) -> dict[str, Any]:
@@ -85,86 +81,22 @@ def resolved_config(overrides: Sequence[str]) -> dict[str, Any]:
     try:
         resolved = resolve(cfg)
     except OmegaConfBaseException as error:
-        raise ConfigError(_hydra_message(error)) from None
+        raise ConfigError(hydra_message(error)) from None
     validate_config(resolved)
     return resolved
-
-
-def expand_sweep(overrides: Sequence[str]) -> tuple[list[list[str]], DictConfig]:
-    """Every job's override list, as Hydra's basic sweeper will make them, and the base config.
-
-    The sweep is the experiment's `hydra.sweeper.params` followed by the command line (later
-    wins); `glob(*)` and comma lists expand to their cartesian product.
-    """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(
-        version_base=VERSION_BASE, config_dir=config_dir(), job_name="fefm-lab"
-    ):
-        try:
-            parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
-            parsed = parser.parse_overrides(list(overrides))
-            base = [o.input_line for o in parsed if not o.is_sweep_override()]
-            base_cfg = compose(CONFIG_NAME, overrides=base, return_hydra_config=True)
-            params = base_cfg.hydra.sweeper.get("params") or {}
-            lines = [f"{key}={value}" for key, value in params.items()] + list(overrides)
-            batches = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)
-        except (HydraException, OmegaConfBaseException, ValueError) as error:
-            raise ConfigError(_hydra_message(error)) from None
-    return [list(job) for batch in batches for job in batch], base_cfg
-
-
-def sweep_name(base_cfg: DictConfig, overrides: Sequence[str]) -> str:
-    """`sweep.name`, else the experiment preset's name, else one made from the overrides."""
-    if base_cfg.sweep.name:
-        return str(base_cfg.sweep.name)
-    experiment = base_cfg.hydra.runtime.choices.get("experiment")
-    if experiment:
-        return str(experiment)
-    relevant = sorted(o for o in overrides if not o.startswith(NAME_NEUTRAL_PREFIXES))
-    text = re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", " ".join(relevant))
-    return f"sweep_{text}"[:200] if text else "sweep"
-
-
-def _joblib_threads(base_cfg: DictConfig) -> int | None:
-    launcher = base_cfg.hydra.launcher
-    if "joblib" not in str(launcher.get("_target_", "")):
-        return None
-    cores = os.cpu_count() or 1
-    jobs = launcher.get("n_jobs", -1) or -1
-    jobs = cores if jobs < 0 else jobs
-    return max(1, cores // max(1, jobs))
 
 
 # ---------------------------------------------------------------- run
 
 
-_OUTCOMES: list = []
-
-
-def _hydra_task(cfg: DictConfig) -> None:
-    """What Hydra runs per job (module level, so the joblib launcher can pickle it)."""
+def _run_once(overrides: Sequence[str]):
+    """One job through Hydra (its run directory and logging); the job's outcome."""
+    from fefm_lab.hydra_app import launch_hydra
     from fefm_lab.runner import run_job
 
-    _OUTCOMES.append(run_job(cfg))
-
-
-def _launch_hydra(arguments: Sequence[str]) -> None:
-    import hydra
-
-    task = hydra.main(version_base=VERSION_BASE, config_path=config_dir(), config_name=CONFIG_NAME)(
-        _hydra_task
-    )
-    saved = sys.argv
-    sys.argv = ["fefm-lab", *arguments]
-    GlobalHydra.instance().clear()
-    try:
-        task()
-    finally:
-        sys.argv = saved
-        GlobalHydra.instance().clear()
+    outcomes = []
+    launch_hydra(overrides, lambda cfg: outcomes.append(run_job(cfg)), config_dir())
+    return outcomes[-1]
 
 
 def _print_result(outcome, resolved: dict[str, Any]) -> None:
@@ -180,7 +112,7 @@ def _print_result(outcome, resolved: dict[str, Any]) -> None:
 
 
 def command_run(arguments: Sequence[str]) -> int:
-    from fefm_lab.runner import resolve, store_for, validate_config
+    from fefm_lab.runner import store_for
 
     flags = [a for a in arguments if a.startswith("-")]
     overrides = [a for a in arguments if not a.startswith("-")]
@@ -194,9 +126,7 @@ def command_run(arguments: Sequence[str]) -> int:
     if not multirun:
         resolved = resolved_config(overrides)
         store_for(resolved)  # database and experiment exist before the job starts
-        _OUTCOMES.clear()
-        _launch_hydra(overrides)
-        outcome = _OUTCOMES[-1]
+        outcome = _run_once(overrides)
         if outcome.status in ("finished", "already_finished"):
             _print_result(outcome, resolved)
             return 0
@@ -206,52 +136,9 @@ def command_run(arguments: Sequence[str]) -> int:
         print(f"run {outcome.run_id} FAILED: {outcome.reason}", file=sys.stderr)
         return 2 if outcome.user_error else 1
 
-    jobs, base_cfg = expand_sweep(overrides)
-    job_configs = []
-    for job in jobs:  # every job's config is checked before the first one starts
-        try:
-            job_configs.append(resolve(compose_config(job)))
-            validate_config(job_configs[-1])
-        except ConfigError as error:
-            raise ConfigError(f"in sweep job {' '.join(job)}: {error}") from None
-    from fefm_lab.tracking.run_logging import git_commit
-    from fefm_lab.tracking.sweep import finish_sweep
+    from fefm_lab.sweep.launch import run_sweep
 
-    base = job_configs[0]  # tracking settings are the same for every job
-    store = store_for(base)
-    name = sweep_name(base_cfg, overrides)
-    parent_id, resumed = store.start_sweep_parent(
-        name,
-        {
-            "git_commit": git_commit(),
-            "fefm_lab_version": fefm_lab.__version__,
-            "overrides": " ".join(overrides)[:5000],
-        },
-    )
-    print(
-        f"sweep {name!r}: {len(jobs)} jobs, parent run {parent_id}"
-        + (" (resumed: finished configurations are skipped)" if resumed else ""),
-        file=sys.stderr,
-    )
-    extra = [f"sweep.name='{name}'", f"sweep.parent_run_id={parent_id}"]  # quoted: = and ,
-    threads = _joblib_threads(base_cfg)
-    if threads is not None and base.get("threads") is None:
-        extra.append(f"threads={threads}")
-    try:
-        _launch_hydra(["--multirun", *overrides, *extra])
-    except KeyboardInterrupt:
-        store.client.set_terminated(parent_id, "KILLED")
-        print(f"interrupted: sweep parent run {parent_id} marked KILLED", file=sys.stderr)
-        return 130
-    summary = finish_sweep(store, parent_id)
-    print(summary.markdown)
-    print(f"sweep parent run {parent_id} in experiment {store.experiment_name!r}")
-    if summary.failed:
-        print(f"{len(summary.failed)} run(s) failed:", file=sys.stderr)
-        for row in summary.failed:
-            print(f"  {row['run']} ({row['run_id']}): {row['reason']}", file=sys.stderr)
-        return 1
-    return 0
+    return run_sweep(overrides)
 
 
 # ---------------------------------------------------------------- other commands

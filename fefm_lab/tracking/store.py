@@ -74,19 +74,6 @@ class TrackingStore:
         )
         return runs[-1] if runs else None
 
-    def start_sweep_parent(self, sweep_name: str, tags: dict[str, str]) -> tuple[str, bool]:
-        """Reuse the sweep's parent run (resume) or create it; returns (run id, resumed)."""
-        existing = self.sweep_parent(sweep_name)
-        if existing is not None:
-            self.client.update_run(existing.info.run_id, status="RUNNING")
-            return existing.info.run_id, True
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"sweep {sweep_name}",
-            tags={**tags, TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: sweep_name},
-        )
-        return run.info.run_id, False
-
     def children(self, parent_run_id: str) -> list[Run]:
         """The job runs filed under a sweep's parent run, oldest first."""
         return self.search(f"tags.{TAG_PARENT} = {_quote(parent_run_id)}")

@@ -1,4 +1,7 @@
-"""The end of a sweep: a summary table of its children, logged to the parent run."""
+"""The end of a sweep: a summary table of its configurations, logged to the parent run.
+
+`finish_sweep` is the one function that ends a sweep, on every way out (see `fefm_lab.sweep`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pandas as pd
 from mlflow.entities import Run
 
 from fefm_lab.markdown import markdown_table
+from fefm_lab.sweep.parent import reused_runs
 from fefm_lab.tracking.run_logging import log_metrics, log_text
 from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_OUTCOME, TAG_REASON, TrackingStore
 
@@ -58,23 +62,40 @@ def summary_rows(runs: list[Run]) -> list[dict]:
     return sorted(rows, key=lambda row: row["run"])
 
 
-def finish_sweep(store: TrackingStore, parent_run_id: str) -> SweepSummary:
-    """Summarise the children, log the table (md + csv) and counts to the parent, close it.
+def summarize_sweep(store: TrackingStore, parent_run_id: str) -> SweepSummary:
+    """Every configuration of the sweep with its latest run (read only).
 
-    The parent ends FINISHED when no configuration's latest run failed, else FAILED.
+    A sweep's configurations are its children plus those whose FINISHED run a job reused
+    instead of running again (filed under another sweep or a single run).
     """
-    rows = summary_rows(store.children(parent_run_id))
+    parent = store.client.get_run(parent_run_id)
+    rows = summary_rows(store.children(parent_run_id) + reused_runs(store, parent))
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    markdown = markdown_table(table) if rows else "(no runs)"
-    summary = SweepSummary(rows, markdown)
-    counts = table["status"].value_counts().to_dict() if rows else {}
+    return SweepSummary(rows, markdown_table(table) if rows else "(no runs)")
+
+
+def finish_sweep(
+    store: TrackingStore, parent_run_id: str, *, status: str | None = None, reason: str = ""
+) -> SweepSummary:
+    """Summarise the configurations, log the table (md + csv) and counts to the parent, close it.
+
+    The parent ends with `status` when given (KILLED or FAILED by an interrupted or failed
+    launch, with `reason`), else FINISHED when no configuration's latest run failed, else FAILED.
+    """
+    summary = summarize_sweep(store, parent_run_id)
+    table = pd.DataFrame(summary.rows, columns=list(SUMMARY_COLUMNS))
+    counts = table["status"].value_counts().to_dict()
     log_metrics(
         store.client,
         parent_run_id,
-        {f"runs_{status}": counts.get(status, 0) for status in ("finished", "skipped", "failed")}
-        | {"runs_total": len(rows)},
+        {f"runs_{name}": counts.get(name, 0) for name in ("finished", "skipped", "failed")}
+        | {"runs_total": len(summary.rows)},
     )
-    log_text(store.client, parent_run_id, markdown + "\n", "sweep_summary.md")
+    log_text(store.client, parent_run_id, summary.markdown + "\n", "sweep_summary.md")
     log_text(store.client, parent_run_id, table.to_csv(index=False), "sweep_summary.csv")
-    store.client.set_terminated(parent_run_id, "FAILED" if summary.failed else "FINISHED")
+    end = status or ("FAILED" if summary.failed else "FINISHED")
+    if reason:
+        store.client.set_tag(parent_run_id, TAG_OUTCOME, end.lower())
+        store.client.set_tag(parent_run_id, TAG_REASON, reason[:5000])
+    store.client.set_terminated(parent_run_id, end)
     return summary

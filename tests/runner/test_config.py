@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from fefm_lab import cli
+from fefm_lab.sweep.plan import expand_jobs
 from fefm_lab.errors import ConfigError
 from fefm_lab.runner import MODEL_PARAMETERS, ablation_label, resolve, validate_config
 
@@ -71,14 +72,14 @@ def test_paper_presets_carry_table4_settings() -> None:
 
 
 def test_sweep_presets_expand_to_their_grids() -> None:
-    jobs, _ = cli.expand_sweep(["experiment=synthetic_ablation"])
+    jobs, _ = expand_jobs(["experiment=synthetic_ablation"])
     assert len(jobs) == 7 * 3
     assert {j for job in jobs for j in job if j.startswith("seed=")} == {
         "seed=1",
         "seed=2",
         "seed=3",
     }
-    grid, _ = cli.expand_sweep(["experiment=ablation_grid", "seed=1"])
+    grid, _ = expand_jobs(["experiment=ablation_grid", "seed=1"])
     assert len(grid) == 16  # the command line's seed=1 replaces the preset's seed sweep
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fefm_lab.sweep.parent import open_parent
 from fefm_lab.tracking.confighash import config_hash, flatten, hashed_part
 from fefm_lab.tracking.run_logging import log_params, param_value
 from fefm_lab.tracking.store import open_store
@@ -63,9 +64,9 @@ def test_open_store_is_idempotent(store, tmp_path: Path) -> None:
 
 def test_finished_lookup_and_sweep_summary(store) -> None:
     client = store.client
-    parent, resumed = store.start_sweep_parent("s1", {})
+    parent, resumed = open_parent(store, "s1", "first", {})
     assert not resumed
-    assert store.start_sweep_parent("s1", {}) == (parent, True)
+    assert open_parent(store, "s1", "second", {}) == (parent, True)
 
     def child(digest: str, status: str, auc: float | None, outcome: str, reason: str = "") -> str:
         tags = {

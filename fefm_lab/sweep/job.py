@@ -1,0 +1,54 @@
+"""What Hydra runs per sweep job, in whatever process or machine the launcher picks."""
+
+from __future__ import annotations
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, read_write
+
+from fefm_lab.sweep.parent import parent_of, record_reuse
+
+
+class SweepJobError(Exception):
+    """A job failed outside its own run (no tracking store or parent run it could reach).
+
+    Raised so that Hydra hands it back to the launching process as the job's return value.
+    """
+
+
+def _job_label() -> str:
+    try:
+        return " ".join(HydraConfig.get().overrides.task) or "(no overrides)"
+    except ValueError:  # not inside a Hydra job (a test calling the function directly)
+        return "(outside Hydra)"
+
+
+def run_sweep_job(cfg: DictConfig):
+    """Find the sweep's parent run, run the job under it, return its `JobOutcome`.
+
+    Module level, so launchers that pickle the task (joblib, Ray, submitit) import it by name.
+    Training failures come back as a FAILED outcome (recorded in the job's run); a failure to
+    reach the tracking store or the parent run raises `SweepJobError`.
+    """
+    from fefm_lab.runner import run_job, store_for
+
+    invocation = cfg.sweep.get("invocation")
+    try:
+        store = store_for({"mlflow": OmegaConf.to_container(cfg.mlflow, resolve=True)})
+        parent = parent_of(store, invocation) if invocation else None
+    except Exception as error:  # reported to the launching process, with context
+        raise SweepJobError(
+            f"sweep job {_job_label()}: cannot reach the tracking store "
+            f"{cfg.mlflow.tracking_uri}: {type(error).__name__}: {error}"
+        ) from None
+    if parent is None:
+        raise SweepJobError(
+            f"sweep job {_job_label()}: no parent run of sweep invocation {invocation!r} in "
+            f"{cfg.mlflow.tracking_uri} (the sweep's start failed: see the warning before the jobs)"
+        )
+    parent_id = parent.info.run_id
+    with read_write(cfg):
+        OmegaConf.update(cfg, "sweep.parent_run_id", parent_id)
+    outcome = run_job(cfg)
+    if outcome.status == "already_finished" and outcome.run_id:
+        record_reuse(store, parent_id, outcome.config_hash, outcome.run_id)
+    return outcome

@@ -1,0 +1,177 @@
+"""`fefm-lab run -m`: validate, hand the sweep to Hydra, and close it on every way out.
+
+The parent run is opened and ended by the `SweepLifecycle` callback inside Hydra. This side makes
+sure that however the launcher returns, the sweep ends with a status and a reason:
+
+| way out | parent run | children still RUNNING | exit |
+|---|---|---|---|
+| every job returned | FINISHED, or FAILED if a configuration failed | none | 0 / 1 |
+| a job could not reach the tracking store or its parent | FAILED | FAILED | 1 |
+| the launcher failed before any job started (bad `hydra.launcher.*`) | FAILED | none | 2 |
+| the launcher failed later | FAILED | FAILED | 1 |
+| Ctrl-C (SIGINT) | KILLED | KILLED | 130 |
+| SIGTERM / SIGHUP to the launching process | KILLED | KILLED | 128 + signal |
+| a job in this process calls `sys.exit` (its own signal handling) | KILLED | KILLED | its code |
+
+A SIGKILLed launcher cannot close anything: the next start of the same sweep reaps the runs
+whose process is gone (`TrackingStore.reap_dead_runs`).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from fefm_lab.errors import ConfigError
+from fefm_lab.sweep.callback import end_sweep
+from fefm_lab.sweep.job import SweepJobError, run_sweep_job
+from fefm_lab.sweep.parent import close_in_flight, parent_of
+from fefm_lab.sweep.plan import SweepPlan, plan_sweep
+from fefm_lab.tracking.store import TrackingStore
+from fefm_lab.tracking.sweep import summarize_sweep
+
+# Signals that end the launching process (besides SIGINT, which Python raises as Ctrl-C).
+TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """The launching process received a terminating signal (not an Exception: nothing that
+    records a job's failure may catch it; the sweep is closed as KILLED)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """Turn SIGTERM / SIGHUP into `Terminated` in the main thread while the block runs."""
+
+    def handler(signum: int, frame) -> None:
+        raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in TERMINATING_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def signals_ignored() -> Iterator[None]:
+    """Let the sweep be closed without a second Ctrl-C or SIGTERM cutting it short."""
+    sigs = (signal.SIGINT, *TERMINATING_SIGNALS)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in sigs}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def close_sweep(store: TrackingStore, invocation: str, status: str, reason: str) -> None:
+    """End this invocation's parent run and its RUNNING children with `status` and `reason`."""
+    with signals_ignored():
+        parent = parent_of(store, invocation)
+        if parent is None or parent.info.status != "RUNNING":
+            _say(f"{reason} (no sweep parent run was open)")
+            return
+        parent_id = parent.info.run_id
+        closed = close_in_flight(store, parent_id, status, reason)
+        end_sweep(store, parent_id, status=status, reason=reason)
+        _say(f"sweep parent run {parent_id} and {len(closed)} running job run(s) marked {status}")
+
+
+def _jobs_started(store: TrackingStore, invocation: str, since_ms: int) -> bool:
+    parent = parent_of(store, invocation)
+    if parent is None:
+        return False
+    return any((c.info.start_time or 0) >= since_ms for c in store.children(parent.info.run_id))
+
+
+def _launch(plan: SweepPlan, overrides: Sequence[str], invocation: str) -> None:
+    from fefm_lab.cli import config_dir
+    from fefm_lab.hydra_app import launch_hydra
+
+    # quoted: a generated name holds = and ,
+    extra = [f"sweep.name='{plan.name}'", f"sweep.invocation={invocation}"]
+    if plan.threads is not None and plan.configs[0].get("threads") is None:
+        extra.append(f"threads={plan.threads}")
+    with signals_raise():
+        launch_hydra(
+            ["--multirun", *overrides, *extra], run_sweep_job, config_dir(), raise_errors=True
+        )
+
+
+def _conclude(store: TrackingStore, invocation: str) -> int:
+    """After Hydra returned: end the parent if the callback could not; exit 1 on failures."""
+    parent = parent_of(store, invocation)
+    if parent is None:
+        _say("error: the sweep's parent run was never opened (see the warning above)")
+        return 1
+    parent_id = parent.info.run_id
+    if parent.info.status == "RUNNING":  # on_multirun_end was skipped or failed
+        summary = end_sweep(store, parent_id)
+    else:
+        summary = summarize_sweep(store, parent_id)
+    if summary.failed:
+        _say(f"{len(summary.failed)} run(s) failed:")
+        for row in summary.failed:
+            _say(f"  {row['run']} ({row['run_id']}): {row['reason']}")
+        return 1
+    return 0
+
+
+def run_sweep(overrides: Sequence[str]) -> int:
+    """Run the sweep the overrides describe; the command's exit code (see the module docstring)."""
+    from fefm_lab.runner import store_for
+
+    plan = plan_sweep(overrides)
+    store = store_for(plan.configs[0])  # database and experiment exist before any job starts
+    invocation = uuid.uuid4().hex
+    _say(f"sweep {plan.name!r}: {len(plan.jobs)} jobs ({plan.launcher.rsplit('.', 1)[-1]})")
+    started_ms = int(time.time() * 1000)
+    try:
+        _launch(plan, overrides, invocation)
+    except KeyboardInterrupt:
+        _say("sweep interrupted (Ctrl-C)")
+        close_sweep(store, invocation, "KILLED", "sweep interrupted (Ctrl-C)")
+        return 130
+    except Terminated as signalled:
+        reason = f"sweep launcher received {signalled.name}"
+        _say(reason)
+        close_sweep(store, invocation, "KILLED", reason)
+        return 128 + signalled.signum
+    except SystemExit as exiting:  # a job's own signal handling ended the process
+        close_sweep(store, invocation, "KILLED", f"sweep ended by exit({exiting.code}) in a job")
+        raise
+    except SweepJobError as error:
+        close_sweep(store, invocation, "FAILED", str(error))
+        _say(f"error: {error}")
+        return 1
+    except Exception as error:  # the launcher's own failure: reported, sweep closed
+        launcher = plan.launcher.rsplit(".", 1)[-1]
+        reason = f"launcher {launcher} failed: {type(error).__name__}: {error}"
+        started = _jobs_started(store, invocation, started_ms)
+        close_sweep(store, invocation, "FAILED", reason)
+        if not started:
+            raise ConfigError(
+                f"{reason}\n(no job started: check hydra/launcher and the hydra.launcher.* "
+                "overrides)"
+            ) from None
+        _say(f"error: {reason}")
+        return 1
+    return _conclude(store, invocation)

@@ -1,0 +1,87 @@
+"""A sweep's parent run in the tracking store: open it, find it from a job, close what is open.
+
+One launch of a sweep (an *invocation*) is named by a random token that `fefm-lab run -m` hands
+to every job as `sweep.invocation`; the parent run carries it as a tag. Jobs, wherever the
+launcher runs them, find their parent run by that tag (no process shares memory with another),
+and so does the launching process when it has to close the sweep after a failure.
+"""
+
+from __future__ import annotations
+
+from mlflow.entities import Run
+
+from fefm_lab.tracking.store import (
+    ROLE_SWEEP,
+    TAG_OUTCOME,
+    TAG_REASON,
+    TAG_ROLE,
+    TAG_SWEEP,
+    TrackingStore,
+)
+
+TAG_INVOCATION = "sweep_invocation"  # the token of the launch that has the parent open
+REUSED_PREFIX = "reused."  # parent tag `reused.<config hash>` = the FINISHED run a job reused
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def open_parent(
+    store: TrackingStore, name: str, invocation: str, tags: dict[str, str]
+) -> tuple[str, bool]:
+    """Resume the sweep's parent run (status back to RUNNING) or create it; (run id, resumed).
+
+    Either way it is tagged with this invocation's token, so this launch's jobs file under it.
+    """
+    existing = store.sweep_parent(name)
+    if existing is not None:
+        run_id = existing.info.run_id
+        store.client.update_run(run_id, status="RUNNING")
+        for key in (TAG_OUTCOME, TAG_REASON):  # last launch's ending no longer applies
+            if key in existing.data.tags:
+                store.client.delete_tag(run_id, key)
+        for key, value in {**tags, TAG_INVOCATION: invocation}.items():
+            store.client.set_tag(run_id, key, value)
+        return run_id, True
+    run = store.client.create_run(
+        store.experiment_id,
+        run_name=f"sweep {name}",
+        tags={**tags, TAG_ROLE: ROLE_SWEEP, TAG_SWEEP: name, TAG_INVOCATION: invocation},
+    )
+    return run.info.run_id, False
+
+
+def parent_of(store: TrackingStore, invocation: str) -> Run | None:
+    """The parent run that this invocation opened, or None if it never opened one."""
+    runs = store.search(
+        f"tags.{TAG_INVOCATION} = {_quote(invocation)} and tags.{TAG_ROLE} = '{ROLE_SWEEP}'"
+    )
+    return runs[-1] if runs else None
+
+
+def record_reuse(store: TrackingStore, parent_run_id: str, config_hash: str, run_id: str) -> None:
+    """Note on the parent that this configuration's FINISHED run (filed anywhere) was reused."""
+    store.client.set_tag(parent_run_id, f"{REUSED_PREFIX}{config_hash}", run_id)
+
+
+def reused_runs(store: TrackingStore, parent: Run) -> list[Run]:
+    """The FINISHED runs that the sweep's jobs reused instead of running again."""
+    ids = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_PREFIX)}
+    return [store.client.get_run(run_id) for run_id in sorted(ids)]
+
+
+def close_in_flight(
+    store: TrackingStore, parent_run_id: str, status: str, reason: str
+) -> list[str]:
+    """End the parent's children that are still RUNNING (their launcher is gone); their ids."""
+    closed = []
+    for child in store.children(parent_run_id):
+        if child.info.status != "RUNNING":
+            continue
+        run_id = child.info.run_id
+        store.client.set_tag(run_id, TAG_OUTCOME, status.lower())
+        store.client.set_tag(run_id, TAG_REASON, reason[:5000])
+        store.client.set_terminated(run_id, status)
+        closed.append(run_id)
+    return closed
