@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from fefm_lab import cli
-from fefm_lab.sweep.plan import expand_jobs
 from fefm_lab.errors import ConfigError
 from fefm_lab.runner import MODEL_PARAMETERS, ablation_label, resolve, validate_config
+from fefm_lab.sweep.plan import expand_jobs
 
 CONF = Path(cli.config_dir())
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
