@@ -30,6 +30,19 @@ class TrainerConfig:
     # memory-bound and XLA cannot fuse the row-sparse update): off by default.
     jit_compile: bool = False
     verbose: bool = True
+    # Long runs. A checkpoint is saved at every epoch end and every `checkpoint_every_minutes`
+    # (None: epoch ends only) under paths.checkpoint_dir/<config hash>/, and deleted when the
+    # run finishes unless `keep_checkpoints`.
+    checkpoint_every_minutes: float | None = 10.0
+    keep_checkpoints: bool = False
+    # Train log loss (mean over the last `log_every_steps` steps) and samples/s go to MLflow
+    # every `log_every_steps` steps, with step = global step.
+    log_every_steps: int = 100
+    # auto: a progress bar on a terminal, plain lines every `progress_every_seconds` elsewhere.
+    progress: str = "auto"  # auto | bar | lines
+    progress_every_seconds: float = 30.0
+    # auto: the first GPU TensorFlow sees, else the CPU; cpu: never a GPU; gpu: a GPU or an error.
+    device: str = "auto"  # auto | cpu | gpu
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adagrad", "adam"):
@@ -42,6 +55,28 @@ class TrainerConfig:
         for key in ("batch_size", "eval_batch_size", "max_epochs"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"trainer.{key} must be >= 1, received {getattr(self, key)!r}")
+        if self.checkpoint_every_minutes is not None and not self.checkpoint_every_minutes > 0:
+            raise ValueError(
+                "trainer.checkpoint_every_minutes must be > 0 or null, "
+                f"received {self.checkpoint_every_minutes!r}"
+            )
+        if int(self.log_every_steps) < 1:
+            raise ValueError(
+                f"trainer.log_every_steps must be >= 1, received {self.log_every_steps!r}"
+            )
+        if not self.progress_every_seconds > 0:
+            raise ValueError(
+                "trainer.progress_every_seconds must be > 0, "
+                f"received {self.progress_every_seconds!r}"
+            )
+        if self.progress not in ("auto", "bar", "lines"):
+            raise ValueError(
+                f"trainer.progress must be 'auto', 'bar' or 'lines', received {self.progress!r}"
+            )
+        if self.device not in ("auto", "cpu", "gpu"):
+            raise ValueError(
+                f"trainer.device must be 'auto', 'cpu' or 'gpu', received {self.device!r}"
+            )
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ValueError(
                 f"trainer.steps_per_epoch must be >= 1 or null, received {self.steps_per_epoch!r}"

@@ -3,26 +3,38 @@
 One step is `loss = BCE(y, p) + sum(model.losses)`; the forward and backward pass run in one
 XLA-compiled function (when `jit_compile`), the row-sparse optimizer update in a plain graph
 (XLA cannot compile the `unique` that sums repeated rows).
+
+For long runs the loop saves checkpoints (every epoch end and every `checkpoint_every_minutes`),
+continues exactly from one (`resume=`), stops gracefully on SIGTERM/SIGINT (`stop=`: checkpoint,
+then `TrainingStopped`), shows progress, and reports the train log loss every `log_every_steps`
+steps (`on_steps=`). A resumed run makes the same steps on the same batches from the same state
+as an uninterrupted one, so it ends with the same weights and metrics, bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from fefm_lab.training.checkpoint import CheckpointDirectory, Position, TrainingState
 from fefm_lab.training.config import TrainerConfig
 from fefm_lab.training.metrics import PROBABILITY_EPSILON, auc, log_loss
 from fefm_lab.training.optimizer import RowSparseOptimizer
+from fefm_lab.training.progress import EpochProgress, make_progress
+from fefm_lab.training.signals import StopSignals, TrainingStopped
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-PROGRESS_EVERY_SECONDS = 30.0
+# (global step, {"train_logloss": mean over the last steps, "samples_per_second": ...})
+StepsCallback = Callable[[int, dict[str, float]], None]
 
 
 class TrainingDiverged(RuntimeError):
@@ -46,6 +58,9 @@ class TrainResult:
     num_params: int
     stopped_early: bool
     model: keras.Model = field(repr=False)
+    checkpoints_saved: int = 0
+    checkpoint_seconds: float = 0.0
+    resumed_from: str = ""  # where the run continued from ("" = a fresh start)
 
 
 def binary_cross_entropy(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
@@ -88,24 +103,204 @@ class Trainer:
     def _predict(self, features):
         return self.model(features, training=False)
 
-    def predict(self, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-        """Labels and predicted probabilities of every row, in the dataset's order."""
+    def predict(
+        self, dataset: tf.data.Dataset, stop: StopSignals | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and predicted probabilities of every row, in the dataset's order.
+
+        With `stop`, a pending stop signal ends the pass between batches (TrainingStopped).
+        """
         labels, predictions = [], []
         for features, batch_labels in dataset:
+            if stop is not None:
+                stop.check()
             predictions.append(self.predict_step(features).numpy().reshape(-1))
             labels.append(batch_labels.numpy().reshape(-1))
         if not labels:
             return np.zeros(0, np.float32), np.zeros(0, np.float32)
         return np.concatenate(labels), np.concatenate(predictions)
 
-    def evaluate(self, dataset: tf.data.Dataset) -> dict[str, float]:
-        labels, predictions = self.predict(dataset)
+    def evaluate(
+        self, dataset: tf.data.Dataset, stop: StopSignals | None = None
+    ) -> dict[str, float]:
+        labels, predictions = self.predict(dataset, stop)
         return {"logloss": log_loss(labels, predictions), "auc": auc(labels, predictions)}
+
+    # ------------------------------------------------------------ state for checkpoints
+
+    def variable_names(self) -> list[str]:
+        return [v.path for v in self.model.variables]
+
+    def model_arrays(self) -> list[np.ndarray]:
+        """Every model variable (weights, BatchNorm statistics, dropout seed states)."""
+        return [np.array(v) for v in self.model.variables]
+
+    def optimizer_arrays(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self.optimizer.state_variables]
+
+    def mismatch(self, state: TrainingState) -> str | None:
+        """Why `state` cannot be loaded into this model and optimizer (None: it can)."""
+        # Shapes, not names: Keras numbers layer names per process (seed_generator_1, ...).
+        variables = self.model.variables
+        if len(state.model) != len(variables):
+            return f"it holds {len(state.model)} model variables, this model {len(variables)}"
+        for variable, array in zip(variables, state.model, strict=True):
+            if tuple(variable.shape) != array.shape:
+                return f"variable {variable.path} has shape {array.shape}, not {variable.shape}"
+        slots = self.optimizer.state_variables
+        if len(slots) != len(state.optimizer) or any(
+            tuple(v.shape) != a.shape for v, a in zip(slots, state.optimizer, strict=True)
+        ):
+            return f"its optimizer state does not fit a {self.optimizer.kind} optimizer here"
+        return None
+
+    def restore(self, state: TrainingState) -> None:
+        """Load model and optimizer variables from a checkpoint (see `mismatch` first)."""
+        problem = self.mismatch(state)
+        if problem is not None:
+            raise ValueError(f"checkpoint does not fit: {problem}")
+        for variable, array in zip(self.model.variables, state.model, strict=True):
+            variable.assign(array)
+        for variable, array in zip(self.optimizer.state_variables, state.optimizer, strict=True):
+            variable.assign(array)
 
 
 def _log(config: TrainerConfig, message: str) -> None:
     if config.verbose:
         print(message, file=sys.stderr, flush=True)
+
+
+def batches_per_epoch(train_rows: int, config: TrainerConfig) -> int:
+    """ceil(rows / batch_size) (only the last batch is smaller), capped by steps_per_epoch."""
+    batches = -(-train_rows // config.batch_size)
+    return batches if config.steps_per_epoch is None else min(batches, config.steps_per_epoch)
+
+
+class _Fit:
+    """One call of `fit_and_evaluate`: the position, the timers and the checkpoint writer."""
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        data,
+        config: TrainerConfig,
+        seed: int,
+        checkpoints: CheckpointDirectory | None,
+        run_id: str,
+        stop: StopSignals | None,
+        progress: EpochProgress,
+    ) -> None:
+        self.trainer = trainer
+        self.data = data
+        self.config = config
+        self.seed = seed
+        self.checkpoints = checkpoints
+        self.run_id = run_id
+        self.stop = stop
+        self.progress = progress
+        self.position = Position()
+        self.best_weights: list[np.ndarray] | None = None
+        self.loss_sum: tf.Tensor | float = 0.0
+        self.segment_start = time.perf_counter()
+        interval = config.checkpoint_every_minutes
+        self.checkpoint_interval = math.inf if interval is None else 60.0 * interval
+        self.last_checkpoint = time.perf_counter()
+        self.checkpoints_saved = 0
+        self.checkpoint_seconds = 0.0
+
+    def resume(self, state: TrainingState) -> None:
+        self.trainer.restore(state)
+        self.position = copy.deepcopy(state.position)
+        self.best_weights = state.best
+        self.loss_sum = (
+            tf.constant(self.position.loss_sum, tf.float32) if self.position.loss_batches else 0.0
+        )
+
+    def flush_time(self) -> None:
+        """Move the time since the last flush into `position.train_seconds`."""
+        now = time.perf_counter()
+        self.position.train_seconds += now - self.segment_start
+        self.position.epoch_seconds += now - self.segment_start
+        self.segment_start = now
+
+    def save(self) -> str:
+        """Write a checkpoint of the current position (no-op without a checkpoint directory)."""
+        if self.checkpoints is None:
+            return "no checkpoint directory: nothing saved"
+        started = time.perf_counter()
+        self.position.loss_sum = float(self.loss_sum)
+        state = TrainingState(
+            position=copy.deepcopy(self.position),
+            model=self.trainer.model_arrays(),
+            optimizer=self.trainer.optimizer_arrays(),
+            best=self.best_weights,
+            variable_names=self.trainer.variable_names(),
+            run_id=self.run_id,
+        )
+        path = self.checkpoints.save(state)
+        self.checkpoints_saved += 1
+        self.checkpoint_seconds += time.perf_counter() - started
+        self.last_checkpoint = time.perf_counter()
+        return f"checkpoint at {state.describe()} saved to {path}"
+
+    def stop_now(self) -> None:
+        """Save and raise TrainingStopped if a stop signal is pending."""
+        if self.stop is not None and self.stop.requested is not None:
+            self.flush_time()
+            self.stop.check(self.save())
+
+    def train_epoch(self, on_steps: StepsCallback | None) -> None:
+        """Apply the epoch's remaining batches, from `position.batches_done` on."""
+        from fefm_lab.data.input import train_dataset
+
+        config, position = self.config, self.position
+        total = batches_per_epoch(self.data.rows("train"), config)
+        # The order depends only on (seed, epoch): skipping the batches done gives the rest.
+        batches = train_dataset(self.data, config.batch_size, self.seed, epoch=position.epoch - 1)
+        if config.steps_per_epoch is not None:
+            batches = batches.take(config.steps_per_epoch)
+        if position.batches_done:
+            batches = batches.skip(position.batches_done)
+        self.progress.start(position.epoch, config.max_epochs, total, position.batches_done)
+        window_sum, window_steps, window_samples = 0.0, 0, 0
+        window_start = time.perf_counter()
+        new_samples = 0
+        fit_start = time.perf_counter()
+        for features, labels in batches:
+            batch_loss = self.trainer.train_step(features, labels)
+            if position.steps == 0:
+                batch_loss.numpy()  # wait for the first step to finish before timing it
+                position.first_step_seconds = time.perf_counter() - fit_start
+            self.loss_sum += batch_loss
+            window_sum += batch_loss
+            window_steps += 1
+            position.loss_batches += 1
+            position.batches_done += 1
+            position.steps += 1
+            samples = int(labels.shape[0])
+            position.epoch_samples += samples
+            new_samples += samples
+            window_samples += samples
+            if position.steps % config.log_every_steps == 0:
+                now = time.perf_counter()
+                if on_steps is not None:
+                    on_steps(
+                        position.steps,
+                        {
+                            "train_logloss": float(window_sum) / window_steps,
+                            "samples_per_second": window_samples / max(now - window_start, 1e-9),
+                        },
+                    )
+                window_sum, window_steps, window_samples, window_start = 0.0, 0, 0, now
+            self.stop_now()
+            self.progress.update(
+                position.batches_done, new_samples, float(self.loss_sum) / position.loss_batches
+            )
+            if time.perf_counter() - self.last_checkpoint >= self.checkpoint_interval:
+                self.flush_time()
+                self.save()
+        self.flush_time()
+        self.progress.finish()
 
 
 def fit_and_evaluate(
@@ -115,106 +310,124 @@ def fit_and_evaluate(
     *,
     seed: int,
     on_epoch_end: EpochCallback | None = None,
+    on_steps: StepsCallback | None = None,
+    checkpoints: CheckpointDirectory | None = None,
+    run_id: str = "",
+    resume: TrainingState | None = None,
+    stop: StopSignals | None = None,
 ) -> TrainResult:
     """Train `model` on `data` (a `PreparedData`), stop early on validation log loss, test once.
 
     Early stopping follows the paper: an epoch improves when validation log loss drops by more
     than `min_delta`; after `patience` epochs without improvement training stops, and with
     `restore_best` the best epoch's weights are the ones tested.
+
+    `checkpoints`: where to save (tagged with `run_id`); `resume`: a checkpoint to continue from
+    (its history is not replayed through `on_epoch_end`); `stop`: the job's stop signals.
     """
-    from fefm_lab.data.input import eval_dataset, train_dataset
+    from fefm_lab.data.input import eval_dataset
 
     keras.utils.set_random_seed(seed)
     trainer = Trainer(model, config)
+    progress = make_progress(config.progress, config.verbose, config.progress_every_seconds)
+    fit = _Fit(trainer, data, config, seed, checkpoints, run_id, stop, progress)
+    resumed_from = ""
+    if resume is not None:
+        fit.resume(resume)
+        resumed_from = resume.describe()
+        _log(config, f"resuming from the checkpoint at {resumed_from}")
+    position = fit.position
     validation = eval_dataset(data, "validation", config.eval_batch_size)
 
-    history: list[dict[str, float]] = []
-    best = {"epoch": 0, "logloss": math.inf, "auc": math.nan}
-    best_weights = None
-    epochs_without_gain = 0
-    train_seconds = 0.0
-    samples = 0
-    steps = 0
-    first_step_seconds = math.nan
-    fit_start = time.perf_counter()
-    stopped_early = False
+    with stop.deferred() if stop is not None else nullcontext():
+        try:
+            while not position.training_done:
+                fit.train_epoch(on_steps)
+                _end_epoch(fit, validation, on_epoch_end)
+        finally:
+            progress.close()
 
-    for epoch in range(1, config.max_epochs + 1):
-        epoch_start = time.perf_counter()
-        last_progress = epoch_start
-        loss_sum, loss_batches, epoch_samples = 0.0, 0, 0
-        # The epoch is explicit so the order depends only on (seed, epoch), never on earlier fits.
-        train_batches = train_dataset(data, config.batch_size, seed, epoch=epoch - 1)
-        if config.steps_per_epoch is not None:
-            train_batches = train_batches.take(config.steps_per_epoch)
-        for features, labels in train_batches:
-            batch_loss = trainer.train_step(features, labels)
-            if steps == 0:
-                batch_loss.numpy()  # wait for the first step to finish before timing it
-                first_step_seconds = time.perf_counter() - fit_start
-            loss_sum += batch_loss
-            loss_batches += 1
-            steps += 1
-            epoch_samples += int(labels.shape[0])
-            now = time.perf_counter()
-            if now - last_progress > PROGRESS_EVERY_SECONDS:
-                rate = epoch_samples / (now - epoch_start)
-                _log(config, f"  epoch {epoch}: {epoch_samples:,} samples, {rate:,.0f} samples/s")
-                last_progress = now
-        epoch_train_seconds = time.perf_counter() - epoch_start
-        train_seconds += epoch_train_seconds
-        samples += epoch_samples
-        train_logloss = float(loss_sum) / max(loss_batches, 1)
-        if not math.isfinite(train_logloss):
-            raise TrainingDiverged(
-                f"training loss became {train_logloss} in epoch {epoch} "
-                f"(learning rate {config.learning_rate}, optimizer {config.optimizer})"
-            )
-        val = trainer.evaluate(validation)
-        record = {
-            "epoch": epoch,
-            "train_logloss": train_logloss,
-            "val_logloss": val["logloss"],
-            "val_auc": val["auc"],
-            "seconds": time.perf_counter() - epoch_start,
-            "samples_per_second": epoch_samples / max(epoch_train_seconds, 1e-9),
-        }
-        history.append(record)
-        _log(
-            config,
-            f"epoch {epoch}: train logloss {train_logloss:.5f}, val logloss {val['logloss']:.5f}, "
-            f"val AUC {val['auc']:.5f} ({record['seconds']:.1f} s, "
-            f"{record['samples_per_second']:,.0f} samples/s)",
-        )
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, record)
-        if val["logloss"] < best["logloss"] - config.early_stopping.min_delta:
-            best = {"epoch": epoch, "logloss": val["logloss"], "auc": val["auc"]}
-            epochs_without_gain = 0
-            if config.early_stopping.restore_best:
-                best_weights = [np.array(w) for w in model.get_weights()]
-        else:
-            epochs_without_gain += 1
-            if epochs_without_gain >= config.early_stopping.patience:
-                stopped_early = epoch < config.max_epochs
-                _log(config, f"early stop after epoch {epoch}: best epoch {best['epoch']}")
-                break
-
-    if best_weights is not None and best["epoch"] != history[-1]["epoch"]:
-        model.set_weights(best_weights)
+    history = position.history
+    if fit.best_weights is not None and position.best_epoch != history[-1]["epoch"]:
+        model.set_weights(fit.best_weights)
     test = trainer.evaluate(eval_dataset(data, "test", config.eval_batch_size))
     return TrainResult(
         history=history,
-        best_epoch=int(best["epoch"]),
-        best_val_logloss=float(best["logloss"]),
-        best_val_auc=float(best["auc"]),
+        best_epoch=int(position.best_epoch),
+        best_val_logloss=float(position.best_logloss),
+        best_val_auc=float(position.best_auc),
         test_auc=test["auc"],
         test_logloss=test["logloss"],
-        train_seconds=train_seconds,
-        samples_per_second=samples / max(train_seconds, 1e-9),
-        first_step_seconds=first_step_seconds,
-        steps=steps,
+        train_seconds=position.train_seconds,
+        samples_per_second=position.samples / max(position.train_seconds, 1e-9),
+        first_step_seconds=position.first_step_seconds,
+        steps=position.steps,
         num_params=int(model.count_params()),
-        stopped_early=stopped_early,
+        stopped_early=position.stopped_early,
         model=model,
+        checkpoints_saved=fit.checkpoints_saved,
+        checkpoint_seconds=fit.checkpoint_seconds,
+        resumed_from=resumed_from,
     )
+
+
+def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallback | None) -> None:
+    """Validate, update early stopping, move to the next epoch, save, then report the epoch."""
+    config, position, trainer = fit.config, fit.position, fit.trainer
+    epoch = position.epoch
+    train_logloss = float(fit.loss_sum) / max(position.loss_batches, 1)
+    if not math.isfinite(train_logloss):
+        raise TrainingDiverged(
+            f"training loss became {train_logloss} in epoch {epoch} "
+            f"(learning rate {config.learning_rate}, optimizer {config.optimizer})"
+        )
+    started = time.perf_counter()
+    try:
+        val = trainer.evaluate(validation, fit.stop)
+    except TrainingStopped:
+        fit.stop_now()  # the epoch's batches are done: the checkpoint says so
+        raise
+    epoch_seconds = position.epoch_seconds
+    record = {
+        "epoch": epoch,
+        "train_logloss": train_logloss,
+        "val_logloss": val["logloss"],
+        "val_auc": val["auc"],
+        "seconds": epoch_seconds + time.perf_counter() - started,
+        "samples_per_second": position.epoch_samples / max(epoch_seconds, 1e-9),
+    }
+    position.history.append(record)
+    position.samples += position.epoch_samples
+    _log(
+        config,
+        f"epoch {epoch}: train logloss {train_logloss:.5f}, val logloss {val['logloss']:.5f}, "
+        f"val AUC {val['auc']:.5f} ({record['seconds']:.1f} s, "
+        f"{record['samples_per_second']:,.0f} samples/s)",
+    )
+    stopping = config.early_stopping
+    if val["logloss"] < position.best_logloss - stopping.min_delta:
+        position.best_epoch, position.best_logloss, position.best_auc = (
+            epoch,
+            val["logloss"],
+            val["auc"],
+        )
+        position.epochs_without_gain = 0
+        if stopping.restore_best:
+            fit.best_weights = [np.array(w) for w in trainer.model.get_weights()]
+    else:
+        position.epochs_without_gain += 1
+        if position.epochs_without_gain >= stopping.patience:
+            position.stopped_early = epoch < config.max_epochs
+            position.training_done = True
+            _log(config, f"early stop after epoch {epoch}: best epoch {position.best_epoch}")
+    position.epoch += 1
+    position.batches_done = position.loss_batches = position.epoch_samples = 0
+    position.epoch_seconds = 0.0
+    fit.loss_sum = 0.0
+    if position.epoch > config.max_epochs:
+        position.training_done = True
+    saved = fit.save()
+    if on_epoch_end is not None:
+        on_epoch_end(epoch, record)
+    if fit.stop is not None:
+        fit.stop.check(saved)

@@ -70,6 +70,11 @@ class RowSparseOptimizer:
                 for v in self.variables
             ]
 
+    @property
+    def state_variables(self) -> list[tf.Variable]:
+        """The step counter then every slot, in a fixed order (what a checkpoint saves)."""
+        return [self.iterations, *(slot for slots in self._slots for slot in slots)]
+
     def apply(self, gradients: Sequence) -> None:
         """One update of every variable from its gradient (None = no update)."""
         if len(gradients) != len(self.variables):
