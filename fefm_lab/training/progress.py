@@ -113,7 +113,6 @@ class RichBar(EpochProgress):
             Progress,
             TaskProgressColumn,
             TextColumn,
-            TimeRemainingColumn,
         )
 
         console = Console(file=stream or sys.stderr, force_terminal=force_terminal)
@@ -124,8 +123,7 @@ class RichBar(EpochProgress):
             TaskProgressColumn(),
             TextColumn("{task.fields[rate]} samples/s"),
             TextColumn("train logloss {task.fields[loss]}"),
-            TextColumn("left"),
-            TimeRemainingColumn(),
+            TextColumn("left {task.fields[left]}"),
             console=console,
             refresh_per_second=4,
         )
@@ -142,6 +140,7 @@ class RichBar(EpochProgress):
             epoch=f"{epoch}/{max_epochs}",
             rate="-",
             loss="-",
+            left=format_duration(math.nan),
         )
 
     def update(self, batches: int, samples: int, train_logloss: float) -> None:
@@ -151,6 +150,7 @@ class RichBar(EpochProgress):
             completed=batches,
             rate=f"{self.rates.samples_per_second():,.0f}",
             loss=f"{train_logloss:.5f}",
+            left=format_duration(self.rates.seconds_left()),
         )
 
     def finish(self) -> None:
