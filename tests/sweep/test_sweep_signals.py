@@ -1,0 +1,125 @@
+"""Real `fefm-lab run -m` processes stopped by real signals: nothing is left RUNNING.
+
+Each test starts the installed command on tiny synthetic data with jobs that would train for
+hours, waits until the tracking store shows them RUNNING, sends the signal, and reads the store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fefm_lab.tracking.store import TrackingStore, open_store
+
+pytestmark = pytest.mark.slow
+
+TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]
+# Jobs that only a signal ends: early stopping never triggers, the epochs never run out.
+ENDLESS = [*TINY, "trainer.max_epochs=1000000", "trainer.early_stopping.patience=1000000"]
+JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+WAIT_S = 300
+
+
+class Sweep:
+    """A `fefm-lab run -m` process in a session of its own (so its whole group can be signalled)."""
+
+    def __init__(self, root: Path, experiment: str, arguments: list[str]) -> None:
+        self.store = open_store(f"sqlite:///{root}/mlflow.db", experiment)  # exists before polling
+        command = [
+            str(Path(sys.executable).parent / "fefm-lab"), "run", "-m", *arguments,
+            f"paths.root_dir={root}", f"mlflow.experiment={experiment}",
+        ]  # fmt: skip
+        self.log = (root / f"{experiment}.log").open("w+")
+        self.process = subprocess.Popen(
+            command, cwd=root, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def wait_for_running_jobs(self, count: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while time.monotonic() < deadline:
+            running = self.store.search("tags.role = 'job' and attributes.status = 'RUNNING'")
+            if len(running) >= count:
+                return
+            if self.process.poll() is not None:
+                pytest.fail(f"the sweep ended before {count} job(s) ran:\n{self.output()}")
+            time.sleep(0.5)
+        pytest.fail(f"no {count} RUNNING job run(s) after {WAIT_S} s:\n{self.output()}")
+
+    def wait(self) -> int:
+        return self.process.wait(timeout=WAIT_S)
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def wait_group_gone(self, timeout_s: float = 60) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return not self.group_alive()
+
+    def stop(self) -> None:
+        if self.group_alive():
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+@pytest.fixture
+def sweeps(tmp_path: Path) -> Iterator[list[Sweep]]:
+    started: list[Sweep] = []
+    yield started
+    for sweep in started:  # whatever a test left behind, nothing outlives it
+        sweep.stop()
+
+
+def _runs(store: TrackingStore) -> tuple:
+    parents = store.search("tags.role = 'sweep'")
+    jobs = store.search("tags.role = 'job'")
+    return parents, jobs
+
+
+def test_ctrl_c_of_a_joblib_sweep_closes_parent_and_children(tmp_path, sweeps) -> None:
+    sweep = Sweep(tmp_path, "ctrl_c", [*ENDLESS, *JOBLIB, "seed=1,2"])
+    sweeps.append(sweep)
+    sweep.wait_for_running_jobs(2)
+    os.killpg(sweep.process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    assert sweep.wait() == 130, sweep.output()
+    assert sweep.wait_group_gone(), "joblib workers outlived the interrupted sweep"
+    (parent,), jobs = _runs(sweep.store)
+    assert parent.info.status == "KILLED"
+    assert parent.data.tags["reason"] == "sweep interrupted (Ctrl-C)"
+    assert sorted(j.info.status for j in jobs) == ["KILLED", "KILLED"]
+    assert all("interrupted (Ctrl-C)" in j.data.tags["reason"] for j in jobs)
+    assert "Traceback" not in sweep.output()
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_sigterm_of_the_launcher_closes_parent_and_children(tmp_path, sweeps, launcher) -> None:
+    arguments = [*ENDLESS, "seed=1,2"] + (JOBLIB if launcher == "joblib" else [])
+    sweep = Sweep(tmp_path, f"sigterm_{launcher}", arguments)
+    sweeps.append(sweep)
+    sweep.wait_for_running_jobs(2 if launcher == "joblib" else 1)
+    sweep.process.send_signal(signal.SIGTERM)  # to the launching process only
+    assert sweep.wait() == 128 + signal.SIGTERM, sweep.output()
+    assert sweep.wait_group_gone(), "job processes outlived the terminated sweep"
+    (parent,), jobs = _runs(sweep.store)
+    reason = "sweep launcher received SIGTERM"
+    assert parent.info.status == "KILLED" and parent.data.tags["reason"] == reason
+    assert jobs and {j.info.status for j in jobs} == {"KILLED"}
+    assert {j.data.tags["reason"] for j in jobs} == {reason}
+    assert "Traceback" not in sweep.output()
