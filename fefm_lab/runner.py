@@ -343,9 +343,9 @@ def run_job(cfg: DictConfig) -> JobOutcome:
         log_params(client, run_id, resolved)
         log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
         outcome = _train_and_log(resolved, client, run_id, digest, name)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
         client.set_tag(run_id, TAG_OUTCOME, "killed")
-        client.set_tag(run_id, TAG_REASON, "interrupted (Ctrl-C)")
+        client.set_tag(run_id, TAG_REASON, getattr(interrupt, "reason", "interrupted (Ctrl-C)"))
         client.set_terminated(run_id, "KILLED")
         raise
     except Exception as error:  # recorded, not raised: a sweep goes on

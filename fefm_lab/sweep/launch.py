@@ -33,30 +33,22 @@ from fefm_lab.sweep.parent import close_in_flight, parent_of
 from fefm_lab.sweep.plan import SweepPlan, plan_sweep
 from fefm_lab.tracking.store import TrackingStore
 from fefm_lab.tracking.sweep import summarize_sweep
+from fefm_lab.training.signals import TrainingStopped
 
 # Signals that end the launching process (besides SIGINT, which Python raises as Ctrl-C).
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
-class Terminated(BaseException):
-    """The launching process received a terminating signal (not an Exception: nothing that
-    records a job's failure may catch it; the sweep is closed as KILLED)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name
-
-
 @contextmanager
 def signals_raise() -> Iterator[None]:
-    """Turn SIGTERM / SIGHUP into `Terminated` in the main thread while the block runs."""
+    """Turn SIGTERM / SIGHUP into `TrainingStopped` (a KeyboardInterrupt) while the block runs.
+
+    The same exception a job's own stop handling raises: a job running in this process (the
+    basic launcher) records its run KILLED on its way out, as for Ctrl-C.
+    """
 
     def handler(signum: int, frame) -> None:
-        raise Terminated(signum)
+        raise TrainingStopped(signum)
 
     previous = {sig: signal.signal(sig, handler) for sig in TERMINATING_SIGNALS}
     try:
@@ -146,15 +138,15 @@ def run_sweep(overrides: Sequence[str]) -> int:
     started_ms = int(time.time() * 1000)
     try:
         _launch(plan, overrides, invocation)
-    except KeyboardInterrupt:
-        _say("sweep interrupted (Ctrl-C)")
-        close_sweep(store, invocation, "KILLED", "sweep interrupted (Ctrl-C)")
-        return 130
-    except Terminated as signalled:
-        reason = f"sweep launcher received {signalled.name}"
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
+        number = getattr(interrupt, "signal_number", signal.SIGINT)
+        if number == signal.SIGINT:
+            reason = "sweep interrupted (Ctrl-C)"
+        else:
+            reason = f"sweep stopped by {signal.Signals(number).name}"
         _say(reason)
         close_sweep(store, invocation, "KILLED", reason)
-        return 128 + signalled.signum
+        return 128 + number
     except SystemExit as exiting:  # a job's own signal handling ended the process
         close_sweep(store, invocation, "KILLED", f"sweep ended by exit({exiting.code}) in a job")
         raise
