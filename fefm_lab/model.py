@@ -1,10 +1,24 @@
-"""DeepFEFM (Pande 2020) and the comparison models, built from the blocks in `fefm_lab.layers`.
+"""DeepFEFM (Pande 2020) and the comparison models: one table of parts feeding one builder.
+
+Every model of the family is
+
+    logit = b + [use_linear] linear + [use_fefm] interaction + [DNN] DNN logit,
+
+and differs only in its parts (`MODEL_FAMILY`): the second-order interaction over the fields of
+`fm_group` (FEFM r_p = v_i^T W_p v_j with W_p = U_p + U_p^T, or U_p alone for FmFM; FM's
+<v_i, v_j>; FwFM's r_p <v_i, v_j>; none for LR), whether it has a DNN, and which parameters it
+takes (`PARAMETERS`; a parameter a model does not take is held at the value that switches its
+part off). The DNN reads the flattened feature embeddings and dense values (unless
+`exclude_feature_embed_in_dnn`) and DeepFEFM's P pair scores r (if `use_fefm_embed_in_dnn`).
 
 Every builder returns an uncompiled functional `keras.Model` whose input is a dict of named
 arrays (`SparseFeat` -> int (B, 1), `DenseFeat` -> float (B, dimension)) and whose output is
 (B, 1): a probability (`task="binary"`) or an unbounded value (`task="regression"`).
 Regularisation reaches `model.losses`, so `fit` and a custom loop
-(`loss = data_loss + sum(model.losses)`) both see it.
+(`loss = data_loss + sum(model.losses)`) both see it. `l2_mode="batch"` puts L2 only on the
+table rows each example looks up (see `FieldEmbedding`); `"table"` on whole tables, as the
+reference does. Configurations with nothing in the logit, a DNN without input or an interaction
+over fewer than two fields raise a ValueError that names the flags.
 
 Seeds: every initialiser gets its own seed derived from `seed` (see `_SEED_OFFSETS`), so one seed
 reproduces a model exactly and no two tables start equal.
@@ -13,15 +27,16 @@ reproduces a model exactly and no two tables start equal.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import keras
 
 from fefm_lab.features import DenseFeat, FeatureColumn, SparseFeat
 from fefm_lab.layers import (
     L2_MODES,
+    TASKS,
     FEFMInteraction,
     FieldEmbedding,
     FMInteraction,
@@ -29,12 +44,314 @@ from fefm_lab.layers import (
     LinearLogit,
     SelectFields,
     SumLogits,
+    check_choice,
+    check_number,
 )
 
-TASKS = ("binary", "regression")
 EMBEDDING_STDDEV = 1e-4
 
 _SEED_OFFSETS = {"embedding": 0, "pair": 1, "linear": 2, "dnn_output": 3, "dnn_hidden": 10}
+
+
+def _flag(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be true or false, received {value!r}")
+
+
+def _non_negative(name: str, value: Any) -> None:
+    check_number(name, value, 0.0)
+
+
+def _dropout(name: str, value: Any) -> None:
+    check_number(name, value, 0.0, 1.0)
+
+
+def _seed(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"`{name}` must be an int, received {value!r}")
+
+
+def _hidden_units(name: str, value: Any) -> None:
+    if not isinstance(value, list | tuple) or any(
+        isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in value
+    ):
+        raise ValueError(
+            f"`{name}` must be a list of ints >= 1 (empty for no DNN), received {value!r}"
+        )
+
+
+def _activation(name: str, value: Any) -> None:
+    try:
+        if not isinstance(value, str):
+            raise ValueError
+        keras.activations.get(value)
+    except (ValueError, TypeError):
+        raise ValueError(
+            f"`{name}` must name a Keras activation (e.g. 'relu'), received {value!r}"
+        ) from None
+
+
+def _groups(name: str, value: Any) -> None:
+    groups = (value,) if isinstance(value, str) else value
+    if not (
+        isinstance(groups, list | tuple) and groups and all(isinstance(g, str) for g in groups)
+    ):
+        raise ValueError(f"`{name}` must be a non-empty list of group names, received {value!r}")
+
+
+class Parameter(NamedTuple):
+    """A builder keyword: its default, its value in a model that does not take it, its check."""
+
+    default: Any
+    otherwise: Any
+    check: Callable[[str, Any], None]
+
+
+# Every keyword of the family, in DeepFEFM's signature order (the reference's, plus fm_group,
+# symmetric and l2_mode). `otherwise` switches the part off (or, for use_linear and use_fefm,
+# keeps the model's fixed part on).
+PARAMETERS: dict[str, Parameter] = {
+    "fm_group": Parameter(("default",), ("default",), _groups),
+    "use_fefm": Parameter(True, True, _flag),
+    "dnn_hidden_units": Parameter((256, 128, 64), (), _hidden_units),
+    "l2_reg_linear": Parameter(1e-5, 0.0, _non_negative),
+    "l2_reg_embedding_feat": Parameter(1e-5, 0.0, _non_negative),
+    "l2_reg_embedding_field": Parameter(1e-5, 0.0, _non_negative),
+    "l2_reg_dnn": Parameter(0, 0.0, _non_negative),
+    "seed": Parameter(1024, None, _seed),
+    "dnn_dropout": Parameter(0.0, 0.0, _dropout),
+    "exclude_feature_embed_in_dnn": Parameter(False, False, _flag),
+    "use_linear": Parameter(True, True, _flag),
+    "use_fefm_embed_in_dnn": Parameter(True, False, _flag),
+    "dnn_activation": Parameter("relu", "relu", _activation),
+    "dnn_use_bn": Parameter(False, False, _flag),
+    "task": Parameter("binary", None, lambda name, v: check_choice(name, v, TASKS)),
+    "symmetric": Parameter(True, True, _flag),
+    "l2_mode": Parameter("batch", None, lambda name, v: check_choice(name, v, L2_MODES)),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One member of the family: its parts and the keywords it takes.
+
+    interaction: "fefm" (P pair scores r_p = v_i^T W_p v_j, summed in the logit), "fm"
+        (sum_p <v_i, v_j>), "fwfm" (sum_p w_p <v_i, v_j>) or None (no embeddings at all).
+    takes: its keywords; with the `_DNN` ones it has a DNN (`dnn_hidden_units=()`: none), unless
+        `needs_dnn`.
+    fixed: values of keywords it does not take that differ from `Parameter.otherwise`.
+    """
+
+    title: str
+    interaction: str | None
+    takes: frozenset[str]
+    summary: str
+    needs_dnn: bool = False
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+
+_ALWAYS = {"seed", "task", "l2_mode"}
+_FIELDS = {*_ALWAYS, "fm_group", "use_linear", "l2_reg_linear", "l2_reg_embedding_feat"}
+_DNN = {"dnn_hidden_units", "l2_reg_dnn", "dnn_dropout", "dnn_activation", "dnn_use_bn"}
+_FEFM = {"l2_reg_embedding_field", "symmetric"}
+_ABLATION = {"use_fefm", "exclude_feature_embed_in_dnn", "use_fefm_embed_in_dnn"}
+
+MODEL_FAMILY: dict[str, ModelSpec] = {
+    "deepfefm": ModelSpec(
+        "DeepFEFM",
+        "fefm",
+        frozenset({*_FIELDS, *_FEFM, *_DNN, *_ABLATION}),
+        "DeepFEFM (Pande 2020): b + linear + FEFM logit + DNN over [feature embeddings, r].",
+    ),
+    "fefm": ModelSpec(
+        "FEFM",
+        "fefm",
+        frozenset({*_FIELDS, *_FEFM}),
+        "Shallow FEFM (Pande 2020, Table 3): b + linear + sum_p v_i^T (U_p + U_p^T) v_j.",
+    ),
+    "fmfm": ModelSpec(
+        "FmFM",
+        "fefm",
+        frozenset({*_FIELDS, "l2_reg_embedding_field"}),
+        "FmFM (Sun et al. 2021): shallow FEFM with an unconstrained matrix W_p = U_p per pair.",
+        fixed={"symmetric": False},
+    ),
+    "fm": ModelSpec(
+        "FM",
+        "fm",
+        frozenset(_FIELDS),
+        "Factorisation machine (Rendle 2010): b + linear + sum_{i<j} <v_i, v_j>.",
+    ),
+    "fwfm": ModelSpec(
+        "FwFM",
+        "fwfm",
+        frozenset({*_FIELDS, "l2_reg_embedding_field"}),
+        "Field-weighted FM (Pan et al. 2018): b + linear + sum_p w_p <v_i, v_j>, one w_p per "
+        "pair (`l2_reg_embedding_field` is the L2 strength on w).",
+    ),
+    "deepfm": ModelSpec(
+        "DeepFM",
+        "fm",
+        frozenset({*_FIELDS, *_DNN}),
+        "DeepFM (Guo et al. 2017): b + linear + FM + DNN over the shared feature embeddings.",
+        needs_dnn=True,
+    ),
+    "lr": ModelSpec(
+        "LR",
+        None,
+        frozenset({*_ALWAYS, "l2_reg_linear"}),
+        "Logistic regression: b + linear. `dnn_feature_columns` is accepted and unused.",
+    ),
+}
+
+
+def model_parameters(name: str) -> list[str]:
+    """The keyword parameters `build_model(name, ...)` accepts, in signature order."""
+    spec = _spec(name)
+    return [key for key in PARAMETERS if key in spec.takes]
+
+
+def build_model(
+    name: str,
+    linear_feature_columns: Sequence[FeatureColumn],
+    dnn_feature_columns: Sequence[FeatureColumn],
+    **params: Any,
+) -> keras.Model:
+    """Build model `name` (deepfefm, fefm, fmfm, fm, fwfm, deepfm, lr) with keyword `params`.
+
+    Raises ValueError for an unknown name or a parameter the model does not take.
+    """
+    allowed = model_parameters(name)
+    for key in params:
+        if key not in allowed:
+            raise ValueError(f"model {name!r} does not take parameter {key!r}; it takes {allowed}")
+    return MODELS[name](linear_feature_columns, dnn_feature_columns, **params)
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODEL_FAMILY:
+        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODEL_FAMILY)}")
+    return MODEL_FAMILY[name]
+
+
+def _model_function(name: str) -> Callable[..., keras.Model]:
+    """The public builder of one family member, e.g. `DeepFEFM(linear, dnn, **params)`.
+
+    Its signature (inspect / help) lists exactly the keywords the model takes, with defaults.
+    """
+    spec = MODEL_FAMILY[name]
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    signature = inspect.Signature(
+        [
+            inspect.Parameter("linear_feature_columns", kind),
+            inspect.Parameter(
+                "dnn_feature_columns",
+                kind,
+                default=() if spec.interaction is None else inspect.Parameter.empty,
+            ),
+            *(
+                inspect.Parameter(key, kind, default=PARAMETERS[key].default)
+                for key in model_parameters(name)
+            ),
+        ]
+    )
+
+    def builder(*args: Any, **kwargs: Any) -> keras.Model:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        params = dict(bound.arguments)
+        linear = params.pop("linear_feature_columns")
+        dnn = params.pop("dnn_feature_columns")
+        return _build(name, linear, dnn, params)
+
+    builder.__signature__ = signature  # type: ignore[attr-defined]
+    builder.__name__ = builder.__qualname__ = spec.title
+    builder.__doc__ = f"{spec.summary}\n\nSee `fefm_lab.model` for the parts and the parameters."
+    return builder
+
+
+def _build(
+    name: str,
+    linear_feature_columns: Sequence[FeatureColumn],
+    dnn_feature_columns: Sequence[FeatureColumn],
+    params: dict[str, Any],
+) -> keras.Model:
+    """The one builder: checks `params`, then assembles the parts `MODEL_FAMILY[name]` lists."""
+    spec = MODEL_FAMILY[name]
+    for key, value in params.items():
+        PARAMETERS[key].check(key, value)
+    p = {key: param.otherwise for key, param in PARAMETERS.items()}
+    p.update(spec.fixed)
+    p.update(params)
+    units = tuple(p["dnn_hidden_units"])
+    has_dnn = bool(units)
+    if spec.needs_dnn and not has_dnn:
+        raise ValueError(
+            f"{spec.title} needs `dnn_hidden_units` (non-empty); without a DNN use "
+            f"{spec.title.removeprefix('Deep')}"
+        )
+    in_logit = spec.interaction is not None and p["use_fefm"]
+    in_dnn = has_dnn and p["use_fefm_embed_in_dnn"]
+    features_in_dnn = has_dnn and not p["exclude_feature_embed_in_dnn"]
+    if not (p["use_linear"] or in_logit or has_dnn):
+        raise ValueError(
+            "nothing left in the logit: use_linear=False, use_fefm=False and "
+            "dnn_hidden_units=() (no DNN); enable at least one of them"
+        )
+    if has_dnn and not (features_in_dnn or in_dnn):
+        raise ValueError(
+            "the DNN has no input: exclude_feature_embed_in_dnn=True removes the feature "
+            "embeddings and use_fefm_embed_in_dnn=False removes the FEFM embeddings; change one "
+            "of them or set dnn_hidden_units=()"
+        )
+    columns = _split_columns(linear_feature_columns, dnn_feature_columns, p["fm_group"])
+    interaction_used = in_logit or in_dnn
+    if interaction_used:
+        _check_fm_fields(columns, _needed_by(spec, in_logit, in_dnn))
+    inputs = _inputs(columns, linear_only=spec.interaction is None)
+    embedded = (
+        columns.dnn_sparse if features_in_dnn else columns.fm_fields if interaction_used else []
+    )
+    where, tables = _embed(embedded, inputs, p["l2_reg_embedding_feat"], p["l2_mode"], p["seed"])
+    logits = []
+    if p["use_linear"]:
+        logits.append(_linear_logit(columns, inputs, p["l2_reg_linear"], p["l2_mode"], p["seed"]))
+    interaction = None
+    if interaction_used:
+        layer = _interaction_layer(spec.interaction, p)
+        interaction = layer(_fm_field_embeddings(columns, where, tables))
+        if in_logit:  # FEFM's (B, P) pair scores: the head sums them into the FEFM logit
+            logits.append(interaction)
+    if has_dnn:
+        dnn_input = _dnn_input(
+            tables,
+            [inputs[c.name] for c in columns.dnn_dense],
+            interaction if in_dnn else None,
+            with_features=features_in_dnn,
+        )
+        logits.append(_dnn_logit(dnn_input, units, p))
+    output = SumLogits(p["task"], name="prediction")(logits)
+    model_name = "fefm" if name == "deepfefm" and not has_dnn else name
+    return keras.Model(inputs=_named(inputs), outputs=output, name=model_name)
+
+
+def _needed_by(spec: ModelSpec, in_logit: bool, in_dnn: bool) -> str:
+    """Who needs the fields of `fm_group`, for the message when there are too few."""
+    if spec.interaction != "fefm":
+        return spec.title
+    flags = [f for f, on in (("use_fefm", in_logit), ("use_fefm_embed_in_dnn", in_dnn)) if on]
+    return "FEFM (" + " and ".join(f"{f}=True" for f in flags) + ")"
+
+
+def _interaction_layer(kind: str | None, p: Mapping[str, Any]) -> keras.layers.Layer:
+    seed = p["seed"] + _SEED_OFFSETS["pair"]
+    if kind == "fefm":
+        return FEFMInteraction(
+            symmetric=p["symmetric"], l2_reg=p["l2_reg_embedding_field"], seed=seed, name="fefm"
+        )
+    if kind == "fwfm":
+        return FwFMInteraction(l2_reg=p["l2_reg_embedding_field"], seed=seed, name="fwfm")
+    return FMInteraction(name="fm")
 
 
 @dataclass(frozen=True)
@@ -74,10 +391,6 @@ def _split_columns(
                 f"{column!r}"
             )
     groups = (fm_group,) if isinstance(fm_group, str) else tuple(fm_group)
-    if not groups or not all(isinstance(g, str) for g in groups):
-        raise ValueError(
-            f"`fm_group` must be a non-empty list of group names, received {fm_group!r}"
-        )
     dnn_sparse = [c for c in dnn if isinstance(c, SparseFeat)]
     return _Columns(
         linear_sparse=[c for c in linear if isinstance(c, SparseFeat)],
@@ -88,11 +401,13 @@ def _split_columns(
     )
 
 
-def _inputs(columns: _Columns) -> dict[str, keras.KerasTensor]:
+def _inputs(columns: _Columns, *, linear_only: bool) -> dict[str, keras.KerasTensor]:
+    sparse = columns.linear_sparse + ([] if linear_only else columns.dnn_sparse)
+    dense = columns.linear_dense + ([] if linear_only else columns.dnn_dense)
     inputs: dict[str, keras.KerasTensor] = {}
-    for column in [*columns.linear_sparse, *columns.dnn_sparse]:
+    for column in sparse:
         inputs.setdefault(column.name, keras.Input((1,), dtype="int32", name=column.name))
-    for column in [*columns.linear_dense, *columns.dnn_dense]:
+    for column in dense:
         inputs.setdefault(
             column.name, keras.Input((column.dimension,), dtype="float32", name=column.name)
         )
@@ -110,46 +425,19 @@ def _named(inputs: dict[str, keras.KerasTensor]) -> list[keras.KerasTensor]:
     return list(inputs.values())
 
 
-def _check_number(name: str, value: Any, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"`{name}` must be a number, received {value!r}")
-    if value < low or (high is not None and value >= high):
-        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-        raise ValueError(f"`{name}` must be {bound}, received {value!r}")
-    return float(value)
-
-
-def _check_common(task: str, l2_mode: str, seed: Any, **l2: Any) -> None:
-    if task not in TASKS:
-        raise ValueError(f"`task` must be one of {TASKS}, received {task!r}")
-    if l2_mode not in L2_MODES:
-        raise ValueError(f"`l2_mode` must be one of {L2_MODES}, received {l2_mode!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"`seed` must be an int, received {seed!r}")
-    for name, value in l2.items():
-        _check_number(name, value, 0.0)
-
-
-def _check_dnn(
-    dnn_hidden_units: Sequence[int], dnn_dropout: float, dnn_activation: str
-) -> tuple[int, ...]:
-    units = tuple(dnn_hidden_units)
-    if any(isinstance(u, bool) or not isinstance(u, int) or u < 1 for u in units):
+def _check_fm_fields(columns: _Columns, needed_by: str) -> None:
+    fields = columns.fm_fields
+    if len(fields) < 2:
         raise ValueError(
-            f"`dnn_hidden_units` must be a list of ints >= 1 (empty for no DNN), "
-            f"received {dnn_hidden_units!r}"
+            f"{needed_by} needs at least two categorical fields in `fm_group`; found "
+            f"{[c.name for c in fields]} among the SparseFeat columns of `dnn_feature_columns`"
         )
-    _check_number("dnn_dropout", dnn_dropout, 0.0, 1.0)
-    try:
-        if not isinstance(dnn_activation, str):
-            raise ValueError
-        keras.activations.get(dnn_activation)
-    except (ValueError, TypeError):
+    dims = {c.embedding_dim for c in fields}
+    if len(dims) > 1:
         raise ValueError(
-            f"`dnn_activation` must name a Keras activation (e.g. 'relu'), "
-            f"received {dnn_activation!r}"
-        ) from None
-    return units
+            "the fields in `fm_group` must share one embedding_dim, found "
+            + ", ".join(f"{c.name}={c.embedding_dim}" for c in fields)
+        )
 
 
 def _embed(
@@ -183,21 +471,6 @@ def _embed(
     return where, outputs
 
 
-def _check_fm_fields(columns: _Columns, needed_by: str) -> None:
-    fields = columns.fm_fields
-    if len(fields) < 2:
-        raise ValueError(
-            f"{needed_by} needs at least two categorical fields in `fm_group`; found "
-            f"{[c.name for c in fields]} among the SparseFeat columns of `dnn_feature_columns`"
-        )
-    dims = {c.embedding_dim for c in fields}
-    if len(dims) > 1:
-        raise ValueError(
-            "the fields in `fm_group` must share one embedding_dim, found "
-            + ", ".join(f"{c.name}={c.embedding_dim}" for c in fields)
-        )
-
-
 def _fm_field_embeddings(
     columns: _Columns, where: dict[str, tuple[int, int]], tables: list[Any]
 ) -> Any:
@@ -226,56 +499,6 @@ def _linear_logit(
     return layer([inputs[c.name] for c in [*columns.linear_sparse, *columns.linear_dense]])
 
 
-def _dnn_logit(
-    dnn_input: list[Any],
-    units: tuple[int, ...],
-    *,
-    l2_reg_dnn: float,
-    dnn_dropout: float,
-    dnn_activation: str,
-    dnn_use_bn: bool,
-    seed: int,
-) -> Any:
-    """Dense -> (BatchNorm) -> activation -> Dropout per hidden layer, then Dense(1, no bias)."""
-    x = (
-        dnn_input[0]
-        if len(dnn_input) == 1
-        else keras.layers.Concatenate(name="dnn_input")(dnn_input)
-    )
-    for i, width in enumerate(units):
-        x = keras.layers.Dense(
-            width,
-            kernel_initializer=keras.initializers.GlorotNormal(
-                seed=seed + _SEED_OFFSETS["dnn_hidden"] + i
-            ),
-            kernel_regularizer=keras.regularizers.L2(l2_reg_dnn) if l2_reg_dnn > 0 else None,
-            name=f"dnn_hidden_{i}",
-        )(x)
-        if dnn_use_bn:
-            x = keras.layers.BatchNormalization(name=f"dnn_bn_{i}")(x)
-        x = keras.layers.Activation(dnn_activation, name=f"dnn_activation_{i}")(x)
-        if dnn_dropout > 0:
-            x = keras.layers.Dropout(
-                dnn_dropout,
-                seed=seed + _SEED_OFFSETS["dnn_hidden"] + 500 + i,
-                name=f"dnn_dropout_{i}",
-            )(x)
-    return keras.layers.Dense(
-        1,
-        use_bias=False,
-        kernel_initializer=keras.initializers.GlorotUniform(
-            seed=seed + _SEED_OFFSETS["dnn_output"]
-        ),
-        name="dnn_logit",
-    )(x)
-
-
-def _check_flags(**flags: Any) -> None:
-    for name, flag in flags.items():
-        if not isinstance(flag, bool):
-            raise ValueError(f"`{name}` must be true or false, received {flag!r}")
-
-
 def _dnn_input(
     tables: list[Any], dense: list[Any], extra: Any | None, *, with_features: bool
 ) -> list[Any]:
@@ -290,414 +513,47 @@ def _dnn_input(
     return parts
 
 
-def DeepFEFM(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    fm_group: Sequence[str] | str = ("default",),
-    use_fefm: bool = True,
-    dnn_hidden_units: Sequence[int] = (256, 128, 64),
-    l2_reg_linear: float = 1e-5,
-    l2_reg_embedding_feat: float = 1e-5,
-    l2_reg_embedding_field: float = 1e-5,
-    l2_reg_dnn: float = 0,
-    seed: int = 1024,
-    dnn_dropout: float = 0.0,
-    exclude_feature_embed_in_dnn: bool = False,
-    use_linear: bool = True,
-    use_fefm_embed_in_dnn: bool = True,
-    dnn_activation: str = "relu",
-    dnn_use_bn: bool = False,
-    task: str = "binary",
-    symmetric: bool = True,
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """DeepFEFM: logit = b + [use_linear] linear + [use_fefm] sum_p r_p + [DNN] DNN logit.
-
-    r_p = v_i^T (U_p + U_p^T) v_j over the field pairs of `fm_group` (`symmetric=False`: U_p
-    alone, as in FmFM). The DNN reads the flattened feature embeddings and dense values (unless
-    `exclude_feature_embed_in_dnn`) and r (if `use_fefm_embed_in_dnn`); `dnn_hidden_units=()`
-    means no DNN (shallow FEFM), and the two DNN-input flags are then ignored.
-    `l2_mode="batch"` (default) puts L2 only on the table rows each example looks up (see
-    `FieldEmbedding`); `"table"` on whole tables, as the reference does.
-    Configurations with nothing in the logit, a DNN without input or FEFM over fewer than two
-    fields raise a ValueError that names the flags.
-    """
-    _check_common(
-        task,
-        l2_mode,
-        seed,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        l2_reg_embedding_field=l2_reg_embedding_field,
-        l2_reg_dnn=l2_reg_dnn,
+def _dnn_logit(dnn_input: list[Any], units: tuple[int, ...], p: Mapping[str, Any]) -> Any:
+    """Dense -> (BatchNorm) -> activation -> Dropout per hidden layer, then Dense(1, no bias)."""
+    seed, l2_reg, dropout = p["seed"], p["l2_reg_dnn"], p["dnn_dropout"]
+    x = (
+        dnn_input[0]
+        if len(dnn_input) == 1
+        else keras.layers.Concatenate(name="dnn_input")(dnn_input)
     )
-    _check_flags(
-        use_fefm=use_fefm,
-        use_linear=use_linear,
-        exclude_feature_embed_in_dnn=exclude_feature_embed_in_dnn,
-        use_fefm_embed_in_dnn=use_fefm_embed_in_dnn,
-        dnn_use_bn=dnn_use_bn,
-        symmetric=symmetric,
-    )
-    units = _check_dnn(dnn_hidden_units, dnn_dropout, dnn_activation)
-    has_dnn = bool(units)
-    if not (use_linear or use_fefm or has_dnn):
-        raise ValueError(
-            "nothing left in the logit: use_linear=False, use_fefm=False and "
-            "dnn_hidden_units=() (no DNN); enable at least one of them"
-        )
-    if has_dnn and exclude_feature_embed_in_dnn and not use_fefm_embed_in_dnn:
-        raise ValueError(
-            "the DNN has no input: exclude_feature_embed_in_dnn=True removes the feature "
-            "embeddings and use_fefm_embed_in_dnn=False removes the FEFM embeddings; change one "
-            "of them or set dnn_hidden_units=()"
-        )
-    fefm_in_dnn = has_dnn and use_fefm_embed_in_dnn
-    features_in_dnn = has_dnn and not exclude_feature_embed_in_dnn
-    columns = _split_columns(linear_feature_columns, dnn_feature_columns, fm_group)
-    if use_fefm or fefm_in_dnn:
-        used_by = [
-            f for f, on in (("use_fefm", use_fefm), ("use_fefm_embed_in_dnn", fefm_in_dnn)) if on
-        ]
-        _check_fm_fields(columns, "FEFM (" + " and ".join(f"{f}=True" for f in used_by) + ")")
-    inputs = _inputs(columns)
-    fefm_used = use_fefm or fefm_in_dnn
-    embedded = columns.dnn_sparse if features_in_dnn else columns.fm_fields if fefm_used else []
-    where, tables = _embed(embedded, inputs, l2_reg_embedding_feat, l2_mode, seed)
-
-    logits = []
-    if use_linear:
-        logits.append(_linear_logit(columns, inputs, l2_reg_linear, l2_mode, seed))
-    pair_scores = None
-    if fefm_used:
-        pair_scores = FEFMInteraction(
-            symmetric=symmetric,
-            l2_reg=l2_reg_embedding_field,
-            seed=seed + _SEED_OFFSETS["pair"],
-            name="fefm",
-        )(_fm_field_embeddings(columns, where, tables))
-        if use_fefm:
-            logits.append(pair_scores)  # the head sums r over the pairs: the FEFM logit
-    if has_dnn:
-        dnn_input = _dnn_input(
-            tables,
-            [inputs[c.name] for c in columns.dnn_dense],
-            pair_scores if fefm_in_dnn else None,
-            with_features=features_in_dnn,
-        )
-        logits.append(
-            _dnn_logit(
-                dnn_input,
-                units,
-                l2_reg_dnn=l2_reg_dnn,
-                dnn_dropout=dnn_dropout,
-                dnn_activation=dnn_activation,
-                dnn_use_bn=dnn_use_bn,
-                seed=seed,
-            )
-        )
-    output = SumLogits(task, name="prediction")(logits)
-    return keras.Model(
-        inputs=_named(inputs), outputs=output, name="deepfefm" if has_dnn else "fefm"
-    )
-
-
-def FEFM(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    fm_group: Sequence[str] | str = ("default",),
-    use_linear: bool = True,
-    l2_reg_linear: float = 1e-5,
-    l2_reg_embedding_feat: float = 1e-5,
-    l2_reg_embedding_field: float = 1e-5,
-    seed: int = 1024,
-    task: str = "binary",
-    symmetric: bool = True,
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """Shallow FEFM: logit = b + [use_linear] linear + sum_p v_i^T W_p v_j (DeepFEFM, no DNN)."""
-    return DeepFEFM(
-        linear_feature_columns,
-        dnn_feature_columns,
-        fm_group=fm_group,
-        use_fefm=True,
-        dnn_hidden_units=(),
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        l2_reg_embedding_field=l2_reg_embedding_field,
-        seed=seed,
-        use_linear=use_linear,
-        use_fefm_embed_in_dnn=False,
-        task=task,
-        symmetric=symmetric,
-        l2_mode=l2_mode,
-    )
-
-
-def FmFM(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    fm_group: Sequence[str] | str = ("default",),
-    use_linear: bool = True,
-    l2_reg_linear: float = 1e-5,
-    l2_reg_embedding_feat: float = 1e-5,
-    l2_reg_embedding_field: float = 1e-5,
-    seed: int = 1024,
-    task: str = "binary",
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """FmFM (Sun et al. 2021): shallow FEFM with an unconstrained matrix W_p = U_p per pair."""
-    return FEFM(
-        linear_feature_columns,
-        dnn_feature_columns,
-        fm_group=fm_group,
-        use_linear=use_linear,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        l2_reg_embedding_field=l2_reg_embedding_field,
-        seed=seed,
-        task=task,
-        symmetric=False,
-        l2_mode=l2_mode,
-    )
-
-
-def LR(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn] = (),
-    l2_reg_linear: float = 1e-5,
-    seed: int = 1024,
-    task: str = "binary",
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """Logistic regression: logit = b + linear. `dnn_feature_columns` is accepted and unused."""
-    _check_common(task, l2_mode, seed, l2_reg_linear=l2_reg_linear)
-    columns = _split_columns(linear_feature_columns, dnn_feature_columns, ("default",))
-    inputs = _inputs(columns)
-    linear_inputs = {
-        c.name: inputs[c.name] for c in [*columns.linear_sparse, *columns.linear_dense]
-    }
-    logit = _linear_logit(columns, inputs, l2_reg_linear, l2_mode, seed)
-    output = SumLogits(task, name="prediction")([logit])
-    return keras.Model(inputs=_named(linear_inputs), outputs=output, name="lr")
-
-
-def _second_order_model(
-    name: str,
-    interaction: keras.layers.Layer,
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    *,
-    fm_group: Sequence[str] | str,
-    use_linear: bool,
-    l2_reg_linear: float,
-    l2_reg_embedding_feat: float,
-    seed: int,
-    task: str,
-    l2_mode: str,
-    dnn: dict[str, Any] | None = None,
-) -> keras.Model:
-    """b + [use_linear] linear + interaction(fm fields) [+ DNN over all feature embeddings]."""
-    _check_flags(use_linear=use_linear)
-    units = (
-        _check_dnn(dnn["dnn_hidden_units"], dnn["dnn_dropout"], dnn["dnn_activation"])
-        if dnn
-        else ()
-    )
-    if dnn:
-        _check_number("l2_reg_dnn", dnn["l2_reg_dnn"], 0.0)
-        _check_flags(dnn_use_bn=dnn["dnn_use_bn"])
-    columns = _split_columns(linear_feature_columns, dnn_feature_columns, fm_group)
-    _check_fm_fields(columns, name)
-    inputs = _inputs(columns)
-    embedded = columns.dnn_sparse if units else columns.fm_fields
-    where, tables = _embed(embedded, inputs, l2_reg_embedding_feat, l2_mode, seed)
-    logits = []
-    if use_linear:
-        logits.append(_linear_logit(columns, inputs, l2_reg_linear, l2_mode, seed))
-    logits.append(interaction(_fm_field_embeddings(columns, where, tables)))
-    if units:
-        dnn_input = _dnn_input(
-            tables, [inputs[c.name] for c in columns.dnn_dense], None, with_features=True
-        )
-        logits.append(
-            _dnn_logit(
-                dnn_input,
-                units,
-                l2_reg_dnn=dnn["l2_reg_dnn"],
-                dnn_dropout=dnn["dnn_dropout"],
-                dnn_activation=dnn["dnn_activation"],
-                dnn_use_bn=dnn["dnn_use_bn"],
-                seed=seed,
-            )
-        )
-    output = SumLogits(task, name="prediction")(logits)
-    return keras.Model(inputs=_named(inputs), outputs=output, name=name.lower())
-
-
-def FM(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    fm_group: Sequence[str] | str = ("default",),
-    use_linear: bool = True,
-    l2_reg_linear: float = 1e-5,
-    l2_reg_embedding_feat: float = 1e-5,
-    seed: int = 1024,
-    task: str = "binary",
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """Factorisation machine (Rendle 2010): logit = b + linear + sum_{i<j} <v_i, v_j>."""
-    _check_common(
-        task,
-        l2_mode,
-        seed,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-    )
-    return _second_order_model(
-        "FM",
-        FMInteraction(name="fm"),
-        linear_feature_columns,
-        dnn_feature_columns,
-        fm_group=fm_group,
-        use_linear=use_linear,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        seed=seed,
-        task=task,
-        l2_mode=l2_mode,
-    )
-
-
-def FwFM(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    fm_group: Sequence[str] | str = ("default",),
-    use_linear: bool = True,
-    l2_reg_linear: float = 1e-5,
-    l2_reg_embedding_feat: float = 1e-5,
-    l2_reg_embedding_field: float = 1e-5,
-    seed: int = 1024,
-    task: str = "binary",
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """Field-weighted FM (Pan et al. 2018): b + linear + sum_p r_p <v_i, v_j>, one r_p per pair.
-
-    `l2_reg_embedding_field` is the L2 strength on the pair weights r.
-    """
-    _check_common(
-        task,
-        l2_mode,
-        seed,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        l2_reg_embedding_field=l2_reg_embedding_field,
-    )
-    return _second_order_model(
-        "FwFM",
-        FwFMInteraction(
-            l2_reg=l2_reg_embedding_field, seed=seed + _SEED_OFFSETS["pair"], name="fwfm"
+    for i, width in enumerate(units):
+        x = keras.layers.Dense(
+            width,
+            kernel_initializer=keras.initializers.GlorotNormal(
+                seed=seed + _SEED_OFFSETS["dnn_hidden"] + i
+            ),
+            kernel_regularizer=keras.regularizers.L2(l2_reg) if l2_reg > 0 else None,
+            name=f"dnn_hidden_{i}",
+        )(x)
+        if p["dnn_use_bn"]:
+            x = keras.layers.BatchNormalization(name=f"dnn_bn_{i}")(x)
+        x = keras.layers.Activation(p["dnn_activation"], name=f"dnn_activation_{i}")(x)
+        if dropout > 0:
+            x = keras.layers.Dropout(
+                dropout, seed=seed + _SEED_OFFSETS["dnn_hidden"] + 500 + i, name=f"dnn_dropout_{i}"
+            )(x)
+    return keras.layers.Dense(
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.GlorotUniform(
+            seed=seed + _SEED_OFFSETS["dnn_output"]
         ),
-        linear_feature_columns,
-        dnn_feature_columns,
-        fm_group=fm_group,
-        use_linear=use_linear,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        seed=seed,
-        task=task,
-        l2_mode=l2_mode,
-    )
-
-
-def DeepFM(
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    fm_group: Sequence[str] | str = ("default",),
-    dnn_hidden_units: Sequence[int] = (256, 128, 64),
-    l2_reg_linear: float = 1e-5,
-    l2_reg_embedding_feat: float = 1e-5,
-    l2_reg_dnn: float = 0,
-    seed: int = 1024,
-    dnn_dropout: float = 0.0,
-    use_linear: bool = True,
-    dnn_activation: str = "relu",
-    dnn_use_bn: bool = False,
-    task: str = "binary",
-    l2_mode: str = "batch",
-) -> keras.Model:
-    """DeepFM (Guo et al. 2017): b + linear + FM + DNN over the shared feature embeddings."""
-    _check_common(
-        task,
-        l2_mode,
-        seed,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-    )
-    if not tuple(dnn_hidden_units):
-        raise ValueError("DeepFM needs `dnn_hidden_units` (non-empty); without a DNN use FM")
-    return _second_order_model(
-        "DeepFM",
-        FMInteraction(name="fm"),
-        linear_feature_columns,
-        dnn_feature_columns,
-        fm_group=fm_group,
-        use_linear=use_linear,
-        l2_reg_linear=l2_reg_linear,
-        l2_reg_embedding_feat=l2_reg_embedding_feat,
-        seed=seed,
-        task=task,
-        l2_mode=l2_mode,
-        dnn={
-            "dnn_hidden_units": dnn_hidden_units,
-            "l2_reg_dnn": l2_reg_dnn,
-            "dnn_dropout": dnn_dropout,
-            "dnn_activation": dnn_activation,
-            "dnn_use_bn": dnn_use_bn,
-        },
-    )
+        name="dnn_logit",
+    )(x)
 
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
-    "deepfefm": DeepFEFM,
-    "fefm": FEFM,
-    "fmfm": FmFM,
-    "fm": FM,
-    "fwfm": FwFM,
-    "deepfm": DeepFM,
-    "lr": LR,
+    name: _model_function(name) for name in MODEL_FAMILY
 }
-
-
-def model_parameters(name: str) -> list[str]:
-    """The keyword parameters `build_model(name, ...)` accepts."""
-    builder = _builder(name)
-    return list(inspect.signature(builder).parameters)[2:]
-
-
-def _builder(name: str) -> Callable[..., keras.Model]:
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name]
-
-
-def build_model(
-    name: str,
-    linear_feature_columns: Sequence[FeatureColumn],
-    dnn_feature_columns: Sequence[FeatureColumn],
-    **params: Any,
-) -> keras.Model:
-    """Build model `name` (deepfefm, fefm, fmfm, fm, fwfm, deepfm, lr) with keyword `params`.
-
-    Raises ValueError for an unknown name or a parameter the model does not take.
-    """
-    builder = _builder(name)
-    allowed = model_parameters(name)
-    for key in params:
-        if key not in allowed:
-            raise ValueError(f"model {name!r} does not take parameter {key!r}; it takes {allowed}")
-    if "dnn_hidden_units" in params:
-        params["dnn_hidden_units"] = tuple(params["dnn_hidden_units"])
-    if "fm_group" in params and not isinstance(params["fm_group"], str):
-        params["fm_group"] = tuple(params["fm_group"])
-    return builder(linear_feature_columns, dnn_feature_columns, **params)
+DeepFEFM = MODELS["deepfefm"]
+FEFM = MODELS["fefm"]
+FmFM = MODELS["fmfm"]
+FM = MODELS["fm"]
+FwFM = MODELS["fwfm"]
+DeepFM = MODELS["deepfm"]
+LR = MODELS["lr"]

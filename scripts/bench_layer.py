@@ -13,8 +13,6 @@ import time
 
 from fefm_lab.bench.results import Section, Target, format_number
 
-DEFAULT_IMPLEMENTATION = "pair_batched"
-
 
 def median_seconds(function, repeats: int, warmup: int = 2) -> float:
     """Median wall time of `function()` (which must block until its result exists)."""
@@ -28,15 +26,13 @@ def median_seconds(function, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def time_fefm_layer(
-    fields: int, k: int, batch: int, implementation: str, repeats: int
-) -> dict[str, float]:
+def time_fefm_layer(fields: int, k: int, batch: int, repeats: int) -> dict[str, float]:
     """Median seconds of the layer's forward pass and of forward + backward (XLA-compiled)."""
     import tensorflow as tf
 
     from fefm_lab.layers import FEFMInteraction
 
-    layer = FEFMInteraction(implementation=implementation, seed=0)
+    layer = FEFMInteraction(seed=0)
     embeddings = tf.random.stateless_normal((batch, fields, k), seed=(5, 6))
     layer.build(embeddings.shape)
     weights = layer.trainable_variables
@@ -74,43 +70,39 @@ def run(
     rows, targets, data = [], [], []
     for k in ks:
         forward_flops = 2.0 * batch * pairs * k * k
-        for implementation in (DEFAULT_IMPLEMENTATION, "field_grouped"):
-            times = time_fefm_layer(fields, k, batch, implementation, repeats)
-            forward_rate = forward_flops / times["forward_seconds"]
-            both_rate = 3 * forward_flops / times["forward_backward_seconds"]
-            record = {
-                "k": k,
-                "implementation": implementation,
-                **times,
-                "forward_flops_per_second": forward_rate,
-                "forward_backward_flops_per_second": both_rate,
-                "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
-            }
-            data.append(record)
-            default = " (model default)" if implementation == DEFAULT_IMPLEMENTATION else ""
-            rows.append(
-                [
-                    k,
-                    implementation + default,
-                    times["forward_seconds"] * 1e3,
-                    times["forward_backward_seconds"] * 1e3,
-                    forward_rate / 1e9,
-                    both_rate / 1e9,
-                    f"{100 * forward_rate / matmul_flops:.0f}%",
-                    f"{100 * both_rate / matmul_flops:.0f}%",
-                ]
-            )
-            if implementation == DEFAULT_IMPLEMENTATION and k == max(ks):
-                targets.append(
-                    Target(
-                        f"FEFM layer forward+backward at k={k}, share of matmul rate",
-                        100 * both_rate / matmul_flops,
-                        30.0,
-                        unit="%",
-                        note=f"{format_number(both_rate / 1e9)} of "
-                        f"{format_number(matmul_flops / 1e9)} GFLOP/s",
-                    )
+        times = time_fefm_layer(fields, k, batch, repeats)
+        forward_rate = forward_flops / times["forward_seconds"]
+        both_rate = 3 * forward_flops / times["forward_backward_seconds"]
+        record = {
+            "k": k,
+            **times,
+            "forward_flops_per_second": forward_rate,
+            "forward_backward_flops_per_second": both_rate,
+            "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
+        }
+        data.append(record)
+        rows.append(
+            [
+                k,
+                times["forward_seconds"] * 1e3,
+                times["forward_backward_seconds"] * 1e3,
+                forward_rate / 1e9,
+                both_rate / 1e9,
+                f"{100 * forward_rate / matmul_flops:.0f}%",
+                f"{100 * both_rate / matmul_flops:.0f}%",
+            ]
+        )
+        if k == max(ks):
+            targets.append(
+                Target(
+                    f"FEFM layer forward+backward at k={k}, share of matmul rate",
+                    100 * both_rate / matmul_flops,
+                    30.0,
+                    unit="%",
+                    note=f"{format_number(both_rate / 1e9)} of "
+                    f"{format_number(matmul_flops / 1e9)} GFLOP/s",
                 )
+            )
     section = Section(
         f"FEFM layer versus the machine (P = {pairs}, batch {batch})",
         text=(
@@ -121,7 +113,6 @@ def run(
         ),
         headers=[
             "k",
-            "implementation",
             "forward (ms)",
             "fwd+bwd (ms)",
             "forward GFLOP/s",

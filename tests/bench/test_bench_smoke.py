@@ -46,12 +46,7 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
     ]
     assert all(target["measured"] > 0 for target in payload["targets"])
     layer_runs = payload["sections"]["FEFM layer versus the machine (P = 15, batch 64)"]["runs"]
-    assert {(run["k"], run["implementation"]) for run in layer_runs} == {
-        (4, "pair_batched"),
-        (4, "field_grouped"),
-        (8, "pair_batched"),
-        (8, "field_grouped"),
-    }
+    assert [run["k"] for run in layer_runs] == [4, 8]
     prepared = payload["sections"]["Preparation at scale"]
     assert {key: value["rows"] for key, value in prepared.items()} == {
         "2000/fefm-lab": 2000,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 
 import keras
 import numpy as np
 import pytest
+from float64_reference import fefm_reference, pair_dots
 
 from fefm_lab import (
     FEFM,
@@ -20,7 +22,7 @@ from fefm_lab import (
     SparseFeat,
     build_model,
 )
-from fefm_lab.model import model_parameters
+from fefm_lab.model import MODEL_FAMILY, MODELS, model_parameters
 
 K = 3
 SPARSE = [
@@ -75,21 +77,6 @@ def linear_ref(model, x, sparse, dense) -> np.ndarray:
             @ w(model, "linear", "dense_kernel")[:, 0]
         )
     return out
-
-
-def pair_dots(v: np.ndarray) -> np.ndarray:
-    n = v.shape[1]
-    return np.stack([(v[:, i] * v[:, j]).sum(1) for i in range(n) for j in range(i + 1, n)], 1)
-
-
-def fefm_ref(v: np.ndarray, u: np.ndarray, symmetric: bool = True) -> np.ndarray:
-    n, out, p = v.shape[1], [], 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            m = u[p] + u[p].T if symmetric else u[p]
-            out.append(np.einsum("bk,kl,bl->b", v[:, i], m, v[:, j]))
-            p += 1
-    return np.stack(out, 1)
 
 
 def dnn_ref(model, parts: list[np.ndarray], layers: int) -> np.ndarray:
@@ -149,7 +136,7 @@ def test_deepfefm_every_flag_combination(flags, hidden):
     logit = w(model, "prediction", "bias")[0] * np.ones(6)
     if flags["use_linear"]:
         logit = logit + linear_ref(model, x, SPARSE, DENSE)
-    r = fefm_ref(v, w(model, "fefm", "field_matrices")) if fefm_used else None
+    r = fefm_reference(v, w(model, "fefm", "field_matrices")) if fefm_used else None
     if flags["use_fefm"]:
         logit = logit + r.sum(1)
     n_dnn_in = 0
@@ -183,7 +170,7 @@ def test_fefm_and_fmfm_shallow_models():
         model = builder(COLUMNS, COLUMNS, seed=2)
         randomise(model, 5)
         v = embed(model, x, SPARSE)
-        r = fefm_ref(v, w(model, "fefm", "field_matrices"), symmetric)
+        r = fefm_reference(v, w(model, "fefm", "field_matrices"), symmetric)
         logit = w(model, "prediction", "bias")[0] + linear_ref(model, x, SPARSE, DENSE) + r.sum(1)
         np.testing.assert_allclose(predict(model, x), sigmoid(logit), rtol=1e-5)
         assert model.count_params() == VOCAB * K + VOCAB + D_DENSE + 6 * K * K + 1
@@ -233,7 +220,7 @@ def test_fm_group_selects_fields():
     model = DeepFEFM(columns, columns, fm_group=("user",), dnn_hidden_units=HIDDEN)
     randomise(model, 2)
     v = embed(model, x, columns)
-    r = fefm_ref(v[:, [1, 3, 4]], w(model, "fefm", "field_matrices"))
+    r = fefm_reference(v[:, [1, 3, 4]], w(model, "fefm", "field_matrices"))
     linear = linear_ref(model, x, columns, [])
     logit = w(model, "prediction", "bias")[0] + linear + r.sum(1)
     logit = logit + dnn_ref(model, [v.reshape(6, -1), r], len(HIDDEN))
@@ -428,3 +415,145 @@ def test_inputs_are_taken_by_name_extra_features_ignored(tmp_path):
     model.save(tmp_path / "fefm.keras")
     loaded = keras.saving.load_model(tmp_path / "fefm.keras")
     np.testing.assert_array_equal(predict(loaded, x), predict(model, only))
+
+
+REFERENCE_ORDER = [
+    "linear_feature_columns",
+    "dnn_feature_columns",
+    "fm_group",
+    "use_fefm",
+    "dnn_hidden_units",
+    "l2_reg_linear",
+    "l2_reg_embedding_feat",
+    "l2_reg_embedding_field",
+    "l2_reg_dnn",
+    "seed",
+    "dnn_dropout",
+    "exclude_feature_embed_in_dnn",
+    "use_linear",
+    "use_fefm_embed_in_dnn",
+    "dnn_activation",
+    "dnn_use_bn",
+    "task",
+    "symmetric",
+    "l2_mode",
+]
+
+
+def test_deepfefm_keeps_the_reference_signature():
+    """DeepCTR's order and defaults (fm_group, symmetric and l2_mode added), positional use too."""
+    signature = inspect.signature(DeepFEFM)
+    assert list(signature.parameters) == REFERENCE_ORDER
+    defaults = {k: p.default for k, p in signature.parameters.items()}
+    assert defaults["dnn_hidden_units"] == (256, 128, 64) and defaults["seed"] == 1024
+    assert defaults["l2_reg_linear"] == defaults["l2_reg_embedding_feat"] == 1e-5
+    assert defaults["use_fefm_embed_in_dnn"] is True and defaults["task"] == "binary"
+    assert DeepFEFM.__name__ == "DeepFEFM" and "Pande 2020" in DeepFEFM.__doc__
+    shallow = DeepFEFM(COLUMNS, COLUMNS, ("default",), True, ())  # fm_group, use_fefm, no DNN
+    assert shallow.name == "fefm" and not any(x.name.startswith("dnn") for x in shallow.layers)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dnn_dropout'"):
+        FM(COLUMNS, COLUMNS, dnn_dropout=0.1)
+
+
+def test_every_builder_takes_what_the_family_table_says():
+    expected = {
+        "deepfefm": REFERENCE_ORDER[2:],
+        "fefm": [
+            "fm_group",
+            "l2_reg_linear",
+            "l2_reg_embedding_feat",
+            "l2_reg_embedding_field",
+            "seed",
+            "use_linear",
+            "task",
+            "symmetric",
+            "l2_mode",
+        ],
+        "fmfm": [
+            "fm_group",
+            "l2_reg_linear",
+            "l2_reg_embedding_feat",
+            "l2_reg_embedding_field",
+            "seed",
+            "use_linear",
+            "task",
+            "l2_mode",
+        ],
+        "fm": [
+            "fm_group",
+            "l2_reg_linear",
+            "l2_reg_embedding_feat",
+            "seed",
+            "use_linear",
+            "task",
+            "l2_mode",
+        ],
+        "fwfm": [
+            "fm_group",
+            "l2_reg_linear",
+            "l2_reg_embedding_feat",
+            "l2_reg_embedding_field",
+            "seed",
+            "use_linear",
+            "task",
+            "l2_mode",
+        ],
+        "deepfm": [
+            "fm_group",
+            "dnn_hidden_units",
+            "l2_reg_linear",
+            "l2_reg_embedding_feat",
+            "l2_reg_dnn",
+            "seed",
+            "dnn_dropout",
+            "use_linear",
+            "dnn_activation",
+            "dnn_use_bn",
+            "task",
+            "l2_mode",
+        ],
+        "lr": ["l2_reg_linear", "seed", "task", "l2_mode"],
+    }
+    assert sorted(MODEL_FAMILY) == sorted(expected)
+    for name, keys in expected.items():
+        assert model_parameters(name) == keys, name
+        signature = list(inspect.signature(MODELS[name]).parameters)
+        assert signature == ["linear_feature_columns", "dnn_feature_columns", *keys], name
+    assert inspect.signature(LR).parameters["dnn_feature_columns"].default == ()
+    assert FmFM(COLUMNS, COLUMNS).name == "fmfm"
+
+
+@pytest.mark.parametrize(
+    ("builder", "kwargs", "message"),
+    [
+        (
+            DeepFM,
+            {"dnn_hidden_units": ()},
+            r"DeepFM needs `dnn_hidden_units` \(non-empty\); without a DNN use FM",
+        ),
+        (
+            FM,
+            {"fm_group": "user"},
+            r"FM needs at least two categorical fields in `fm_group`; found \[\]",
+        ),
+        (FwFM, {"fm_group": "user"}, r"FwFM needs at least two categorical fields"),
+        (DeepFM, {"fm_group": "user"}, r"DeepFM needs at least two categorical fields"),
+        (FEFM, {"fm_group": "user"}, r"FEFM \(use_fefm=True\) needs at least two categorical"),
+        (
+            FM,
+            {"fm_group": []},
+            r"`fm_group` must be a non-empty list of group names, received \[\]",
+        ),
+        (FwFM, {"l2_reg_embedding_field": float("nan")}, "`l2_reg_embedding_field` must be >= 0.0"),
+        (DeepFM, {"dnn_use_bn": 1}, "`dnn_use_bn` must be true or false, received 1"),
+        (DeepFM, {"dnn_hidden_units": 64}, "`dnn_hidden_units` must be a list of ints >= 1"),
+        (
+            LR,
+            {"l2_mode": "rows"},
+            r"`l2_mode` must be one of \('table', 'batch'\), received 'rows'",
+        ),
+    ],
+)
+def test_comparison_models_refuse_what_they_cannot_build(builder, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        builder(COLUMNS, COLUMNS, **kwargs)
