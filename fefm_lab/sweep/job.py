@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from fefm_lab.sweep.parent import parent_of, record_reuse
+from fefm_lab.sweep.parent import parent_of, record_reuse, record_unrun
 
 
 class SweepJobError(Exception):
@@ -51,4 +54,14 @@ def run_sweep_job(cfg: DictConfig):
     outcome = run_job(cfg)
     if outcome.status == "already_finished" and outcome.run_id:
         record_reuse(store, parent_id, outcome.config_hash, outcome.run_id)
+    elif outcome.status == "failed" and not outcome.run_id:
+        record_unrun(store, parent_id, _job_key(cfg), outcome.name, outcome.reason)
     return outcome
+
+
+def _job_key(cfg: DictConfig) -> str:
+    """Names the job within its sweep: a digest of its config (sweep bookkeeping left out)."""
+    values = OmegaConf.to_container(cfg, resolve=True)
+    values.pop("sweep", None)
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -8,6 +8,8 @@ and so does the launching process when it has to close the sweep after a failure
 
 from __future__ import annotations
 
+import json
+
 from mlflow.entities import Run
 
 from fefm_lab.tracking.store import (
@@ -21,6 +23,9 @@ from fefm_lab.tracking.store import (
 
 TAG_INVOCATION = "sweep_invocation"  # the token of the launch that has the parent open
 REUSED_PREFIX = "reused."  # parent tag `reused.<config hash>` = the FINISHED run a job reused
+# parent tag `unrun.<job key>` = {"run": name, "reason": why}: a job of this launch that failed
+# before it could open a run (its data could not be prepared, for one)
+UNRUN_PREFIX = "unrun."
 
 
 def _quote(value: str) -> str:
@@ -38,8 +43,8 @@ def open_parent(
     if existing is not None:
         run_id = existing.info.run_id
         store.client.update_run(run_id, status="RUNNING")
-        for key in (TAG_OUTCOME, TAG_REASON):  # last launch's ending no longer applies
-            if key in existing.data.tags:
+        for key in existing.data.tags:  # the last launch's ending no longer applies
+            if key in (TAG_OUTCOME, TAG_REASON) or key.startswith(UNRUN_PREFIX):
                 store.client.delete_tag(run_id, key)
         for key, value in {**tags, TAG_INVOCATION: invocation}.items():
             store.client.set_tag(run_id, key, value)
@@ -69,6 +74,23 @@ def reused_runs(store: TrackingStore, parent: Run) -> list[Run]:
     """The FINISHED runs that the sweep's jobs reused instead of running again."""
     ids = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_PREFIX)}
     return [store.client.get_run(run_id) for run_id in sorted(ids)]
+
+
+def record_unrun(
+    store: TrackingStore, parent_run_id: str, job_key: str, name: str, reason: str
+) -> None:
+    """Note on the parent a job that failed before opening a run (so the summary lists it)."""
+    value = json.dumps({"run": name, "reason": reason[:4000]})
+    store.client.set_tag(parent_run_id, f"{UNRUN_PREFIX}{job_key}", value)
+
+
+def unrun_jobs(parent: Run) -> list[dict[str, str]]:
+    """The jobs of the parent's current launch that failed before opening a run."""
+    return [
+        json.loads(value)
+        for key, value in sorted(parent.data.tags.items())
+        if key.startswith(UNRUN_PREFIX)
+    ]
 
 
 def close_in_flight(

@@ -12,7 +12,7 @@ import pandas as pd
 from mlflow.entities import Run
 
 from fefm_lab.markdown import markdown_table
-from fefm_lab.sweep.parent import reused_runs
+from fefm_lab.sweep.parent import reused_runs, unrun_jobs
 from fefm_lab.tracking.run_logging import log_metrics, log_text
 from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_OUTCOME, TAG_REASON, TrackingStore
 
@@ -66,10 +66,16 @@ def summarize_sweep(store: TrackingStore, parent_run_id: str) -> SweepSummary:
     """Every configuration of the sweep with its latest run (read only).
 
     A sweep's configurations are its children plus those whose FINISHED run a job reused
-    instead of running again (filed under another sweep or a single run).
+    instead of running again (filed under another sweep or a single run); jobs that failed
+    before they could open a run are listed as failed, without a run id.
     """
     parent = store.client.get_run(parent_run_id)
     rows = summary_rows(store.children(parent_run_id) + reused_runs(store, parent))
+    rows += [
+        {"run": job["run"], "status": "failed", "test_auc": math.nan, "test_logloss": math.nan}
+        | {"reason": job["reason"], "run_id": ""}
+        for job in unrun_jobs(parent)
+    ]
     table = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     return SweepSummary(rows, markdown_table(table) if rows else "(no runs)")
 

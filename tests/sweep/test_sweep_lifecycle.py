@@ -16,9 +16,10 @@ from fefm_lab.sweep.parent import (
     open_parent,
     parent_of,
     record_reuse,
+    record_unrun,
 )
 from fefm_lab.tracking.store import open_store
-from fefm_lab.tracking.sweep import finish_sweep
+from fefm_lab.tracking.sweep import finish_sweep, summarize_sweep
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,21 @@ def test_the_summary_lists_configurations_reused_from_elsewhere(store) -> None:
     parent = store.client.get_run(parent_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["runs_total"] == 2
     assert parent.data.tags["reused.h1"] == elsewhere
+
+
+def test_a_job_that_could_not_open_a_run_is_listed_failed(store) -> None:
+    parent_id, _ = open_parent(store, "s", "token", {})
+    _job(store, "h1", "FINISHED", parent=parent_id)
+    reason = "dataset.path: /data/day_0.gz does not exist"
+    record_unrun(store, parent_id, "k1", "deepfefm none criteo seed=1", reason)
+    summary = finish_sweep(store, parent_id)
+    (row,) = summary.failed
+    assert (row["run"], row["status"], row["reason"], row["run_id"]) == (
+        "deepfefm none criteo seed=1", "failed", reason, "",
+    )  # fmt: skip
+    assert store.client.get_run(parent_id).info.status == "FAILED"
+    open_parent(store, "s", "again", {})  # the next launch says afresh which jobs failed
+    assert [row["status"] for row in summarize_sweep(store, parent_id).rows] == ["finished"]
 
 
 def test_a_closed_launch_ends_parent_and_in_flight_children(store) -> None:
