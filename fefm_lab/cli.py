@@ -102,8 +102,11 @@ def _run_once(overrides: Sequence[str]):
 def _print_result(outcome, resolved: dict[str, Any]) -> None:
     from fefm_lab.runner import ui_command
 
-    print(f"test AUC      {outcome.test_auc:.5f}")
-    print(f"test log loss {outcome.test_logloss:.5f}")
+    def number(value: float | None) -> str:
+        return "(not recorded)" if value is None else f"{value:.5f}"
+
+    print(f"test AUC      {number(outcome.test_auc)}")
+    print(f"test log loss {number(outcome.test_logloss)}")
     print(
         f"MLflow run    {outcome.run_id} (experiment {resolved['mlflow']['experiment']!r}, "
         f"{resolved['mlflow']['tracking_uri']})"
@@ -133,7 +136,10 @@ def command_run(arguments: Sequence[str]) -> int:
         if outcome.status == "skipped":
             print(f"not run: {outcome.reason}", file=sys.stderr)
             return 1
-        print(f"run {outcome.run_id} FAILED: {outcome.reason}", file=sys.stderr)
+        if outcome.run_id is None:  # failed before its run was created (the data)
+            print(f"error: {outcome.reason}", file=sys.stderr)
+        else:
+            print(f"run {outcome.run_id} FAILED: {outcome.reason}", file=sys.stderr)
         return 2 if outcome.user_error else 1
 
     from fefm_lab.sweep.launch import run_sweep

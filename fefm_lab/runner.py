@@ -20,7 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 import fefm_lab
 from fefm_lab.errors import ConfigError, UserError
-from fefm_lab.tracking.confighash import config_hash
+from fefm_lab.tracking.confighash import config_hash, current_code_version, data_fingerprint
+from fefm_lab.tracking.liveness import keep_alive, liveness_tags
 from fefm_lab.tracking.run_logging import (
     git_commit,
     log_epoch,
@@ -30,7 +31,9 @@ from fefm_lab.tracking.run_logging import (
 )
 from fefm_lab.tracking.store import (
     ROLE_JOB,
+    TAG_CODE_VERSION,
     TAG_CONFIG_HASH,
+    TAG_DATA_FINGERPRINT,
     TAG_OUTCOME,
     TAG_PARENT,
     TAG_REASON,
@@ -237,18 +240,38 @@ def dataset_name(resolved: Mapping[str, Any]) -> str:
     return str(dataset.get("name") or dataset.get("format") or "unknown")
 
 
-def run_tags(resolved: Mapping[str, Any], digest: str) -> dict[str, str]:
-    """Tags a job run carries: what it is, where it comes from, which sweep it belongs to."""
+@dataclass(frozen=True)
+class RunIdentity:
+    """What makes two runs "the same configuration" (see `fefm_lab.tracking.confighash`)."""
+
+    config_hash: str
+    data_fingerprint: str
+    code_version: str
+
+
+def run_identity(resolved: Mapping[str, Any], manifest: Mapping[str, Any]) -> RunIdentity:
+    """The identity of a run of `resolved` on the prepared data whose manifest is given."""
+    data = data_fingerprint(manifest)
+    code = current_code_version()
+    return RunIdentity(config_hash(resolved, data_fingerprint=data, code_version=code), data, code)
+
+
+def run_tags(resolved: Mapping[str, Any], identity: RunIdentity) -> dict[str, str]:
+    """Tags a job run carries: what it is, where it comes from, which sweep it belongs to, and
+    which process runs it (host, pid, heartbeat: see `fefm_lab.tracking.liveness`)."""
     tags = {
         "model": str(resolved["model"]["name"]),
         "ablation": ablation_label(resolved),
         "dataset": dataset_name(resolved),
         "seed": str(resolved["seed"]),
         TAG_SWEEP: str(resolved.get("sweep", {}).get("name") or "none"),
-        TAG_CONFIG_HASH: digest,
+        TAG_CONFIG_HASH: identity.config_hash,
+        TAG_DATA_FINGERPRINT: identity.data_fingerprint,
+        TAG_CODE_VERSION: identity.code_version,
         "git_commit": git_commit(),
         "fefm_lab_version": fefm_lab.__version__,
         TAG_ROLE: ROLE_JOB,
+        **liveness_tags(),
     }
     parent = resolved.get("sweep", {}).get("parent_run_id")
     if parent:
@@ -311,38 +334,74 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def prepare_data(resolved: Mapping[str, Any]):
+    """The prepared dataset of the run (built once, then reused from its fingerprint)."""
+    from fefm_lab.data import prepare
+
+    return prepare(
+        resolved["dataset"],
+        seed=resolved["seed"],
+        data_root=Path(resolved["paths"]["data_root"]),
+        progress=False,
+    )
+
+
 def run_job(cfg: DictConfig) -> JobOutcome:
-    """Run one configuration and record it in MLflow (see the module docstring)."""
+    """Run one configuration and record it in MLflow (see the module docstring).
+
+    The data is prepared first: its content fingerprint is part of the config hash. Runs of
+    this configuration whose process is gone are reaped (KILLED) before looking for a finished
+    one. Data that cannot be prepared makes no run: the outcome says why.
+    """
     resolved = resolve(cfg)
     validate_config(resolved)
-    digest = config_hash(resolved)
     name = run_name(resolved)
     store = store_for(resolved)
     client = store.client
 
+    try:
+        data = prepare_data(resolved)
+    except Exception as error:  # returned, not raised: a sweep goes on
+        user_error = isinstance(error, UserError)
+        reason = str(error) if user_error else f"{type(error).__name__}: {error}"
+        if not user_error:
+            traceback.print_exc()
+        _say(f"{name}: data not prepared: {reason}")
+        return JobOutcome("failed", "", name, reason=reason, user_error=user_error)
+    identity = run_identity(resolved, data.manifest)
+    digest = identity.config_hash
+    for reaped_id, why in store.reap_dead_runs(config_hash=digest):
+        _say(f"run {reaped_id} of this configuration marked KILLED: {why}")
+
     if not resolved["force"]:
         previous = store.finished_run_with_hash(digest)
         if previous is not None:
+            run_id, tags = previous.info.run_id, previous.data.tags
+            if tags.get(TAG_OUTCOME) == "skipped":
+                reason = tags.get(TAG_REASON, "")
+                _say(f"skipped {name}: {reason} (as in run {run_id})")
+                return JobOutcome("skipped", digest, name, run_id, reason=reason)
             metrics = previous.data.metrics
             _say(
-                f"skipping {name}: already FINISHED as run {previous.info.run_id} "
+                f"skipping {name}: already FINISHED as run {run_id} "
                 f"(config hash {digest}); force=true reruns it"
             )
             return JobOutcome(
                 "already_finished",
                 digest,
                 name,
-                previous.info.run_id,
+                run_id,
                 metrics.get("test_auc"),
                 metrics.get("test_logloss"),
             )
 
-    run = client.create_run(store.experiment_id, run_name=name, tags=run_tags(resolved, digest))
+    run = client.create_run(store.experiment_id, run_name=name, tags=run_tags(resolved, identity))
     run_id = run.info.run_id
     try:
-        log_params(client, run_id, resolved)
-        log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
-        outcome = _train_and_log(resolved, client, run_id, digest, name)
+        with keep_alive(client, run_id):
+            log_params(client, run_id, resolved)
+            log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
+            outcome = _train_and_log(resolved, data, client, run_id, digest, name)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
         client.set_tag(run_id, TAG_OUTCOME, "killed")
         client.set_tag(run_id, TAG_REASON, getattr(interrupt, "reason", "interrupted (Ctrl-C)"))
@@ -374,22 +433,15 @@ def _build_model(resolved: Mapping[str, Any], data) -> Any:
 
 
 def _train_and_log(
-    resolved: Mapping[str, Any], client, run_id: str, digest: str, name: str
+    resolved: Mapping[str, Any], data, client, run_id: str, digest: str, name: str
 ) -> JobOutcome:
     import keras
 
-    from fefm_lab.data import prepare
     from fefm_lab.tracking.curves import plot_training_curves
     from fefm_lab.training import fit_and_evaluate
 
     configure_threads(resolved.get("threads"))
     keras.backend.clear_session()  # joblib workers are reused across jobs
-    data = prepare(
-        resolved["dataset"],
-        seed=resolved["seed"],
-        data_root=Path(resolved["paths"]["data_root"]),
-        progress=False,
-    )
     feature_map = Path(data.directory) / "feature_map.json"
     if feature_map.is_file():
         client.log_artifact(run_id, str(feature_map))

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import stat as stat_module
 import time
 import uuid
 from collections.abc import Callable
@@ -60,6 +61,9 @@ def source_fingerprint(path: Path) -> dict[str, Any]:
         stat = path.stat()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
+    if not stat_module.S_ISREG(stat.st_mode):
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise DataError(f"{path}: {kind}; dataset.path must name a data file")
     if stat.st_size == 0:
         raise DataError(f"{path}: the file is empty; expected data rows")
     with open(path, "rb") as handle:

@@ -2,15 +2,28 @@
 
 Everything goes through `MlflowClient` with explicit run ids (never the fluent active-run
 state), so jobs that share a worker process cannot leak runs into each other.
+
+Opening a SQLite store is serialised across processes by an exclusive `fcntl` lock on
+`<database>.lock` beside the database: MLflow creates and migrates the schema when a client
+first connects, and processes doing that at once corrupt a fresh database ("table
+_alembic_tmp_metrics already exists"). A tracking server migrates its own database, so server
+URIs need no lock.
 """
 
 from __future__ import annotations
 
+import fcntl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+
+from fefm_lab.tracking.liveness import HEARTBEAT_TIMEOUT_S, death_reason
 
 # Tag names (plain words: they are what people filter on in the UI).
 TAG_ROLE = "role"  # "job" | "sweep"
@@ -19,6 +32,8 @@ TAG_REASON = "reason"  # why a run failed or was skipped
 TAG_CONFIG_HASH = "config_hash"
 TAG_SWEEP = "sweep"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_DATA_FINGERPRINT = "data_fingerprint"
+TAG_CODE_VERSION = "code_version"
 ROLE_JOB = "job"
 ROLE_SWEEP = "sweep"
 
@@ -78,23 +93,87 @@ class TrackingStore:
         """The job runs filed under a sweep's parent run, oldest first."""
         return self.search(f"tags.{TAG_PARENT} = {_quote(parent_run_id)}")
 
+    def reap_dead_runs(
+        self,
+        *,
+        config_hash: str | None = None,
+        sweep: str | None = None,
+        timeout_s: float = HEARTBEAT_TIMEOUT_S,
+    ) -> list[tuple[str, str]]:
+        """Mark RUNNING runs whose process is gone KILLED, with tags `outcome` and `reason`.
+
+        Restricted to one config hash and/or one sweep name when given (a sweep's parent run
+        carries the sweep tag too). "Gone" is `liveness.death_reason`: a dead pid on this host,
+        or no heartbeat for `timeout_s` from another host. Returns (run id, reason) per reaped run.
+        """
+        query = "attributes.status = 'RUNNING'"
+        if config_hash is not None:
+            query += f" and tags.{TAG_CONFIG_HASH} = {_quote(config_hash)}"
+        if sweep is not None:
+            query += f" and tags.{TAG_SWEEP} = {_quote(sweep)}"
+        reaped = []
+        now = time.time()
+        for run in self.search(query):
+            reason = death_reason(run, now=now, timeout_s=timeout_s)
+            if reason is None:
+                continue
+            run_id = run.info.run_id
+            self.client.set_tag(run_id, TAG_OUTCOME, "killed")
+            self.client.set_tag(run_id, TAG_REASON, f"reaped: {reason}")
+            self.client.set_terminated(run_id, "KILLED")
+            reaped.append((run_id, reason))
+        return reaped
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///...` URI (None for other stores and in-memory ones)."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme != "sqlite":
+        return None
+    path = unquote(parsed.path)
+    # sqlite:///relative.db -> "/relative.db"; sqlite:////absolute.db -> "//absolute.db"
+    if path in ("", "/", "/:memory:"):
+        return None
+    return Path(path[1:])
+
+
+@contextmanager
+def creation_lock(tracking_uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on `<database>.lock` for a SQLite URI; nothing for other URIs.
+
+    The lock is released when the block ends or the process dies (the kernel drops it), so a
+    killed process never leaves it held.
+    """
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
 
 def open_store(
     tracking_uri: str, experiment_name: str, artifact_location: str | None = None
 ) -> TrackingStore:
     """Connect, creating the database and the experiment if they do not exist yet.
 
-    Call this once in the launching process before jobs start: parallel jobs creating a fresh
-    SQLite database race on its schema migrations.
+    Safe from any number of processes at once: creation and migration of a SQLite database and
+    the experiment's get-or-create run under `creation_lock`.
     """
-    client = MlflowClient(tracking_uri=tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
-    if experiment is None:
-        experiment_id = client.create_experiment(
-            experiment_name, artifact_location=_artifact_uri(artifact_location)
-        )
-    else:
-        experiment_id = experiment.experiment_id
-        if experiment.lifecycle_stage == "deleted":
-            client.restore_experiment(experiment_id)
+    with creation_lock(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri)  # creates / migrates the schema
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            experiment_id = client.create_experiment(
+                experiment_name, artifact_location=_artifact_uri(artifact_location)
+            )
+        else:
+            experiment_id = experiment.experiment_id
+            if experiment.lifecycle_stage == "deleted":
+                client.restore_experiment(experiment_id)
     return TrackingStore(client, experiment_id, experiment_name, tracking_uri)

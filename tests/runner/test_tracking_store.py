@@ -37,22 +37,28 @@ def test_flatten_and_param_values() -> None:
 
 def test_config_hash_covers_the_computation_only() -> None:
     config = {
-        "dataset": {"name": "synthetic"},
+        "dataset": {"name": "criteo", "path": "/a/train.txt", "block_bytes": 1 << 20},
         "model": {"name": "deepfefm", "embedding_dim": 4},
-        "trainer": {"learning_rate": 0.01, "verbose": True},
+        "trainer": {"learning_rate": 0.01, "verbose": True, "eval_batch_size": 4096},
         "seed": 1,
         "mlflow": {"tracking_uri": "sqlite:///a.db"},
         "paths": {"root_dir": "/a"},
     }
+
+    def digest(values, data="d1", code="c1"):
+        return config_hash(values, data_fingerprint=data, code_version=code)
+
     moved = {**config, "mlflow": {"tracking_uri": "sqlite:///b.db"}, "paths": {"root_dir": "/b"}}
     quiet = {**config, "trainer": {"learning_rate": 0.01, "verbose": False}}
-    assert config_hash(config) == config_hash(moved) == config_hash(quiet)
+    faster = {**config, "dataset": {"name": "criteo", "path": "/b/copy.txt", "shard_rows": 7}}
+    assert digest(config) == digest(moved) == digest(quiet) == digest(faster)
     assert hashed_part(config)["trainer"] == {"learning_rate": 0.01}
-    assert config_hash(config) != config_hash({**config, "seed": 2})
-    assert config_hash(config) != config_hash(
-        {**config, "model": {"name": "deepfefm", "embedding_dim": 8}}
-    )
-    assert len(config_hash(config)) == 16
+    assert hashed_part(config)["dataset"] == {"name": "criteo"}
+    assert digest(config) != digest({**config, "seed": 2})
+    assert digest(config) != digest({**config, "model": {"name": "deepfefm", "embedding_dim": 8}})
+    assert digest(config) != digest(config, data="d2")  # other data under the same path
+    assert digest(config) != digest(config, code="c2")  # other maths
+    assert len(digest(config)) == 16
 
 
 def test_open_store_is_idempotent(store, tmp_path: Path) -> None:

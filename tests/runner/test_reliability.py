@@ -1,0 +1,128 @@
+"""Faults a user meets, end to end: killed runs, replaced data, refused configs, bad paths."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fefm_lab import cli
+from fefm_lab.data import synthesize
+from fefm_lab.tracking.store import open_store
+
+TINY = ("debug=tiny", "dataset.synthetic.rows=3000")
+NOTHING_IN_THE_LOGIT = [
+    "model.use_linear=false",
+    "model.use_fefm=false",
+    "model.dnn_hidden_units=[]",
+]
+
+
+def _args(root: Path, experiment: str, *more: str, tiny: tuple[str, ...] = TINY) -> list[str]:
+    return [*tiny, f"paths.root_dir={root}", f"mlflow.experiment={experiment}", *more]
+
+
+def _store(root: Path, experiment: str):
+    return open_store(f"sqlite:///{root}/mlflow.db", experiment)
+
+
+@pytest.mark.slow
+def test_directory_as_dataset_path_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    folder = tmp_path / "criteo_dir"
+    folder.mkdir()
+    expected = f"error: {folder}: a directory; dataset.path must name a data file\n"
+    base = [f"paths.root_dir={tmp_path}", "dataset=criteo", f"dataset.path={folder}"]
+
+    assert cli.main(["prepare", *base]) == 2
+    assert capsys.readouterr().err == expected
+
+    assert cli.main(["run", *base, "mlflow.experiment=dir"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(expected) and "Traceback" not in err
+    assert _store(tmp_path, "dir").search() == []  # no FAILED run left behind
+    assert not list((tmp_path / "data" / "prepared").glob("criteo-*"))
+
+
+@pytest.mark.slow
+def test_impossible_flags_twice_say_why_both_times(tmp_path: Path, capsys) -> None:
+    arguments = ["run", *_args(tmp_path, "refused", *NOTHING_IN_THE_LOGIT)]
+    reason = "invalid model configuration: nothing left in the logit"
+    assert cli.main(arguments) == 1
+    first = capsys.readouterr().err
+    assert f"not run: {reason}" in first
+
+    assert cli.main(arguments) == 1  # the old code printed a TypeError traceback here
+    second = capsys.readouterr()
+    assert f"not run: {reason}" in second.err and "Traceback" not in second.err
+    assert "TypeError" not in second.err and second.out == ""
+    (run,) = _store(tmp_path, "refused").search()
+    assert run.data.tags["outcome"] == "skipped"
+
+
+@pytest.mark.slow
+def test_replaced_raw_data_is_run_again_and_a_copy_is_not(tmp_path: Path, capsys) -> None:
+    raw = tmp_path / "raw" / "train.txt"
+    synthesize(raw, format="criteo", rows=2000, seed=0, progress=False)
+    criteo = ("dataset=criteo", "debug=tiny")
+    arguments = ["run", *_args(tmp_path, "replaced", f"dataset.path={raw}", tiny=criteo)]
+    assert cli.main(arguments) == 0
+    capsys.readouterr()
+
+    synthesize(raw, format="criteo", rows=2000, seed=1, progress=False)  # other data, same path
+    assert cli.main(arguments) == 0
+    assert "already FINISHED" not in capsys.readouterr().err
+    first, second = _store(tmp_path, "replaced").search()
+    assert (first.info.status, second.info.status) == ("FINISHED", "FINISHED")
+    assert first.data.tags["data_fingerprint"] != second.data.tags["data_fingerprint"]
+    assert first.data.tags["config_hash"] != second.data.tags["config_hash"]
+    assert first.data.tags["code_version"] == second.data.tags["code_version"]
+
+    copy = tmp_path / "elsewhere" / "copy.txt"
+    copy.parent.mkdir()
+    shutil.copyfile(raw, copy)  # same content, another path and mtime
+    moved = ["run", *_args(tmp_path, "replaced", f"dataset.path={copy}", tiny=criteo)]
+    assert cli.main(moved) == 0
+    captured = capsys.readouterr()
+    assert f"already FINISHED as run {second.info.run_id}" in captured.err
+    assert second.info.run_id in captured.out
+    assert len(_store(tmp_path, "replaced").search()) == 2
+
+
+@pytest.mark.slow
+def test_sigkilled_run_is_reaped_by_the_next_run_of_its_configuration(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "fefm_lab.cli", "run", *_args(tmp_path, "killed")]
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not (tmp_path / "mlflow.db").exists() or not _running(tmp_path):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no RUNNING run appeared"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    (killed,) = _running(tmp_path)
+    assert killed.data.tags["pid"] == str(process.pid)
+
+    assert cli.main(["run", *_args(tmp_path, "killed")]) == 0
+    runs = {run.info.run_id: run for run in _store(tmp_path, "killed").search()}
+    assert len(runs) == 2
+    reaped = runs.pop(killed.info.run_id)
+    (finished,) = runs.values()
+    assert (reaped.info.status, finished.info.status) == ("KILLED", "FINISHED")
+    assert reaped.data.tags["outcome"] == "killed"
+    assert reaped.data.tags["reason"].startswith(f"reaped: process {process.pid} on host ")
+    assert finished.data.tags["config_hash"] == reaped.data.tags["config_hash"]
+
+
+def _running(root: Path) -> list:
+    return _store(root, "killed").search("attributes.status = 'RUNNING'")
