@@ -48,12 +48,12 @@ report: setup ## Rebuild the ablation report of the synthetic sweep under result
 ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
 	$(FEFM) ui
 
-bench: setup ## Benchmarks (FEFM layer, vocabulary size, preparation, input pipeline) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows)
-	$(PY) scripts/bench.py $(BENCH_ARGS)
+bench: setup ## Benchmarks (preparation, FEFM layer, input pipeline, vocabulary size) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows; --smoke: seconds)
+	$(PY) -m scripts.bench all $(BENCH_ARGS)
 	$(PY) scripts/embed_results.py README.md
 
 bench-peer: setup ## Side-by-side with the reference DeepCTR DeepFEFM (own venv .bench-peer-venv) -> results/bench/
-	$(PY) scripts/bench_peer.py $(BENCH_PEER_ARGS)
+	$(PY) -m scripts.bench peer $(BENCH_PEER_ARGS)
 	$(PY) scripts/embed_results.py README.md
 
 clean: ## Remove build outputs and local run outputs (keeps .venv and results/)

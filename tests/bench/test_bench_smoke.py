@@ -1,4 +1,5 @@
-"""`scripts/bench.py --smoke`: every benchmark part runs end to end at tiny sizes."""
+"""`python -m scripts.bench all --smoke` (what `make bench BENCH_ARGS=--smoke` runs): every part
+of bench.md end to end at tiny sizes."""
 
 from __future__ import annotations
 
@@ -7,28 +8,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_bench_smoke_writes_every_part_and_target(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "bench.py"),
-            "--smoke",
-            "--out",
-            str(out),
-            "--work",
-            str(work),
-        ],
+        [sys.executable, "-m", "scripts.bench", "--smoke", "--out", out, "--work", work],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads((out / "bench.json").read_text())
     assert payload["settings"]["smoke"] is True
+    assert payload["settings"]["parts"] == ["prepare", "layer", "pipeline", "vocab"]
     assert list(payload["sections"]) == [
         "Preparation at scale",
         "FEFM layer versus the machine (P = 15, batch 64)",

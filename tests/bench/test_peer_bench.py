@@ -1,4 +1,4 @@
-"""The side-by-side benchmark: both training runners on a tiny .npz, and the summary maths."""
+"""The side-by-side benchmark: the shared protocol, both workers, the summary maths."""
 
 from __future__ import annotations
 
@@ -10,37 +10,44 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scripts.bench.peer import compare
+from scripts.bench.peer.protocol import (
+    HYPERPARAMETERS,
+    EncodedData,
+    log_loss,
+    rows_per_epoch,
+    train,
+)
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import bench_peer  # noqa: E402
-
 PEER_PYTHON = ROOT / ".bench-peer-venv" / "bin" / "python"
 ROWS = {"train": 300, "val": 70, "test": 90}
 BATCH = 64
 
 
+def tiny_data() -> EncodedData:
+    rng = np.random.default_rng(0)
+    vocabulary = [7, 5, 9, 4]
+    return EncodedData(
+        sparse_names=["a", "b", "c", "d"],
+        dense_names=[],
+        vocabulary_sizes=vocabulary,
+        sparse={s: (rng.random((n, 4)) * vocabulary).astype(np.int32) for s, n in ROWS.items()},
+        dense={s: np.zeros((n, 0), np.float32) for s, n in ROWS.items()},
+        labels={s: (rng.random(n) < 0.3).astype(np.float32) for s, n in ROWS.items()},
+    )
+
+
 @pytest.fixture
 def tiny_npz(tmp_path) -> Path:
-    rng = np.random.default_rng(0)
-    vocabulary = np.array([7, 5, 9, 4])
-    arrays = {
-        "sparse_names": np.array(["a", "b", "c", "d"]),
-        "dense_names": np.array([], dtype=str),
-        "vocabulary_sizes": vocabulary,
-    }
-    for split, rows in ROWS.items():
-        arrays[f"sparse_{split}"] = (rng.random((rows, 4)) * vocabulary).astype(np.int32)
-        arrays[f"dense_{split}"] = np.zeros((rows, 0), np.float32)
-        arrays[f"labels_{split}"] = (rng.random(rows) < 0.3).astype(np.float32)
     path = tmp_path / "tiny.npz"
-    np.savez(path, **arrays)
+    tiny_data().save(path)
     return path
 
 
-def spec_for(npz: Path, tmp_path: Path) -> Path:
-    spec = {
-        **bench_peer.HYPERPARAMETERS,
+def spec_for(npz: Path, tmp_path: Path, **changes) -> dict:
+    return {
+        **HYPERPARAMETERS,
         "batch_size": BATCH,
         "eval_batch_size": 128,
         "npz": str(npz),
@@ -53,43 +60,144 @@ def spec_for(npz: Path, tmp_path: Path) -> Path:
         "evaluate": True,
         "l2_mode": "table",
         "predictions_out": str(tmp_path / "pred.npy"),
+        **changes,
     }
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    return path
 
 
-def run_runner(python: Path | str, script: str, spec: Path) -> dict:
+def test_encoded_data_round_trips_through_npz(tmp_path):
+    data = tiny_data()
+    data.save(tmp_path / "d.npz")
+    loaded = EncodedData.load(tmp_path / "d.npz")
+    assert (loaded.sparse_names, loaded.dense_names) == (["a", "b", "c", "d"], [])
+    assert loaded.vocabulary_sizes == [7, 5, 9, 4]
+    for split in ROWS:
+        np.testing.assert_array_equal(loaded.sparse[split], data.sparse[split])
+        np.testing.assert_array_equal(loaded.labels[split], data.labels[split])
+        assert loaded.sparse[split].dtype == np.int32 and loaded.rows(split) == ROWS[split]
+    columns = loaded.columns("train", np.array([5, 0]))
+    assert list(columns) == ["a", "b", "c", "d"]
+    np.testing.assert_array_equal(columns["c"][:, 0], data.sparse["train"][[5, 0], 2])
+    assert columns["c"].shape == (2, 1) and columns["c"].flags.c_contiguous
+
+
+def test_log_loss_matches_a_hand_computed_value():
+    expected = -(np.log(0.8) + np.log(1 - 0.4) + np.log(1e-7)) / 3  # p=0 clipped to 1e-7
+    assert log_loss(np.array([1, 0, 1]), np.array([0.8, 0.4, 0.0])) == pytest.approx(expected)
+
+
+def test_rows_per_epoch_caps_at_steps_per_epoch():
+    assert rows_per_epoch({"steps_per_epoch": None, "batch_size": 64}, 300) == 300
+    assert rows_per_epoch({"steps_per_epoch": 2, "batch_size": 64}, 300) == 128
+    assert rows_per_epoch({"steps_per_epoch": 9, "batch_size": 64}, 300) == 300
+
+
+class ScriptedSide:
+    """A side whose validation losses are scripted: checks the protocol's loop, not a model."""
+
+    implementation = "scripted"
+
+    def __init__(self, val_predictions):
+        self.val_predictions = list(val_predictions)
+        self.orders, self.weights, self.epoch = [], None, 0
+
+    def build(self, spec, data):
+        self.data, self.batch = data, spec["batch_size"]
+
+    def train_epoch(self, order, step_ended):
+        self.orders.append(order)
+        self.epoch += 1
+        self.weights = [np.full(1, self.epoch)]
+        for _ in range(0, len(order), self.batch):
+            step_ended()
+
+    def predict(self, split):
+        if split == "val":
+            return np.full(self.data.rows("val"), self.val_predictions[self.epoch - 1])
+        return np.full(self.data.rows(split), float(self.weights[0][0]) / 10)
+
+    def get_weights(self):
+        return list(self.weights)
+
+    def set_weights(self, weights):
+        self.weights = weights
+
+    def count_params(self):
+        return 42
+
+
+def test_protocol_permutes_each_epoch_stops_early_and_restores_the_best_weights(tmp_path):
+    data = tiny_data()
+    base_rate = float(data.labels["val"].mean())
+    # epoch 1 best (the base rate), epochs 2 and 3 worse: patience 2 stops after epoch 3
+    side = ScriptedSide([base_rate, 0.9, 0.95, base_rate])
+    spec = spec_for(tmp_path / "unused.npz", tmp_path, max_epochs=4, patience=2, seed=3)
+    result = train(side, spec, data)
+    steps = -(-ROWS["train"] // BATCH)  # 5: four full batches and a partial one
+    assert result["epoch_step_counts"] == [steps, 2 * steps, 3 * steps]
+    assert len(result["val_logloss"]) == 3
+    assert result["val_logloss"][0] < result["val_logloss"][1] < result["val_logloss"][2]
+    shuffler = np.random.default_rng(3)
+    for order in side.orders:
+        np.testing.assert_array_equal(order, shuffler.permutation(ROWS["train"]))
+    assert result["step_ends"] == sorted(result["step_ends"])
+    assert 0 <= result["build_seconds"] <= result["ready_seconds"] == result["step_ends"][0]
+    assert result["parameters"] == 42 and result["implementation"] == "scripted"
+    np.testing.assert_array_equal(np.load(result["predictions"]), np.full(ROWS["test"], 0.1))
+
+
+def test_protocol_imports_with_numpy_alone():
+    """The reference side's venv has no fefm-lab, pandas or Keras 3: the protocol needs none."""
+    code = (
+        "import sys\n"
+        "for name in ('fefm_lab', 'pandas', 'keras', 'tensorflow', 'scripts.bench.report'):\n"
+        "    sys.modules[name] = None\n"
+        "import scripts.bench.peer.protocol as protocol\n"
+        "print(sorted(protocol.HYPERPARAMETERS))\n"
+    )
     done = subprocess.run(
-        [str(python), str(ROOT / script), str(spec)], capture_output=True, text=True, timeout=240
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert "learning_rate" in done.stdout
+
+
+def run_worker(python: Path | str, module: str, spec: dict, tmp_path: Path) -> dict:
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    done = subprocess.run(
+        [str(python), "-m", module, str(spec_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def check_result(result: dict, tmp_path: Path) -> None:
-    steps_per_epoch = -(-ROWS["train"] // BATCH)  # 5: four full batches and a partial one
+    steps_per_epoch = -(-ROWS["train"] // BATCH)
     assert result["epoch_step_counts"] == [steps_per_epoch, 2 * steps_per_epoch]
     assert len(result["step_ends"]) == 2 * steps_per_epoch
-    assert result["step_ends"] == sorted(result["step_ends"])
-    assert 0 < result["build_seconds"] <= result["ready_seconds"] == result["step_ends"][0]
     assert len(result["val_logloss"]) == 2
     predictions = np.load(tmp_path / "pred.npy")
     assert predictions.shape == (ROWS["test"],)
     assert np.all((predictions > 0) & (predictions < 1))
 
 
-def test_fefm_runner_trains_evaluates_and_times(tiny_npz, tmp_path):
-    result = run_runner(sys.executable, "scripts/bench_fefm_run.py", spec_for(tiny_npz, tmp_path))
+@pytest.mark.slow
+def test_fefm_worker_trains_evaluates_and_times(tiny_npz, tmp_path):
+    result = run_worker(sys.executable, compare.FEFM_SIDE, spec_for(tiny_npz, tmp_path), tmp_path)
     assert result["implementation"] == "fefm-lab (l2_mode=table)"
     check_result(result, tmp_path)
     # 25 embedding rows x (k + 1 linear) + 6 pairs x 4 x 4 + DNN (4 x 4 + 6 -> 8, 8 -> 1) + bias
     assert result["parameters"] == 25 * 5 + 6 * 16 + (22 * 8 + 8) + 8 + 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason="no .bench-peer-venv (make bench-peer)")
-def test_reference_runner_trains_evaluates_and_times(tiny_npz, tmp_path):
-    result = run_runner(PEER_PYTHON, "scripts/peer/deepctr_run.py", spec_for(tiny_npz, tmp_path))
+def test_reference_worker_trains_evaluates_and_times(tiny_npz, tmp_path):
+    result = run_worker(PEER_PYTHON, compare.REFERENCE_SIDE, spec_for(tiny_npz, tmp_path), tmp_path)
     assert result["implementation"] == "deepctr"
     check_result(result, tmp_path)
 
@@ -99,9 +207,9 @@ def test_steady_step_seconds_skips_epoch_boundaries_partial_batches_and_warmup()
     ends = [10.0, 11.0, 13.0, 16.0, 30.0, 31.0, 33.0, 34.0]
     result = {"step_ends": ends, "epoch_step_counts": [4, 8]}
     # usable intervals: epoch 1 -> [1, 2], epoch 2 -> [1, 2]; warmup 1 drops the first
-    assert bench_peer.steady_step_seconds(result, 1024, 3000, warmup=1) == 2.0
+    assert compare.steady_step_seconds(result, 1024, 3000, warmup=1) == 2.0
     # no partial batch: epoch intervals [1, 2, 3] and [1, 2, 1]
-    assert bench_peer.steady_step_seconds(result, 1000, 3000, warmup=0) == 1.5
+    assert compare.steady_step_seconds(result, 1000, 3000, warmup=0) == 1.5
 
 
 def fake_run(reference, mode, k, ready, rate, aucs=None):
@@ -128,7 +236,7 @@ def test_summarise_computes_ratios_and_auc_gap():
         + fake_run(False, "table", 4, 4.0, 6000.0, [0.71, 0.70])
         + fake_run(False, "batch", 4, 2.0, 12000.0, [0.69, 0.70])
     )
-    sections, targets = bench_peer.summarise(runs, [(4, (8,))], (4, (8,)), 2)
+    sections, targets = compare.summarise(runs, [(4, (8,))], (4, (8,)), 2)
     by_name = {t.name: t for t in targets}
     ready = by_name["ready to train sooner, k=4, DNN 8"]
     assert ready.measured == 40.0 and ready.met

@@ -1,4 +1,4 @@
-"""Benchmark 2: the FEFM layer's forward and backward throughput against the machine's matmul rate.
+"""Part `layer`: the FEFM layer's forward and backward throughput against the machine's matmul rate.
 
 Useful work counted (per batch of B rows, P pairs, k-dim embeddings): the forward contraction
 r = v_i^T W_p v_j costs 2 B P k^2 flops (the k x k matrix-vector product; the final dot adds
@@ -8,22 +8,20 @@ gradient to the field matrices), so forward + backward = 3 x 2 B P k^2.
 
 from __future__ import annotations
 
-import statistics
-import time
+import argparse
 
-from fefm_lab.bench.results import Section, Target, format_number
+from scripts.bench.machine import matmul_flops_per_second
+from scripts.bench.measure import median_seconds
+from scripts.bench.report import Part, PartResult, Section, Target, format_number, int_list
+
+SHARE_OF_MATMUL_GOAL = 30.0  # %: forward + backward at the largest k
 
 
-def median_seconds(function, repeats: int, warmup: int = 2) -> float:
-    """Median wall time of `function()` (which must block until its result exists)."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--layer-ks", type=int_list, default=[16, 48], help="embedding sizes")
+    parser.add_argument("--layer-fields", type=int, default=39, help="fields (Criteo: 39)")
+    parser.add_argument("--layer-batch", type=int, default=1024)
+    parser.add_argument("--layer-repeats", type=int, default=10, help="timed calls (median)")
 
 
 def time_fefm_layer(fields: int, k: int, batch: int, repeats: int) -> dict[str, float]:
@@ -58,14 +56,18 @@ def time_fefm_layer(fields: int, k: int, batch: int, repeats: int) -> dict[str, 
         grad_w[0].numpy()
 
     return {
-        "forward_seconds": median_seconds(run_forward, repeats),
-        "forward_backward_seconds": median_seconds(run_forward_backward, repeats),
+        "forward_seconds": median_seconds(run_forward, repeats=repeats, warmup=2),
+        "forward_backward_seconds": median_seconds(run_forward_backward, repeats=repeats, warmup=2),
     }
 
 
-def run(
-    matmul_flops: float, *, ks: list[int], fields: int, batch: int, repeats: int
-) -> tuple[Section, list[Target]]:
+def run(args: argparse.Namespace) -> PartResult:
+    ks, fields, batch = args.layer_ks, args.layer_fields, args.layer_batch
+    repeats, matmul_size = args.layer_repeats, 2048
+    if args.smoke:
+        ks, fields, batch, repeats, matmul_size = [4, 8], 6, 64, 2, 256
+    matmul_flops = matmul_flops_per_second(matmul_size)
+    print(f"matmul rate {matmul_flops / 1e9:.0f} GFLOP/s", flush=True)
     pairs = fields * (fields - 1) // 2
     rows, targets, data = [], [], []
     for k in ks:
@@ -73,14 +75,15 @@ def run(
         times = time_fefm_layer(fields, k, batch, repeats)
         forward_rate = forward_flops / times["forward_seconds"]
         both_rate = 3 * forward_flops / times["forward_backward_seconds"]
-        record = {
-            "k": k,
-            **times,
-            "forward_flops_per_second": forward_rate,
-            "forward_backward_flops_per_second": both_rate,
-            "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
-        }
-        data.append(record)
+        data.append(
+            {
+                "k": k,
+                **times,
+                "forward_flops_per_second": forward_rate,
+                "forward_backward_flops_per_second": both_rate,
+                "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
+            }
+        )
         rows.append(
             [
                 k,
@@ -97,7 +100,7 @@ def run(
                 Target(
                     f"FEFM layer forward+backward at k={k}, share of matmul rate",
                     100 * both_rate / matmul_flops,
-                    30.0,
+                    SHARE_OF_MATMUL_GOAL,
                     unit="%",
                     note=f"{format_number(both_rate / 1e9)} of "
                     f"{format_number(matmul_flops / 1e9)} GFLOP/s",
@@ -107,9 +110,8 @@ def run(
         f"FEFM layer versus the machine (P = {pairs}, batch {batch})",
         text=(
             f"Float32 matmul rate measured in the same run: {matmul_flops / 1e9:.0f} GFLOP/s "
-            "(best of 2048 x 2048 products). Useful work: forward 2·B·P·k² flops, forward + "
-            "backward 3 x that; median of "
-            f"{repeats} XLA-compiled calls."
+            f"(best of {matmul_size} x {matmul_size} products). Useful work: forward 2·B·P·k² "
+            f"flops, forward + backward 3 x that; median of {repeats} XLA-compiled calls."
         ),
         headers=[
             "k",
@@ -123,4 +125,7 @@ def run(
         rows=rows,
         data={"matmul_flops_per_second": matmul_flops, "runs": data},
     )
-    return section, targets
+    return PartResult([section], targets)
+
+
+PART = Part("layer", "FEFM layer throughput against the matmul rate", add_arguments, run)

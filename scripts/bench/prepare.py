@@ -1,20 +1,25 @@
-"""Benchmark 4: preparation at scale, fefm-lab against the hand-written pandas route.
+"""Part `prepare`: preparation at scale, fefm-lab against the hand-written pandas route.
 
-Each measurement runs `scripts/bench_prepare_probe.py` in a fresh process, so its peak resident
-memory is that preparation's alone. Generated raw files are kept in the work folder and reused.
+Each measurement runs the worker `scripts.bench.prepare_probe` in a fresh process, so its peak
+resident memory is that preparation's alone. Generated raw files are kept in the work folder and
+reused.
 """
 
 from __future__ import annotations
 
+import argparse
 import shutil
 from pathlib import Path
 
-from fefm_lab.bench.measure import python_command, run_json_subprocess
-from fefm_lab.bench.results import Section, Target, format_number
+from scripts.bench.measure import module_command, run_json_subprocess
+from scripts.bench.report import Part, PartResult, Section, Target, format_number, int_list
 
-PROBE = Path(__file__).resolve().parent / "bench_prepare_probe.py"
+PROBE = "scripts.bench.prepare_probe"
 GIB = 2**30
 FULL_CRITEO_ROWS = 45_840_617
+ROWS_PER_SECOND_GOAL = 200_000
+PEAK_MEMORY_GOAL_GIB = 4.0
+MEMORY_GROWTH_GOAL = 1.5  # x: peak at the largest size over the smallest ("roughly flat")
 
 
 def generated_criteo_file(rows: int, work: Path) -> Path:
@@ -32,14 +37,26 @@ def measure(method: str, raw: Path, work: Path) -> dict:
     out = work / f"prepared_{method}_{raw.stem}"
     shutil.rmtree(out, ignore_errors=True)
     try:
-        return run_json_subprocess(python_command(PROBE, method, raw, out))
+        return run_json_subprocess(module_command(PROBE, method, raw, out))
     finally:
         shutil.rmtree(out, ignore_errors=True)
 
 
-def run(
-    sizes: list[int], *, pandas_max_rows: int, work: Path, full: bool
-) -> tuple[Section, list[Target]]:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prepare-sizes", type=int_list, default=[1_000_000, 10_000_000])
+    parser.add_argument(
+        "--pandas-max-rows", type=int, default=1_000_000, help="largest size for the by-hand route"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="also prepare 45.8M rows (disk, minutes)"
+    )
+
+
+def run(args: argparse.Namespace) -> PartResult:
+    sizes, pandas_max_rows, full = args.prepare_sizes, args.pandas_max_rows, args.full
+    if args.smoke:
+        sizes, full = [2_000, 4_000], False
+    work = args.work / "prepare"
     work.mkdir(parents=True, exist_ok=True)
     if full and FULL_CRITEO_ROWS not in sizes:
         sizes = [*sizes, FULL_CRITEO_ROWS]
@@ -73,7 +90,7 @@ def run(
         Target(
             f"preparation rows/s at {largest:,} rows",
             mine_large["rows_per_second"],
-            200_000,
+            ROWS_PER_SECOND_GOAL,
             unit=" rows/s",
             note=f"{format_number(mine_large['seconds'])} s end to end",
         ),
@@ -81,7 +98,7 @@ def run(
             f"preparation peak memory at {largest:,} rows"
             + ("" if largest >= FULL_CRITEO_ROWS else " (45.8M only with --full)"),
             mine_large["peak_rss_bytes"] / GIB,
-            4.0,
+            PEAK_MEMORY_GOAL_GIB,
             higher_is_better=False,
             unit=" GiB",
         ),
@@ -91,7 +108,7 @@ def run(
             Target(
                 f"preparation memory flat: peak at {largest:,} / peak at {smallest:,} rows",
                 mine_large["peak_rss_bytes"] / mine_small["peak_rss_bytes"],
-                1.5,
+                MEMORY_GROWTH_GOAL,
                 higher_is_better=False,
                 unit="x",
                 note="'roughly flat' read as at most 1.5x",
@@ -110,4 +127,7 @@ def run(
         rows=table,
         data={f"{rows}/{method}": result for (rows, method), result in results.items()},
     )
-    return section, targets
+    return PartResult([section], targets)
+
+
+PART = Part("prepare", "preparation rows/s and peak memory, beside pandas", add_arguments, run)

@@ -1,15 +1,23 @@
-"""Bench result helpers: targets, formatting, report files, step statistics (no TensorFlow)."""
+"""Benchmark helpers: targets, formatting, report files, timing and memory (no TensorFlow)."""
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
-from fefm_lab.bench.machine import describe_machine, machine_markdown
-from fefm_lab.bench.measure import interval_stats, peak_rss_bytes, step_stats
-from fefm_lab.bench.results import (
+from scripts.bench.machine import describe_machine, machine_markdown
+from scripts.bench.measure import (
+    best_seconds,
+    interval_stats,
+    mean_seconds,
+    median_seconds,
+    peak_rss_bytes,
+    time_calls,
+)
+from scripts.bench.report import (
     Section,
     Target,
     bench_table,
@@ -17,6 +25,8 @@ from fefm_lab.bench.results import (
     write_report,
     write_summary,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_target_higher_is_better_met_and_margin():
@@ -61,10 +71,40 @@ def test_bench_table_escapes_pipes_and_formats_floats():
     assert table.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1,234 |", "| z | 0.5 |"]
 
 
-def test_step_stats_uses_intervals_after_warmup():
-    stats = step_stats([0.0, 10.0, 11.0, 13.0, 14.0], warmup=1)
+def test_interval_stats_skips_warmup():
+    stats = interval_stats([10.0, 1.0, 2.0, 1.0], warmup=1)
     assert (stats.steps, stats.median_seconds, stats.mean_seconds) == (3, 1.0, 4 / 3)
     assert stats.per_second(1024) == 1024.0
+
+
+class FakeClock:
+    """perf_counter stand-in: each call advances by the next of `durations` after a start."""
+
+    def __init__(self, durations):
+        self.now, self.durations, self.calls = 0.0, list(durations), 0
+
+    def __call__(self):
+        return self.now
+
+    def work(self):
+        self.calls += 1
+        self.now += self.durations.pop(0)
+
+
+def test_time_calls_leaves_out_warmup_and_reduces_by_median_mean_best(monkeypatch):
+    import scripts.bench.measure as measure
+
+    durations = [9.0, 8.0, 1.0, 3.0, 2.0]  # two warm-up calls (slow: compilation), three timed
+    for reduce, expected in ((median_seconds, 2.0), (mean_seconds, 2.0), (best_seconds, 1.0)):
+        clock = FakeClock(durations)
+        monkeypatch.setattr(measure.time, "perf_counter", clock)
+        assert reduce(clock.work, repeats=3, warmup=2) == expected
+        assert clock.calls == 5
+    clock = FakeClock(durations)
+    monkeypatch.setattr(measure.time, "perf_counter", clock)
+    assert time_calls(clock.work, repeats=3, warmup=2) == [1.0, 3.0, 2.0]
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        time_calls(clock.work, repeats=0, warmup=0)
 
 
 def test_interval_stats_rejects_too_few_steps():
@@ -110,7 +150,7 @@ def test_write_report_and_summary_round_trip(tmp_path):
     assert "## Speed" in text and "| 1.50 |" in text
     summary = write_summary(tmp_path).read_text()
     assert "1 of 2 targets met" in summary and "bench.md" in summary
-    assert not list(tmp_path.glob(".*.tmp"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md", "summary.md"]
 
 
 def test_summary_ignores_smoke_results(tmp_path):
@@ -132,12 +172,14 @@ def test_probe_peak_memory_is_its_own_not_its_parents(tmp_path):
     import subprocess
     import sys
 
-    ballast = b"\x01" * (400 * 2**20)  # the parent holds 400 MiB while the probe runs
-    code = "from fefm_lab.bench.measure import peak_rss_bytes; print(peak_rss_bytes())"
+    ballast = bytearray(400 * 2**20)  # the parent holds 400 MiB while the probe runs
+    ballast[:: 2**12] = b"\x01" * len(ballast[:: 2**12])  # touch every page: resident
+    assert peak_rss_bytes() >= 400 * 2**20  # so a peak inherited from the parent would show
+    code = "from scripts.bench.measure import peak_rss_bytes; print(peak_rss_bytes())"
     child_peak = int(
         subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
         ).stdout
     )
-    assert len(ballast) == 400 * 2**20
     assert child_peak < 200 * 2**20
+    del ballast

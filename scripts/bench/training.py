@@ -1,4 +1,5 @@
-"""Benchmarks 3 and 5: training step time against vocabulary size; input pipeline against steps.
+"""Parts `vocab` (training step time against vocabulary size) and `pipeline` (input pipeline
+against training steps).
 
 Both use fefm-lab's own step (`fefm_lab.training.Trainer.train_step`: XLA forward and backward,
 row-sparse AdaGrad) and the default model configuration (conf/model/deepfefm.yaml: k 16,
@@ -7,15 +8,19 @@ DNN 256-128-64, l2_mode batch), at Criteo's shape (39 categorical fields) and ba
 
 from __future__ import annotations
 
-import time
+import argparse
+import itertools
 
 import numpy as np
 
-from fefm_lab.bench.measure import interval_stats
-from fefm_lab.bench.results import Section, Target, format_number
+from scripts.bench.measure import mean_seconds, median_seconds
+from scripts.bench.report import Part, PartResult, Section, Target, format_number, int_list
 
 FIELDS = 39
 BATCH = 1024
+WARMUP = 3
+VOCABULARY_GROWTH_GOAL = 1.5  # x: step time at the largest table over the smallest, at most
+PIPELINE_OVER_STEP_GOAL = 3.0  # x: input batches/s over training steps/s, at least
 DEFAULT_MODEL = {
     "embedding_dim": 16,
     "dnn_hidden_units": (256, 128, 64),
@@ -35,13 +40,13 @@ def build_default_model(columns, l2_mode: str, seed: int = 0):
 
 def step_seconds(trainer, batches, steps: int, warmup: int) -> float:
     """Median time of one finished training step over `steps` steps cycling through `batches`."""
-    durations = []
-    for index in range(steps + warmup):
-        features, labels = batches[index % len(batches)]
-        start = time.perf_counter()
+    cycle = itertools.cycle(batches)
+
+    def step() -> None:
+        features, labels = next(cycle)
         trainer.train_step(features, labels).numpy()
-        durations.append(time.perf_counter() - start)
-    return interval_stats(durations, warmup=warmup).median_seconds
+
+    return median_seconds(step, repeats=steps, warmup=warmup)
 
 
 def vocabulary_step_seconds(vocabulary: int, l2_mode: str, steps: int, warmup: int) -> float:
@@ -67,7 +72,15 @@ def vocabulary_step_seconds(vocabulary: int, l2_mode: str, steps: int, warmup: i
     return step_seconds(trainer, batches, steps, warmup)
 
 
-def run_vocabulary(sizes: list[int], steps: int, warmup: int) -> tuple[Section, list[Target]]:
+def add_vocabulary_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vocab-sizes", type=int_list, default=[10_000, 1_000_000])
+    parser.add_argument("--vocab-steps", type=int, default=20, help="timed steps per size")
+
+
+def run_vocabulary(args: argparse.Namespace) -> PartResult:
+    sizes, steps, warmup = args.vocab_sizes, args.vocab_steps, WARMUP
+    if args.smoke:
+        sizes, steps, warmup = [50, 500], 3, 1
     small, large = min(sizes), max(sizes)
     times = {
         (size, mode): vocabulary_step_seconds(size, mode, steps, warmup)
@@ -90,7 +103,7 @@ def run_vocabulary(sizes: list[int], steps: int, warmup: int) -> tuple[Section, 
     target = Target(
         f"step time at {large:,} vs {small:,} rows per table (l2_mode=batch)",
         growth,
-        1.5,
+        VOCABULARY_GROWTH_GOAL,
         higher_is_better=False,
         unit="x",
         note=f"{format_number(times[(large, 'batch')] * 1e3)} ms vs "
@@ -108,27 +121,38 @@ def run_vocabulary(sizes: list[int], steps: int, warmup: int) -> tuple[Section, 
         rows=rows,
         data={f"{size}/{mode}": seconds for (size, mode), seconds in times.items()},
     )
-    return section, [target]
+    return PartResult([section], [target])
 
 
-def run_pipeline(data, batches: int, warmup: int) -> tuple[Section, list[Target]]:
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pipeline-rows", type=int, default=200_000, help="generated rows")
+    parser.add_argument("--pipeline-batches", type=int, default=80, help="timed batches")
+
+
+def run_pipeline(args: argparse.Namespace) -> PartResult:
     """Batches/s of `train_dataset` alone, then steps/s of training fed by it."""
+    rows, batches, warmup = args.pipeline_rows, args.pipeline_batches, WARMUP
+    if args.smoke:
+        rows, batches, warmup = 3_000, 12, 1
     import keras
 
     from fefm_lab.data.input import train_dataset
+    from fefm_lab.data.prepare import prepare
     from fefm_lab.training import Trainer, TrainerConfig
+
+    config = {
+        "name": "bench_pipeline",
+        "format": "synthetic",
+        "synthetic": {"format": "criteo", "rows": rows, "seed": 0},
+    }
+    data = prepare(config, seed=0, data_root=args.work, progress=False)
 
     def batch_stream():
         while True:
             yield from train_dataset(data, BATCH, 0)
 
     stream = batch_stream()
-    durations = []
-    for _ in range(batches + warmup):
-        start = time.perf_counter()
-        next(stream)
-        durations.append(time.perf_counter() - start)
-    input_seconds = interval_stats(durations, warmup=warmup).mean_seconds
+    input_seconds = mean_seconds(lambda: next(stream), repeats=batches, warmup=warmup)
 
     keras.backend.clear_session()
     _linear, dnn = data.feature_columns(DEFAULT_MODEL["embedding_dim"])
@@ -136,13 +160,12 @@ def run_pipeline(data, batches: int, warmup: int) -> tuple[Section, list[Target]
     stream = batch_stream()
     fed = [next(stream) for _ in range(4)]
     compute_seconds = step_seconds(trainer, fed, batches, warmup)
-    durations = []
-    for _ in range(batches + warmup):
-        start = time.perf_counter()
+
+    def fed_step() -> None:
         features, labels = next(stream)
         trainer.train_step(features, labels).numpy()
-        durations.append(time.perf_counter() - start)
-    fed_seconds = interval_stats(durations, warmup=warmup).mean_seconds
+
+    fed_seconds = mean_seconds(fed_step, repeats=batches, warmup=warmup)
 
     ratio = compute_seconds / input_seconds
     rows = [
@@ -153,7 +176,7 @@ def run_pipeline(data, batches: int, warmup: int) -> tuple[Section, list[Target]
     target = Target(
         "input pipeline batches/s over training steps/s",
         ratio,
-        3.0,
+        PIPELINE_OVER_STEP_GOAL,
         unit="x",
         note=f"{format_number(1 / input_seconds)} batches/s vs "
         f"{format_number(1 / compute_seconds)} steps/s",
@@ -173,4 +196,18 @@ def run_pipeline(data, batches: int, warmup: int) -> tuple[Section, list[Target]
             "fed_step_seconds": fed_seconds,
         },
     )
-    return section, [target]
+    return PartResult([section], [target])
+
+
+PIPELINE = Part(
+    "pipeline",
+    "input pipeline batches/s against training steps/s",
+    add_pipeline_arguments,
+    run_pipeline,
+)
+VOCABULARY = Part(
+    "vocab",
+    "training step time against rows per embedding table",
+    add_vocabulary_arguments,
+    run_vocabulary,
+)

@@ -1,16 +1,17 @@
-"""Side-by-side benchmark: fefm-lab's DeepFEFM against the reference DeepCTR 0.9.4 DeepFEFM.
+"""Part `peer`: fefm-lab's DeepFEFM side by side with the reference DeepCTR 0.9.4 DeepFEFM.
 
-Usage: .venv/bin/python scripts/bench_peer.py [--smoke] [--out results/bench] [--seeds 5]
+Usage: python -m scripts.bench peer [--smoke] [--seeds 5]   (`make bench-peer`)
 
 1. Makes sure the reference environment exists (`--peer-venv`, default .bench-peer-venv:
    deepctr 0.9.4, tensorflow-cpu 2.15.1, numpy<2, Keras 2), creating it with pip when missing.
 2. Prepares the data once with fefm-lab: the real Criteo sample when FEFM_LAB_REAL_DATA is set,
    generated Criteo-format data otherwise, and exports the encoded splits to one .npz.
-3. Trains both implementations in fresh subprocesses on identical arrays, split, batches
-   (same per-epoch permutation) and hyperparameters, with identical L2 strengths; fefm-lab runs
+3. Trains both implementations in fresh worker processes (`peer.fefm_side`, `peer.deepctr_side`)
+   that run the one protocol (`peer.protocol`): identical arrays, split, batches (same per-epoch
+   permutation), hyperparameters and early stopping, with identical L2 strengths; fefm-lab runs
    in `l2_mode=table` (the reference's whole-table L2) and `l2_mode=batch` (its default).
-4. Writes results/bench/peer.md and peer.json: time from model construction to the first finished
-   step, steady-state samples/s, and test AUC / log loss (exact, same metric code for both) over
+4. Reports (peer.md / peer.json): time from model construction to the first finished step,
+   steady-state samples/s, and test AUC / log loss (exact, same metric code for both) over
    several seeds, with each target marked met or missed.
 """
 
@@ -30,31 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-from fefm_lab.bench.machine import describe_machine
-from fefm_lab.bench.measure import interval_stats, run_json_subprocess
-from fefm_lab.bench.results import Section, Target, format_number, write_report, write_summary
+from scripts.bench.measure import ROOT, interval_stats, module_command, run_json_subprocess
+from scripts.bench.peer.protocol import HYPERPARAMETERS, SPLITS, EncodedData
+from scripts.bench.report import Part, PartResult, Section, Target, format_number
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER_SCRIPT = ROOT / "scripts" / "peer" / "deepctr_run.py"
-FEFM_SCRIPT = ROOT / "scripts" / "bench_fefm_run.py"
+FEFM_SIDE = "scripts.bench.peer.fefm_side"
+REFERENCE_SIDE = "scripts.bench.peer.deepctr_side"
 PEER_REQUIREMENTS = ("deepctr==0.9.4", "tensorflow-cpu==2.15.1", "numpy<2")
-
-# The paper's best Criteo DeepFEFM regularisation (Table 4), lr 0.01, AdaGrad, dropout 0.2.
-HYPERPARAMETERS = {
-    "learning_rate": 0.01,
-    "l2_reg_linear": 1e-6,
-    "l2_reg_embedding_feat": 1e-5,
-    "l2_reg_embedding_field": 1e-7,
-    "l2_reg_dnn": 1e-7,
-    "dnn_dropout": 0.2,
-    "batch_size": 1024,
-    "eval_batch_size": 16384,
-    "min_delta": 5e-6,
-    "patience": 2,
-}
 SHAPES = [(16, (256, 128, 64)), (48, (256, 128, 64)), (16, (1024, 1024, 1024)), (48, (1024,) * 3)]
 SMOKE_SHAPES = [(4, (8,))]
 SIDES = [("deepctr", None), ("fefm-lab", "table"), ("fefm-lab", "batch")]
+READY_GOAL = 20.0  # x sooner than the reference
+THROUGHPUT_GOAL = 5.0  # x the reference's steady samples/s
+AUC_GAP_GOAL = -0.005  # test AUC minus the reference's, at least
 
 
 @dataclass(frozen=True)
@@ -115,30 +104,32 @@ def export_npz(dataset_cfg: dict, work: Path) -> tuple[Path, dict]:
     dense = [c for c in columns if not hasattr(c, "vocabulary_size")]
     if any(c.dimension != 1 for c in dense):
         raise ValueError("the side-by-side benchmark expects one value per dense column")
-    arrays: dict[str, np.ndarray] = {
-        "sparse_names": np.array([c.name for c in sparse]),
-        "dense_names": np.array([c.name for c in dense], dtype=str),
-        "vocabulary_sizes": np.array([c.vocabulary_size for c in sparse], dtype=np.int64),
-    }
-    for split, short in (("train", "train"), ("validation", "val"), ("test", "test")):
+    splits = {}
+    for split, short in zip(("train", "validation", "test"), SPLITS, strict=True):
         features, labels = data.load_split(split)
         rows = len(labels)
-        arrays[f"sparse_{short}"] = np.concatenate(
-            [features[c.name].reshape(rows, 1) for c in sparse], axis=1
-        ).astype(np.int32)
-        arrays[f"dense_{short}"] = (
-            np.concatenate([features[c.name] for c in dense], axis=1).astype(np.float32)
+        splits[short] = (
+            np.concatenate([features[c.name].reshape(rows, 1) for c in sparse], axis=1),
+            np.concatenate([features[c.name] for c in dense], axis=1)
             if dense
-            else np.zeros((rows, 0), np.float32)
+            else np.zeros((rows, 0), np.float32),
+            labels,
         )
-        arrays[f"labels_{short}"] = labels.astype(np.float32)
+    encoded = EncodedData(
+        sparse_names=[c.name for c in sparse],
+        dense_names=[c.name for c in dense],
+        vocabulary_sizes=[c.vocabulary_size for c in sparse],
+        sparse={split: arrays[0] for split, arrays in splits.items()},
+        dense={split: arrays[1] for split, arrays in splits.items()},
+        labels={split: arrays[2] for split, arrays in splits.items()},
+    )
     path = work / "encoded.npz"
-    np.savez(path, **arrays)
+    encoded.save(path)
     summary = {
         "fields": len(sparse) + len(dense),
         "sparse_fields": len(sparse),
-        "vocabulary_total": int(arrays["vocabulary_sizes"].sum()),
-        "rows": {short: len(arrays[f"labels_{short}"]) for short in ("train", "val", "test")},
+        "vocabulary_total": int(sum(encoded.vocabulary_sizes)),
+        "rows": {split: encoded.rows(split) for split in SPLITS},
     }
     return path, summary
 
@@ -162,17 +153,19 @@ def steady_step_seconds(result: dict, batch_size: int, train_rows: int, warmup: 
 
 
 def run_side(side: Side, spec: dict, work: Path, peer_python: Path, tag: str) -> dict:
-    """One training run in a fresh process; returns its JSON result."""
+    """One training run in a fresh worker process; returns its JSON result."""
     spec = {**spec, "predictions_out": str(work / f"pred_{tag}.npy")}
     if side.l2_mode is not None:
         spec["l2_mode"] = side.l2_mode
     spec_path = work / f"spec_{tag}.json"
     spec_path.write_text(json.dumps(spec))
-    script, python = (
-        (PEER_SCRIPT, peer_python) if side.l2_mode is None else (FEFM_SCRIPT, Path(sys.executable))
+    command = (
+        module_command(REFERENCE_SIDE, spec_path, python=peer_python)
+        if side.l2_mode is None
+        else module_command(FEFM_SIDE, spec_path)
     )
     started = time.perf_counter()
-    result = run_json_subprocess([python, script, spec_path])
+    result = run_json_subprocess(command)
     print(
         f"  {tag}: ready {result['ready_seconds']:.1f} s, "
         f"{len(result['step_ends'])} steps, wall {time.perf_counter() - started:.0f} s",
@@ -181,9 +174,7 @@ def run_side(side: Side, spec: dict, work: Path, peer_python: Path, tag: str) ->
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer-venv", type=Path, default=ROOT / ".bench-peer-venv")
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the quality runs")
     parser.add_argument("--max-epochs", type=int, default=10)
@@ -200,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="k:units shapes separated by ';' (default: the four Criteo shapes)",
     )
-    parser.add_argument("--stem", default="peer", help="report name: <stem>.md / <stem>.json")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (tests)")
-    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: tmp)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> PartResult:
+    from fefm_lab.training import auc, log_loss
 
     peer_python = ensure_peer_venv(args.peer_venv)
     shapes = SMOKE_SHAPES if args.smoke else SHAPES
@@ -213,17 +204,16 @@ def main(argv: list[str] | None = None) -> int:
     max_epochs = 1 if args.smoke else args.max_epochs
     speed_epochs = 1 if args.smoke else args.speed_epochs
     warmup = 0 if args.smoke else args.warmup
-    quality_shape = parse_shape(args.quality_shape)
-    if args.smoke:
-        quality_shape = shapes[0]
+    quality_shape = shapes[0] if args.smoke else parse_shape(args.quality_shape)
 
+    args.work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.work) as scratch:
         work = Path(scratch)
         dataset_cfg, data_text = dataset_config(args.smoke, args.synthetic_rows)
         npz, data_summary = export_npz(dataset_cfg, work)
         print(f"data: {data_text}: {data_summary}", flush=True)
         train_rows = data_summary["rows"]["train"]
-        labels_test = np.load(npz)["labels_test"]
+        labels_test = EncodedData.load(npz).labels["test"]
         runs: list[dict] = []
         for k, units in shapes:
             quality = (k, units) == quality_shape
@@ -260,8 +250,6 @@ def main(argv: list[str] | None = None) -> int:
                         "parameters": result["parameters"],
                     }
                     if quality:
-                        from fefm_lab.training import auc, log_loss
-
                         predictions = np.load(result["predictions"])
                         record["test_auc"] = auc(labels_test, predictions)
                         record["test_logloss"] = log_loss(labels_test, predictions)
@@ -277,35 +265,28 @@ def main(argv: list[str] | None = None) -> int:
         "speed_epochs": speed_epochs,
         "warmup_intervals": warmup,
         "quality_shape": [quality_shape[0], list(quality_shape[1])],
-        "smoke": args.smoke,
         "runs": runs,
     }
     intro = (
-        "Generated by `make bench-peer` (`scripts/bench_peer.py`); do not edit by hand. "
         f"Data: {data_text}, prepared once by fefm-lab ({data_summary['fields']} fields, "
         f"{data_summary['vocabulary_total']:,} embedding rows in all; train/validation/test "
         f"{data_summary['rows']['train']:,} / {data_summary['rows']['val']:,} / "
         f"{data_summary['rows']['test']:,} rows), exported once to .npz and read by both sides. "
-        "Each run is a fresh process; both sides see the same batches in the same order. "
+        "Each run is a fresh process; both sides run one protocol module and see the same "
+        "batches in the same order. "
         "AdaGrad lr 0.01, batch 1024, L2 linear 1e-6, embeddings 1e-5, field matrices 1e-7, "
         "DNN 1e-7, dropout 0.2, early stopping on validation log loss (min delta 5e-6, "
         "patience 2). *Ready* = wall time from the start of model construction to the end of "
         "the first training step (graph building and compilation included, TensorFlow import "
         "excluded). *Steady* = batch size / median time of a full-size step inside an epoch."
     )
-    write_report(
-        args.out,
-        args.stem,
-        title="fefm-lab versus DeepCTR 0.9.4 (reference DeepFEFM)",
+    return PartResult(
+        sections,
+        targets,
         intro=intro,
-        machine={**describe_machine(), "reference_venv": str(args.peer_venv.name)},
-        sections=sections,
-        targets=targets,
         settings=settings,
+        machine={"reference_venv": str(args.peer_venv.name)},
     )
-    write_summary(args.out)
-    print(f"wrote {args.out / args.stem}.md and .json")
-    return 0
 
 
 def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[Target]]:
@@ -346,7 +327,7 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
                     Target(
                         f"ready to train sooner, {shape_text}",
                         ref_ready / ready,
-                        20.0,
+                        READY_GOAL,
                         unit="x",
                         note=f"{format_number(ref_ready)} s vs {format_number(ready)} s",
                     )
@@ -355,7 +336,7 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
                     Target(
                         f"steady throughput, {shape_text}",
                         rate / ref_rate,
-                        5.0,
+                        THROUGHPUT_GOAL,
                         unit="x",
                         note=f"{format_number(rate)} vs {format_number(ref_rate)} samples/s; "
                         f"l2_mode=table: {rate_ratio(select(k, units, 'table', False), ref_rate)}",
@@ -398,7 +379,7 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
             Target(
                 f"test AUC vs reference (mean of {seeds} seeds), l2_mode={mode}",
                 means[mode] - means[None],
-                -0.005,
+                AUC_GAP_GOAL,
                 note=f"{means[mode]:.5f} vs {means[None]:.5f}; AUC difference, goal >= -0.005",
             )
         )
@@ -426,5 +407,11 @@ def rate_ratio(runs: list[dict], ref_rate: float) -> str:
     return f"{rate / ref_rate:.2f}x"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+PART = Part(
+    "peer",
+    "side by side with DeepCTR 0.9.4's DeepFEFM (own venv, own report)",
+    add_arguments,
+    run,
+    in_bench_report=False,
+    title="fefm-lab versus DeepCTR 0.9.4 (reference DeepFEFM)",
+)

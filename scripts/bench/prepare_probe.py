@@ -1,8 +1,8 @@
-"""Prepare one raw Criteo-format file in this process and print time, rows and peak memory.
+"""Worker: prepare one raw Criteo-format file in this process; print time, rows and peak memory.
 
-Usage: .venv/bin/python scripts/bench_prepare_probe.py {fefm-lab|pandas} RAW_FILE WORK_DIR
-Run by scripts/bench.py, one fresh process per measurement, so the peak resident memory
-(ru_maxrss, this process and its children) belongs to that preparation alone.
+Usage: python -m scripts.bench.prepare_probe {fefm-lab|pandas} RAW_FILE WORK_DIR
+Started by the `prepare` part, one fresh process per measurement, so the peak resident memory
+(this process and its children) belongs to that preparation alone.
 
 - `fefm-lab`: `fefm_lab.data.prepare` (streaming read, vocabularies fit on the train split,
   columnar shards), end to end.
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from fefm_lab.bench.measure import peak_rss_bytes
+from scripts.bench.measure import peak_rss_bytes
 
 
 def prepare_with_fefm_lab(raw: Path, work: Path) -> int:

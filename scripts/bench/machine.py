@@ -1,4 +1,4 @@
-"""What the benchmarks ran on: CPU, cores, memory, software versions."""
+"""What the benchmarks ran on: CPU, cores, memory, software versions, float32 matmul rate."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import platform
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from scripts.bench.measure import best_seconds
 
 
 def _cpu_model() -> str:
@@ -95,3 +97,17 @@ def _load_line(load: float | None, cores: int) -> str:
     )
     prefix = "- Load average (1 min) when the report was written"
     return f"{prefix}: {load} on {cores} cores ({verdict})"
+
+
+def matmul_flops_per_second(size: int = 2048, repeats: int = 10) -> float:
+    """Best sustained float32 rate of TensorFlow's `size x size` matmul, in FLOP/s (2 n^3 / time).
+
+    The ceiling the FEFM layer and the training step are compared with: the best of `repeats`
+    timed products after one warm-up, not a typical figure.
+    """
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal((size, size), seed=(1, 2), dtype=tf.float32)
+    b = tf.random.stateless_normal((size, size), seed=(3, 4), dtype=tf.float32)
+    seconds = best_seconds(lambda: tf.linalg.matmul(a, b).numpy(), repeats=repeats, warmup=1)
+    return 2.0 * size**3 / seconds

@@ -1,0 +1,1 @@
+"""Developer tools of the repository (benchmarks, README embedding); not in the fefm-lab wheel."""

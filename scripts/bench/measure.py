@@ -1,0 +1,127 @@
+"""The one timing and memory helper of the benchmarks (no TensorFlow import).
+
+Every figure is a wall time of calls that block until their result exists (`.numpy()` on a
+TensorFlow result). Warm-up calls (tracing, XLA compilation, caches) are run and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def time_calls(call: Callable[[], object], *, repeats: int, warmup: int) -> list[float]:
+    """Wall seconds of each of `repeats` calls of `call()`, after `warmup` untimed calls."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, received {repeats!r}")
+    for _ in range(warmup):
+        call()
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def median_seconds(call: Callable[[], object], *, repeats: int, warmup: int) -> float:
+    """Median of `time_calls`: resists occasional pauses (GC, other work on the machine)."""
+    return statistics.median(time_calls(call, repeats=repeats, warmup=warmup))
+
+
+def mean_seconds(call: Callable[[], object], *, repeats: int, warmup: int) -> float:
+    """Mean of `time_calls`: the sustained rate, pauses included (an input pipeline's refills)."""
+    return statistics.fmean(time_calls(call, repeats=repeats, warmup=warmup))
+
+
+def best_seconds(call: Callable[[], object], *, repeats: int, warmup: int) -> float:
+    """Fastest of `time_calls`: a ceiling (the machine's matmul rate), not a typical figure."""
+    return min(time_calls(call, repeats=repeats, warmup=warmup))
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """Steady-state step timing from per-step durations."""
+
+    steps: int
+    median_seconds: float
+    mean_seconds: float
+
+    def per_second(self, items_per_step: int) -> float:
+        """Throughput (items / s) at the median step time."""
+        return items_per_step / self.median_seconds
+
+
+def interval_stats(interval_seconds: Sequence[float], *, warmup: int) -> StepStats:
+    """Step timing from already measured per-step durations, skipping the first `warmup`."""
+    steady = list(interval_seconds)[warmup:]
+    if not steady:
+        raise ValueError(f"need more than warmup={warmup} steps, got {len(interval_seconds)}")
+    return StepStats(len(steady), statistics.median(steady), statistics.fmean(steady))
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process since it started, plus that of its waited children.
+
+    Read from /proc/self/status (VmHWM), which starts afresh at exec: `ru_maxrss` of
+    RUSAGE_SELF does not, so a probe started by a large parent would report the parent's peak.
+    Children's peaks are added (an upper bound when they ran side by side with this process).
+    """
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 + children
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + children
+
+
+def module_command(
+    module: str, *args: str | os.PathLike[str], python: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """`python -m module args...` (this interpreter unless `python` is given); run from ROOT."""
+    return [str(python or sys.executable), "-m", module, *(str(arg) for arg in args)]
+
+
+def run_json_subprocess(
+    command: Sequence[str | os.PathLike[str]],
+    *,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """Run a worker from the repository root; return the JSON object of its last `{` line.
+
+    A failing worker raises `RuntimeError` with its stderr tail, so a benchmark never records a
+    figure from a run that did not finish.
+    """
+    completed = subprocess.run(
+        [str(part) for part in command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    if completed.returncode != 0:
+        tail = "\n".join(completed.stderr.strip().splitlines()[-30:])
+        raise RuntimeError(
+            f"benchmark worker {' '.join(str(p) for p in command)} exited "
+            f"{completed.returncode}:\n{tail}"
+        )
+    lines = [line for line in completed.stdout.strip().splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(
+            f"benchmark worker printed no JSON result; stdout was:\n{completed.stdout}"
+        )
+    return json.loads(lines[-1])

@@ -1,0 +1,79 @@
+"""Worker: fefm-lab's DeepFEFM under the peer protocol (`scripts.bench.peer.protocol`).
+
+Usage: python -m scripts.bench.peer.fefm_side SPEC.json
+The step is fefm-lab's `Trainer.train_step` (XLA forward and backward, row-sparse AdaGrad), with
+`l2_mode` (and optionally `jit_compile`) taken from the spec.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fefm_lab.features import DenseFeat, SparseFeat
+from fefm_lab.model import build_model
+from fefm_lab.training import Trainer, TrainerConfig
+from scripts.bench.peer.protocol import (
+    EncodedData,
+    KerasWeights,
+    feature_columns,
+    main,
+    model_arguments,
+)
+
+
+class FefmLabSide(KerasWeights):
+    """fefm-lab's model and step, fed batch by batch from the encoded arrays."""
+
+    def __init__(self, spec: dict) -> None:
+        keras.utils.set_random_seed(int(spec["seed"]))
+        tf.config.threading.set_intra_op_parallelism_threads(int(spec.get("threads", 0)))
+        self.implementation = f"fefm-lab (l2_mode={spec['l2_mode']})"
+
+    def build(self, spec: dict, data: EncodedData) -> None:
+        self.data = data
+        self.config = TrainerConfig(
+            learning_rate=spec["learning_rate"],
+            batch_size=int(spec["batch_size"]),
+            eval_batch_size=int(spec["eval_batch_size"]),
+            jit_compile=bool(spec.get("jit_compile", TrainerConfig.jit_compile)),
+            verbose=False,
+        )
+        columns = feature_columns(data, int(spec["embedding_dim"]), SparseFeat, DenseFeat)
+        self.model = build_model(
+            "deepfefm", columns, columns, **model_arguments(spec), l2_mode=spec["l2_mode"]
+        )
+        self.trainer = Trainer(self.model, self.config)
+
+    def batches(self, split: str, order: np.ndarray, batch_size: int) -> Iterator[tuple]:
+        """(features, labels) tensors for consecutive `batch_size` slices of `order`."""
+        labels = self.data.labels[split]
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            features = {
+                name: tf.constant(values) for name, values in self.data.columns(split, rows).items()
+            }
+            yield features, tf.constant(labels[rows].reshape(-1, 1))
+
+    def train_epoch(self, order: np.ndarray, step_ended: Callable[[], None]) -> None:
+        for features, labels in self.batches("train", order, self.config.batch_size):
+            self.trainer.train_step(features, labels).numpy()
+            step_ended()
+
+    def predict(self, split: str) -> np.ndarray:
+        order = np.arange(self.data.rows(split))
+        outputs = [
+            self.trainer.predict_step(features).numpy().reshape(-1)
+            for features, _ in self.batches(split, order, self.config.eval_batch_size)
+        ]
+        return np.concatenate(outputs).astype(np.float64)
+
+
+if __name__ == "__main__":
+    main(FefmLabSide)

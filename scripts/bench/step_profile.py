@@ -1,0 +1,130 @@
+"""Part `profile`: where a DeepFEFM training step goes, against the machine's matmul roofline.
+
+For each Criteo shape (39 fields, batch 1024) it times the forward pass, forward + backward, and
+the whole step (with the row-sparse AdaGrad update), and compares them with the time the step's
+useful matrix work would take at the float32 matmul rate measured in the same run:
+
+    forward flops = 2 B P k^2 (FEFM) + 2 B sum(fan_in * fan_out) (DNN);  fwd + bwd = 3x forward.
+
+Writes step_profile.md / .json (`python -m scripts.bench profile`); not part of bench.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+
+from scripts.bench.machine import matmul_flops_per_second
+from scripts.bench.measure import median_seconds
+from scripts.bench.report import Part, PartResult, Section
+
+FIELDS, BATCH, REPEATS = 39, 1024, 10
+SHAPES = ((16, (256, 128, 64)), (48, (256, 128, 64)), (16, (1024,) * 3), (48, (1024,) * 3))
+SMOKE_SHAPES = ((4, (8,)),)
+
+
+def forward_flops(
+    k: int, hidden: tuple[int, ...], fields: int = FIELDS, batch: int = BATCH
+) -> float:
+    """Useful matmul flops of one forward pass: the FEFM contraction and the DNN."""
+    pairs = fields * (fields - 1) // 2
+    widths = [fields * k + pairs, *hidden, 1]
+    dnn = sum(a * b for a, b in itertools.pairwise(widths))
+    return 2.0 * batch * (pairs * k * k + dnn)
+
+
+def profile(
+    k: int,
+    hidden: tuple[int, ...],
+    fields: int = FIELDS,
+    batch: int = BATCH,
+    repeats: int = REPEATS,
+) -> dict[str, float]:
+    """Median milliseconds of the forward pass, forward + backward, and the whole step."""
+    import tensorflow as tf
+
+    from fefm_lab import SparseFeat, build_model
+    from fefm_lab.training import Trainer, TrainerConfig
+
+    rng = np.random.default_rng(0)
+    columns = [SparseFeat(f"C{i}", 1000, k) for i in range(fields)]
+    model = build_model("deepfefm", columns, columns, dnn_hidden_units=hidden, seed=0)
+    trainer = Trainer(model, TrainerConfig(verbose=False))
+    x = {c.name: tf.constant(rng.integers(0, 1000, (batch, 1)), tf.int32) for c in columns}
+    y = tf.constant(rng.integers(0, 2, (batch, 1)), tf.float32)
+    forward = tf.function(lambda features: model(features, training=True))
+    calls = {
+        "forward": lambda: forward(x).numpy(),
+        "gradients": lambda: trainer._gradients(x, y)[0].numpy(),
+        "step": lambda: trainer.train_step(x, y).numpy(),
+    }
+    return {
+        name: 1000 * median_seconds(call, repeats=repeats, warmup=1) for name, call in calls.items()
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile-repeats", type=int, default=REPEATS, help="timed calls")
+
+
+def run(args: argparse.Namespace) -> PartResult:
+    shapes, fields, batch, repeats, matmul_size = SHAPES, FIELDS, BATCH, args.profile_repeats, 2048
+    if args.smoke:
+        shapes, fields, batch, repeats, matmul_size = SMOKE_SHAPES, 6, 64, 2, 256
+    pairs = fields * (fields - 1) // 2
+    rate = matmul_flops_per_second(matmul_size)
+    rows = []
+    for k, hidden in shapes:
+        times = profile(k, hidden, fields, batch, repeats)
+        bound_ms = 3 * forward_flops(k, hidden, fields, batch) / rate * 1000
+        rows.append(
+            [
+                k,
+                "x".join(map(str, hidden)),
+                times["forward"],
+                times["gradients"],
+                times["step"],
+                times["step"] - times["gradients"],
+                bound_ms,
+                f"{bound_ms / times['step']:.0%}",
+                batch / times["step"] * 1000,
+            ]
+        )
+        print(rows[-1], flush=True)
+    section = Section(
+        "Where a training step goes",
+        text=(
+            f"DeepFEFM at Criteo's shape ({fields} fields, P = {pairs}), batch {batch}, "
+            f"AdaGrad, l2_mode batch, median of {repeats} calls. Float32 matmul rate measured "
+            f"in the same run: {rate / 1e9:.0f} GFLOP/s. 'matmul bound' is the step's useful "
+            "matrix work (FEFM contraction and DNN, forward and backward) at that rate: no "
+            "implementation of the same float32 maths on this machine can take less."
+        ),
+        headers=[
+            "k",
+            "DNN",
+            "forward (ms)",
+            "fwd+bwd (ms)",
+            "step (ms)",
+            "optimizer (ms)",
+            "matmul bound (ms)",
+            "bound / step",
+            "samples/s",
+        ],
+        rows=rows,
+        data={"matmul_flops_per_second": rate, "rows": rows},
+    )
+    return PartResult([section])
+
+
+PART = Part(
+    "profile",
+    "a training step split into forward, backward and update, against the matmul bound",
+    add_arguments,
+    run,
+    in_bench_report=False,
+    stem="step_profile",
+    title="Where a training step goes",
+)

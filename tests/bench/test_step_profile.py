@@ -1,0 +1,20 @@
+"""The `profile` part: the roofline arithmetic, and one profile at a tiny shape."""
+
+from __future__ import annotations
+
+from scripts.bench.step_profile import forward_flops, profile
+
+
+def test_forward_flops_counts_fefm_and_dnn_matmuls() -> None:
+    # FEFM: 2 * 1024 * 741 * 16^2; DNN: (39*16 + 741) -> 256 -> 128 -> 64 -> 1
+    dnn = 1365 * 256 + 256 * 128 + 128 * 64 + 64
+    expected = 2.0 * 1024 * (741 * 256 + dnn)
+    assert forward_flops(16, (256, 128, 64)) == expected
+    # 4 fields: P = 6; widths 4*2 + 6 = 14 -> 3 -> 1
+    assert forward_flops(2, (3,), fields=4, batch=8) == 2.0 * 8 * (6 * 4 + 14 * 3 + 3)
+
+
+def test_profile_times_each_part_of_a_step() -> None:
+    times = profile(2, (4,), fields=4, batch=32, repeats=2)
+    assert set(times) == {"forward", "gradients", "step"}
+    assert all(value > 0 for value in times.values())
