@@ -104,7 +104,6 @@ def _fit_auc(name, data, params, epochs, seed=0):
 
 @pytest.mark.slow  # about 15 s on 2 cores: two models trained on 38k rows
 def test_deepfefm_finds_the_planted_pairs_that_lr_cannot(tmp_path):
-    pytest.importorskip("fefm_lab.model", reason="the model module has not landed yet")
     config = {"format": "synthetic", "synthetic": {"rows": 60_000, "seed": 0}, "min_count": 5}
     data = prepare(config, seed=0, data_root=tmp_path, progress=False)
     ceiling = data_manifest_teacher_auc(tmp_path, 60_000)

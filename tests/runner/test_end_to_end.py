@@ -81,6 +81,7 @@ def test_single_run_records_params_tags_metrics_artifacts(root, capsys) -> None:
     assert len(store.search()) == 1
 
 
+@pytest.mark.slow  # about 75 s on 2 loaded cores: four training jobs, a resume, the report
 def test_sweep_children_resume_and_report(root, capsys) -> None:
     sweep = ["run", "-m", "ablation=none,no_linear", "seed=1,2", *_args(root, "sweep")]
     assert cli.main(sweep) == 0
@@ -116,6 +117,7 @@ def test_sweep_children_resume_and_report(root, capsys) -> None:
     assert "report/ablation_table.csv" in logged
 
 
+@pytest.mark.slow  # about 25 s on 2 loaded cores: a two-job sweep
 def test_failed_job_is_recorded_and_the_sweep_goes_on(root, monkeypatch, capsys) -> None:
     import fefm_lab.training as training
 

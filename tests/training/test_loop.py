@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,11 @@ def test_adagrad_without_jit_trains_too(planted) -> None:
 
 
 def test_first_step_time_is_recorded(planted, tmp_path: Path) -> None:
+    started = time.perf_counter()
     result = fit_and_evaluate(_model(planted), planted, _config(max_epochs=1), seed=1)
-    assert 0 < result.first_step_seconds < result.train_seconds + 60
-    assert result.samples_per_second > 0
+    elapsed = time.perf_counter() - started
+    # the first step is inside the call, and includes tracing: slower than the epoch's mean step
+    assert 0 < result.first_step_seconds < elapsed
+    assert result.first_step_seconds > result.train_seconds / result.steps
+    assert result.steps == -(-planted.rows("train") // 256)
+    assert result.samples_per_second == pytest.approx(planted.rows("train") / result.train_seconds)
