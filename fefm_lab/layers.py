@@ -84,8 +84,17 @@ def _pair_count(input_shape: Sequence[int | None], layer: str) -> int:
     return n * (n - 1) // 2
 
 
+class _ConfiguredLayer(keras.layers.Layer):
+    """A layer whose config is its constructor arguments, kept as attributes of the same names."""
+
+    config_keys: tuple[str, ...] = ()
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **{key: getattr(self, key) for key in self.config_keys}}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FEFMInteraction(keras.layers.Layer):
+class FEFMInteraction(_ConfiguredLayer):
     """Field-embedded factorisation machine interactions: one scalar per field pair.
 
     For field embeddings v_0..v_{n-1} in R^k and the P = n(n-1)/2 pairs p = (i < j) in
@@ -118,6 +127,8 @@ class FEFMInteraction(keras.layers.Layer):
     Prediction", arXiv:2009.09931, Sec. 3; FmFM: Y. Sun et al., "FM^2: Field-matrixed
     Factorization Machines for Recommender Systems", WWW 2021.
     """
+
+    config_keys = ("symmetric", "l2_reg", "seed")
 
     def __init__(
         self,
@@ -159,14 +170,6 @@ class FEFMInteraction(keras.layers.Layer):
     def compute_output_shape(self, input_shape: Sequence[int | None]) -> tuple[int | None, int]:
         return (input_shape[0], _pair_count(input_shape, "FEFMInteraction"))
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "symmetric": self.symmetric,
-            "l2_reg": self.l2_reg,
-            "seed": self.seed,
-        }
-
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> FEFMInteraction:
         # Models saved while a second, field-grouped formulation existed name an
@@ -192,7 +195,7 @@ def _batch_l2(l2_reg: float, looked_up: Any, axes: tuple[int, ...]) -> Any:
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FieldEmbedding(keras.layers.Layer):
+class FieldEmbedding(_ConfiguredLayer):
     """Embeds n categorical columns from ONE shared table with per-column row offsets.
 
     Column c's id x maps to row offset_c + x of a (sum of vocabularies, k) table
@@ -228,6 +231,8 @@ class FieldEmbedding(keras.layers.Layer):
     Reference: the feature embeddings v_i of H. Pande, arXiv:2009.09931, Sec. 3; L2 on active
     rows as in S. Rendle, "Factorization Machines with libFM", ACM TIST 2012, Sec. 4.1.
     """
+
+    config_keys = ("vocabulary_sizes", "embedding_dim", "l2_reg", "l2_mode", "stddev", "seed")
 
     def __init__(
         self,
@@ -277,20 +282,9 @@ class FieldEmbedding(keras.layers.Layer):
         batch = input_shape[0][0] if isinstance(input_shape, list) else input_shape[0]
         return (batch, len(self.vocabulary_sizes), self.embedding_dim)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "vocabulary_sizes": self.vocabulary_sizes,
-            "embedding_dim": self.embedding_dim,
-            "l2_reg": self.l2_reg,
-            "l2_mode": self.l2_mode,
-            "stddev": self.stddev,
-            "seed": self.seed,
-        }
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class LinearLogit(keras.layers.Layer):
+class LinearLogit(_ConfiguredLayer):
     """First-order logit: sum_c w_c[x_c] + w_dense^T x_dense, no bias.
 
     The categorical weights live in one shared 1-d table (zeros at start, offsets per column as
@@ -321,6 +315,8 @@ class LinearLogit(keras.layers.Layer):
     Reference: the linear terms of H. Pande, arXiv:2009.09931, Sec. 3 (the first-order part of
     S. Rendle, "Factorization Machines", ICDM 2010).
     """
+
+    config_keys = ("vocabulary_sizes", "dense_dim", "l2_reg", "l2_mode", "seed")
 
     def __init__(
         self,
@@ -384,19 +380,9 @@ class LinearLogit(keras.layers.Layer):
     def compute_output_shape(self, input_shape: Any) -> tuple[int | None, int]:
         return (input_shape[0][0], 1)
 
-    def get_config(self) -> dict[str, Any]:
-        return {
-            **super().get_config(),
-            "vocabulary_sizes": self.vocabulary_sizes,
-            "dense_dim": self.dense_dim,
-            "l2_reg": self.l2_reg,
-            "l2_mode": self.l2_mode,
-            "seed": self.seed,
-        }
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SelectFields(keras.layers.Layer):
+class SelectFields(_ConfiguredLayer):
     """Keeps the given fields of a (batch, n, k) tensor, in the given order.
 
     out[b, m, :] = x[b, indices[m], :], shape (batch, len(indices), k): the fields of `fm_group`
@@ -415,6 +401,8 @@ class SelectFields(keras.layers.Layer):
     Reference: `fm_group` of H. Pande, arXiv:2009.09931 (DeepCTR's DeepFEFM documents it).
     """
 
+    config_keys = ("indices",)
+
     def __init__(self, indices: Sequence[int], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.indices = _check_int_list("indices", indices, 0)
@@ -424,9 +412,6 @@ class SelectFields(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> tuple[int | None, ...]:
         return (input_shape[0], len(self.indices), *input_shape[2:])
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "indices": self.indices}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -456,7 +441,7 @@ class FMInteraction(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class FwFMInteraction(keras.layers.Layer):
+class FwFMInteraction(_ConfiguredLayer):
     """Field-weighted FM second-order logit: sum_{p=(i<j)} w_p <v_i, v_j>.
 
     One scalar w_p per field pair (lexicographic order), truncated-normal with stddev 1 at start.
@@ -480,6 +465,8 @@ class FwFMInteraction(keras.layers.Layer):
     Reference: J. Pan et al., "Field-weighted Factorization Machines for Click-Through Rate
     Prediction in Display Advertising", WWW 2018.
     """
+
+    config_keys = ("l2_reg", "seed")
 
     def __init__(self, l2_reg: float = 0.0, seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -505,12 +492,9 @@ class FwFMInteraction(keras.layers.Layer):
     def compute_output_shape(self, input_shape: Any) -> tuple[int | None, int]:
         return (input_shape[0], 1)
 
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "l2_reg": self.l2_reg, "seed": self.seed}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SumLogits(keras.layers.Layer):
+class SumLogits(_ConfiguredLayer):
     """Prediction head: y = sigmoid(b + sum of every input's entries), or without the sigmoid.
 
     Each input is (batch, m): a (batch, 1) logit, or the (batch, P) FEFM pair scores whose sum
@@ -529,6 +513,8 @@ class SumLogits(keras.layers.Layer):
     Reference: the output of H. Pande, arXiv:2009.09931, Sec. 3 (sigmoid of the summed logits).
     """
 
+    config_keys = ("task",)
+
     def __init__(self, task: str = "binary", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.task = check_choice("task", task, TASKS)
@@ -544,6 +530,3 @@ class SumLogits(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> tuple[int | None, int]:
         return (input_shape[0][0], 1)
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "task": self.task}
