@@ -8,22 +8,18 @@ Hydra's compose API.
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf import OmegaConf
 
 import fefm_lab
+from fefm_lab.config.ablation import ABLATIONS
+from fefm_lab.config.compose import compose_config, config_dir, group_options, resolved_config
 from fefm_lab.errors import ConfigError, UserError
-from fefm_lab.hydra_app import CONFIG_NAME, VERSION_BASE
 
 SUBCOMMANDS = {
     "run": "train one configuration, or a sweep with -m (Hydra multirun)",
@@ -33,57 +29,6 @@ SUBCOMMANDS = {
     "ui": "open the MLflow UI on 127.0.0.1 for the configured tracking store",
     "show": "print the composed configuration",
 }
-
-
-def config_dir() -> str:
-    """The directory of the packaged configs (`fefm_lab.conf`, which is `conf/` in a checkout).
-
-    An editable install made before `conf/` had files does not map `fefm_lab.conf`; the source
-    checkout's `conf/` next to the package is then the same directory.
-    """
-    try:
-        return str(importlib.resources.files("fefm_lab.conf"))
-    except ModuleNotFoundError:
-        return str(Path(fefm_lab.__file__).resolve().parent.parent / "conf")
-
-
-# ---------------------------------------------------------------- composing
-
-
-def hydra_message(error: BaseException) -> str:
-    parts = []
-    while error is not None:
-        # Hydra appends its search path to a missing-option message: noise for a user.
-        text = str(error).split("\nConfig search path:")[0].strip()
-        if text and text not in parts:
-            parts.append(text)
-        error = error.__cause__
-    return "\n".join(parts)
-
-
-def compose_config(overrides: Sequence[str], *, with_hydra: bool = False) -> DictConfig:
-    """Compose `config.yaml` with overrides; Hydra's complaints become ConfigErrors (exit 2)."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(
-        version_base=VERSION_BASE, config_dir=config_dir(), job_name="fefm-lab"
-    ):
-        try:
-            return compose(CONFIG_NAME, overrides=list(overrides), return_hydra_config=with_hydra)
-        except (HydraException, OmegaConfBaseException, ValueError) as error:
-            raise ConfigError(hydra_message(error)) from None
-
-
-def resolved_config(overrides: Sequence[str]) -> dict[str, Any]:
-    """Composed, validated and interpolated: what a job would see."""
-    from fefm_lab.runner import resolve, validate_config
-
-    cfg = compose_config(overrides)
-    try:
-        resolved = resolve(cfg)
-    except OmegaConfBaseException as error:
-        raise ConfigError(hydra_message(error)) from None
-    validate_config(resolved)
-    return resolved
 
 
 # ---------------------------------------------------------------- run
@@ -248,16 +193,26 @@ def _first_comment(path: Path) -> str:
     return ""
 
 
+def _option_doc(group: str, option: str) -> str:
+    path = Path(config_dir()) / group / f"{option}.yaml"
+    if path.is_file():
+        return _first_comment(path)
+    # options that live in the ConfigStore (the ablations) carry their doc in Python
+    docs = {a.name: a.doc for a in ABLATIONS} if group == "ablation" else {}
+    return docs.get(option, "")
+
+
 def groups_help() -> str:
     """Every config group with its options and each option's one-line description."""
     root = Path(config_dir())
     defaults = compose_config([], with_hydra=True).hydra.runtime.choices
+    groups = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")}
     lines = ["Config groups (pick with group=option; the default is marked *):"]
-    for group in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
-        lines.append(f"  {group.name}:")
-        for option in sorted(group.glob("*.yaml")):
-            mark = "*" if defaults.get(group.name) == option.stem else " "
-            lines.append(f"   {mark} {option.stem:<26} {_first_comment(option)}")
+    for group in sorted(groups | {"ablation"}):
+        lines.append(f"  {group}:")
+        for option in group_options(group):
+            mark = "*" if defaults.get(group) == option else " "
+            lines.append(f"   {mark} {option:<26} {_option_doc(group, option)}")
     lines += [
         "Other keys: seed=INT, force=true (rerun finished configs), threads=INT,",
         "  mlflow.tracking_uri=URI, mlflow.experiment=NAME, paths.root_dir=DIR, any model.* /",

@@ -1,4 +1,6 @@
-"""One run, end to end: validate the config, prepare data, build, train, track in MLflow.
+"""One job, end to end: validate the config, prepare data, build, train, track in MLflow.
+
+Validation lives in `fefm_lab.config`, the run's name and tags in `fefm_lab.tracking.naming`.
 
 `run_job(cfg)` is what `fefm-lab run` calls once per Hydra job (single run or sweep member). It
 never lets a training failure escape: the run is recorded FAILED (or skipped, for a model flag
@@ -11,233 +13,22 @@ from __future__ import annotations
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-import fefm_lab
-from fefm_lab.errors import ConfigError, UserError
+from fefm_lab.config.compose import resolve
+from fefm_lab.config.schema import MODEL_CONFIG_ONLY
+from fefm_lab.config.validation import trainer_config, validate_config
+from fefm_lab.errors import UserError
 from fefm_lab.tracking.confighash import config_hash, current_code_version, data_fingerprint
-from fefm_lab.tracking.liveness import keep_alive, liveness_tags
-from fefm_lab.tracking.run_logging import (
-    git_commit,
-    log_epoch,
-    log_metrics,
-    log_params,
-    log_text,
-)
-from fefm_lab.tracking.store import (
-    ROLE_JOB,
-    TAG_CODE_VERSION,
-    TAG_CONFIG_HASH,
-    TAG_DATA_FINGERPRINT,
-    TAG_OUTCOME,
-    TAG_PARENT,
-    TAG_REASON,
-    TAG_ROLE,
-    TAG_SWEEP,
-    TrackingStore,
-    open_store,
-)
-
-MODEL_NAMES = ("deepfefm", "fefm", "fmfm", "fm", "fwfm", "deepfm", "lr")
-# Model config keys that are not build_model parameters.
-MODEL_CONFIG_ONLY = ("name", "embedding_dim")
-# (flag, value that ablates, name): the DeepFEFM flags an ablation label is read from.
-ABLATION_FLAGS = (
-    ("use_fefm", False, "no_fefm_logit"),
-    ("use_linear", False, "no_linear"),
-    ("exclude_feature_embed_in_dnn", True, "no_feature_embed_in_dnn"),
-    ("use_fefm_embed_in_dnn", False, "no_fefm_embed_in_dnn"),
-    ("symmetric", False, "asymmetric"),
-)
-DNN_INPUT_FLAGS = ("no_feature_embed_in_dnn", "no_fefm_embed_in_dnn")
-_SHALLOW_KEYS = ("fm_group", "use_linear", "l2_reg_linear", "l2_reg_embedding_feat")
-_DNN_KEYS = ("dnn_hidden_units", "dnn_activation", "dnn_dropout", "dnn_use_bn", "l2_reg_dnn")
-_COMMON_KEYS = ("task", "l2_mode")
-# build_model's parameters per model (besides `seed`, which comes from the top-level seed);
-# kept here so validating a config does not import TensorFlow (a test checks they agree).
-MODEL_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "deepfefm": (
-        *_SHALLOW_KEYS,
-        *_DNN_KEYS,
-        *_COMMON_KEYS,
-        "l2_reg_embedding_field",
-        "use_fefm",
-        "exclude_feature_embed_in_dnn",
-        "use_fefm_embed_in_dnn",
-        "symmetric",
-    ),
-    "fefm": (*_SHALLOW_KEYS, *_COMMON_KEYS, "l2_reg_embedding_field", "symmetric"),
-    "fmfm": (*_SHALLOW_KEYS, *_COMMON_KEYS, "l2_reg_embedding_field"),
-    "fm": (*_SHALLOW_KEYS, *_COMMON_KEYS),
-    "fwfm": (*_SHALLOW_KEYS, *_COMMON_KEYS, "l2_reg_embedding_field"),
-    "deepfm": (*_SHALLOW_KEYS, *_DNN_KEYS, *_COMMON_KEYS),
-    "lr": ("l2_reg_linear", *_COMMON_KEYS),
-}
-
-
-# ---------------------------------------------------------------- validation
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check(ok: bool, key: str, expected: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
-
-
-def _int_at_least(minimum: int) -> tuple[Callable[[Any], bool], str]:
-    return (lambda v: _is_int(v) and v >= minimum), f"an integer >= {minimum}"
-
-
-_BOOL = (lambda v: isinstance(v, bool)), "true or false"
-_NON_NEGATIVE = (lambda v: _is_number(v) and v >= 0), "a number >= 0"
-_POSITIVE = (lambda v: _is_number(v) and v > 0), "a number > 0"
-_TEXT = (lambda v: isinstance(v, str) and v != ""), "a non-empty string"
-
-MODEL_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "name": ((lambda v: v in MODEL_NAMES), "one of " + ", ".join(MODEL_NAMES)),
-    "embedding_dim": _int_at_least(1),
-    "fm_group": (
-        lambda v: isinstance(v, list) and v != [] and all(isinstance(g, str) for g in v),
-        "a non-empty list of feature-group names",
-    ),
-    "dnn_hidden_units": (
-        lambda v: isinstance(v, list) and all(_is_int(u) and u >= 1 for u in v),
-        "a list of layer widths >= 1 ([] = no DNN)",
-    ),
-    "dnn_activation": _TEXT,
-    "dnn_dropout": ((lambda v: _is_number(v) and 0 <= v < 1), "a number in [0, 1)"),
-    "dnn_use_bn": _BOOL,
-    "l2_reg_linear": _NON_NEGATIVE,
-    "l2_reg_embedding_feat": _NON_NEGATIVE,
-    "l2_reg_embedding_field": _NON_NEGATIVE,
-    "l2_reg_dnn": _NON_NEGATIVE,
-    "l2_mode": ((lambda v: v in ("batch", "table")), "'batch' or 'table'"),
-    "use_fefm": _BOOL,
-    "use_linear": _BOOL,
-    "exclude_feature_embed_in_dnn": _BOOL,
-    "use_fefm_embed_in_dnn": _BOOL,
-    "symmetric": _BOOL,
-    # The trainer fits 0/1 click labels with log loss; regression is a Python-API-only model option.
-    "task": ((lambda v: v == "binary"), "'binary' (click labels; regression: Python API only)"),
-}
-
-TRAINER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "optimizer": ((lambda v: v in ("adagrad", "adam")), "'adagrad' or 'adam'"),
-    "learning_rate": _POSITIVE,
-    "batch_size": _int_at_least(1),
-    "eval_batch_size": _int_at_least(1),
-    "max_epochs": _int_at_least(1),
-    "steps_per_epoch": (
-        (lambda v: v is None or (_is_int(v) and v >= 1)),
-        "null or an integer >= 1",
-    ),
-    "jit_compile": _BOOL,
-    "verbose": _BOOL,
-}
-
-EARLY_STOPPING_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "min_delta": _NON_NEGATIVE,
-    "patience": _int_at_least(0),
-    "restore_best": _BOOL,
-}
-
-TOP_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": _int_at_least(0),
-    "force": _BOOL,
-    "threads": ((lambda v: v is None or (_is_int(v) and v >= 1)), "null or an integer >= 1"),
-}
-
-
-def _check_section(
-    values: Mapping[str, Any], rules: Mapping[str, tuple[Callable[[Any], bool], str]], prefix: str
-) -> None:
-    for key, value in values.items():
-        if key not in rules:
-            raise ConfigError(f"{prefix}{key}: unknown key; allowed: {', '.join(rules)}")
-        accepts, expected = rules[key]
-        _check(accepts(value), f"{prefix}{key}", expected, value)
-
-
-def validate_config(resolved: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the key and what is allowed; reads no data."""
-    for key, (accepts, expected) in TOP_RULES.items():
-        _check(accepts(resolved.get(key)), key, expected, resolved.get(key))
-    model = resolved.get("model") or {}
-    _check(isinstance(model, Mapping) and "name" in model, "model", "a model config", model)
-    _check(model["name"] in MODEL_NAMES, "model.name", MODEL_RULES["name"][1], model["name"])
-    _check_section(model, MODEL_RULES, "model.")
-    allowed = MODEL_PARAMETERS[model["name"]]
-    for key in model:
-        if key not in MODEL_CONFIG_ONLY and key not in allowed:
-            raise ConfigError(
-                f"model.{key}: not a parameter of model {model['name']!r}; "
-                f"it takes {', '.join(allowed)} (and embedding_dim)"
-            )
-    trainer = dict(resolved.get("trainer") or {})
-    stopping = trainer.pop("early_stopping", None) or {}
-    _check_section(trainer, TRAINER_RULES, "trainer.")
-    _check_section(stopping, EARLY_STOPPING_RULES, "trainer.early_stopping.")
-    trainer_config(resolved)  # the dataclass's own range checks
-    tracking = resolved.get("mlflow") or {}
-    for key in ("tracking_uri", "experiment"):
-        _check(_TEXT[0](tracking.get(key)), f"mlflow.{key}", _TEXT[1], tracking.get(key))
-    port = tracking.get("ui_port", 5000)
-    _check(_is_int(port) and 1 <= port <= 65535, "mlflow.ui_port", "a port 1..65535", port)
-
-    from fefm_lab.data import validate_dataset_config
-
-    validate_dataset_config(resolved["dataset"])
-
-
-def trainer_config(resolved: Mapping[str, Any]):
-    """`TrainerConfig` of the run; its ValueErrors become ConfigErrors."""
-    from fefm_lab.training.config import TrainerConfig
-
-    try:
-        return TrainerConfig.from_mapping(dict(resolved["trainer"]))
-    except (TypeError, ValueError) as error:
-        raise ConfigError(str(error)) from None
-
-
-# ---------------------------------------------------------------- naming
-
-
-def ablation_label(resolved: Mapping[str, Any]) -> str:
-    """The ablation a DeepFEFM run actually is, read from its flags ('none', 'no_linear', ...).
-
-    Reading the flags (not the `ablation` group choice) names grid-sweep runs correctly too:
-    `model.use_linear=false` is 'no_linear' whichever way it was set. Without a DNN, the DNN-input
-    flags mean nothing and the run is 'shallow'. Other models keep the group's name.
-    """
-    model = resolved["model"]
-    if model.get("name") != "deepfefm":
-        return str(resolved.get("ablation", "none"))
-    shallow = model.get("dnn_hidden_units") == []
-    names = [
-        name
-        for flag, ablated, name in ABLATION_FLAGS
-        if model.get(flag) is ablated and not (shallow and name in DNN_INPUT_FLAGS)
-    ]
-    if shallow:
-        names.insert(0, "shallow")
-    return "+".join(names) or "none"
-
-
-def dataset_name(resolved: Mapping[str, Any]) -> str:
-    dataset = resolved.get("dataset") or {}
-    return str(dataset.get("name") or dataset.get("format") or "unknown")
+from fefm_lab.tracking.liveness import keep_alive
+from fefm_lab.tracking.naming import run_name, run_tags
+from fefm_lab.tracking.run_logging import log_epoch, log_metrics, log_params, log_text
+from fefm_lab.tracking.store import TAG_OUTCOME, TAG_REASON, TrackingStore, open_store
 
 
 @dataclass(frozen=True)
@@ -256,36 +47,6 @@ def run_identity(resolved: Mapping[str, Any], manifest: Mapping[str, Any]) -> Ru
     return RunIdentity(config_hash(resolved, data_fingerprint=data, code_version=code), data, code)
 
 
-def run_tags(resolved: Mapping[str, Any], identity: RunIdentity) -> dict[str, str]:
-    """Tags a job run carries: what it is, where it comes from, which sweep it belongs to, and
-    which process runs it (host, pid, heartbeat: see `fefm_lab.tracking.liveness`)."""
-    tags = {
-        "model": str(resolved["model"]["name"]),
-        "ablation": ablation_label(resolved),
-        "dataset": dataset_name(resolved),
-        "seed": str(resolved["seed"]),
-        TAG_SWEEP: str(resolved.get("sweep", {}).get("name") or "none"),
-        TAG_CONFIG_HASH: identity.config_hash,
-        TAG_DATA_FINGERPRINT: identity.data_fingerprint,
-        TAG_CODE_VERSION: identity.code_version,
-        "git_commit": git_commit(),
-        "fefm_lab_version": fefm_lab.__version__,
-        TAG_ROLE: ROLE_JOB,
-        **liveness_tags(),
-    }
-    parent = resolved.get("sweep", {}).get("parent_run_id")
-    if parent:
-        tags[TAG_PARENT] = str(parent)
-    return tags
-
-
-def run_name(resolved: Mapping[str, Any]) -> str:
-    return (
-        f"{resolved['model']['name']} {ablation_label(resolved)} "
-        f"{dataset_name(resolved)} seed={resolved['seed']}"
-    )
-
-
 # ---------------------------------------------------------------- the job
 
 
@@ -301,13 +62,6 @@ class JobOutcome:
     test_logloss: float | None = None
     reason: str = ""
     user_error: bool = False
-
-
-def resolve(cfg: DictConfig) -> dict[str, Any]:
-    """The plain, fully interpolated config (without Hydra's own node)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
-    return resolved
 
 
 def store_for(resolved: Mapping[str, Any]) -> TrackingStore:
@@ -425,7 +179,8 @@ def _build_model(resolved: Mapping[str, Any], data) -> Any:
     from fefm_lab.model import build_model
 
     model_cfg = dict(resolved["model"])
-    linear_columns, dnn_columns = data.feature_columns(model_cfg["embedding_dim"])
+    # LR has no embeddings; its columns still carry a (unused) size
+    linear_columns, dnn_columns = data.feature_columns(model_cfg.get("embedding_dim", 1))
     params = {k: v for k, v in model_cfg.items() if k not in MODEL_CONFIG_ONLY}
     return build_model(
         model_cfg["name"], linear_columns, dnn_columns, seed=resolved["seed"], **params

@@ -95,7 +95,7 @@ def _jobs_started(store: TrackingStore, invocation: str, since_ms: int) -> bool:
 
 
 def _launch(plan: SweepPlan, overrides: Sequence[str], invocation: str) -> None:
-    from fefm_lab.cli import config_dir
+    from fefm_lab.config.compose import config_dir
     from fefm_lab.hydra_app import launch_hydra
 
     # quoted: a generated name holds = and ,

@@ -58,7 +58,7 @@ def _sweep_values(override) -> list[str]:
 
 def expand_jobs(overrides: Sequence[str]) -> tuple[list[list[str]], DictConfig]:
     """Every job's override list, and the base config (with Hydra's node) the sweep starts from."""
-    from fefm_lab.cli import CONFIG_NAME, VERSION_BASE, config_dir, hydra_message
+    from fefm_lab.config.compose import CONFIG_NAME, VERSION_BASE, config_dir, hydra_message
 
     GlobalHydra.instance().clear()
     try:
@@ -106,7 +106,7 @@ def threads_per_job(launcher: DictConfig) -> int | None:
 
 def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
     """Expand and validate the sweep; ConfigError (naming the job) on the first bad job."""
-    from fefm_lab.cli import resolved_config
+    from fefm_lab.config.compose import resolved_config
 
     jobs, base = expand_jobs(overrides)
     configs = []

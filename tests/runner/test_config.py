@@ -2,78 +2,178 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from fefm_lab import cli
+from fefm_lab.config.ablation import ABLATION_NAMES, ABLATIONS, ablation_label
+from fefm_lab.config.compose import compose_config, config_dir, group_options, resolve
+from fefm_lab.config.rules import schema_fields
+from fefm_lab.config.schema import (
+    MODEL_SCHEMAS,
+    SECTION_SCHEMAS,
+    FefmLabConfig,
+    model_defaults,
+    model_parameters,
+)
+from fefm_lab.config.validation import validate_config
 from fefm_lab.errors import ConfigError
-from fefm_lab.runner import MODEL_PARAMETERS, ablation_label, resolve, validate_config
 from fefm_lab.sweep.plan import expand_jobs
+from fefm_lab.training.config import EarlyStopping, TrainerConfig
 
-CONF = Path(cli.config_dir())
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and not p.name.startswith("_"))
-EXPERIMENT_DATA = {"paper_criteo": "criteo", "paper_avazu": "avazu"}
+CONF = Path(config_dir())
+GROUPS = ("ablation", "dataset", "debug", "experiment", "mlflow", "model", "paths", "trainer")
+# What a group option needs besides itself to validate (required keys without a default).
+NEEDS = {
+    "criteo": ["dataset.path={tmp}/criteo.txt"],
+    "avazu": ["dataset.path={tmp}/avazu.csv"],
+    "generic": ["dataset.path={tmp}/clicks.csv", "dataset.label=click", "dataset.categorical=[ad]"],
+    "paper_criteo": ["dataset.path={tmp}/criteo.txt"],
+    "paper_avazu": ["dataset.path={tmp}/avazu.csv"],
+}
+SCHEMAS = (
+    FefmLabConfig,
+    TrainerConfig,
+    EarlyStopping,
+    *SECTION_SCHEMAS.values(),
+    *MODEL_SCHEMAS.values(),
+)
 
 
 def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    return group_options(group)
 
 
-def test_groups_and_ablation_options() -> None:
-    assert {
-        "dataset",
-        "model",
-        "ablation",
-        "trainer",
-        "experiment",
-        "debug",
-        "paths",
-        "mlflow",
-    } <= set(GROUPS)
-    assert _options("ablation") == sorted(
-        ["none", "no_fefm_logit", "no_linear", "no_feature_embed_in_dnn", "no_fefm_embed_in_dnn",
-         "shallow", "asymmetric"]
-    )  # fmt: skip
-    assert _options("model") == sorted(MODEL_PARAMETERS)
+def _compose(overrides: list[str], tmp: Path) -> dict:
+    return resolve(compose_config([*overrides, f"paths.root_dir={tmp}"]))
+
+
+def test_groups_and_their_options() -> None:
+    assert sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "__pycache__") == [
+        g
+        for g in GROUPS
+        if g != "ablation"  # the ablations are options in the ConfigStore
+    ]
+    assert _options("ablation") == sorted(ABLATION_NAMES)
+    assert _options("model") == sorted(MODEL_SCHEMAS)
+    assert "schema" not in _options("model") and _options("trainer") == ["adam", "default"]
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in _options(g)])
+def test_every_option_composes_and_validates(group: str, option: str, tmp_path: Path) -> None:
+    needs = [n.format(tmp=tmp_path) for n in NEEDS.get(option, [])]
+    resolved = _compose([f"{group}={option}", *needs], tmp_path)
+    validate_config(resolved)
+    assert resolved["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db"
+    if group == "ablation":
+        assert resolved["ablation"] == option and ablation_label(resolved) == option
+    if group == "model":
+        assert resolved["model"]["name"] == option
+        assert set(resolved["model"]) == set(schema_fields(MODEL_SCHEMAS[option]))
+    if group == "dataset":
+        assert resolved["dataset"]["name"] == resolved["dataset"]["format"] == option
+    if group == "experiment" and option.startswith("paper_"):
+        assert resolved["dataset"]["name"] == option.removeprefix("paper_")
+        assert resolved["mlflow"]["experiment"] == option
+
+
+def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:
+    resolved = _compose([], tmp_path)
+    assert resolved["trainer"] == dataclasses.asdict(TrainerConfig())
+    assert resolved["trainer"]["learning_rate"] == 0.1  # what trainer=default runs have used
+    deepfefm = {k: v for k, v in resolved["model"].items() if k not in ("name", "embedding_dim")}
+    assert deepfefm == model_defaults("deepfefm")
+    assert model_defaults("deepfefm")["l2_reg_embedding_field"] == 1e-7
+    assert resolved["model"]["embedding_dim"] == 8  # deepfefm.yaml's one difference
+    assert (resolved["seed"], resolved["force"], resolved["threads"]) == (1, False, None)
+    lr = _compose(["model=lr"], tmp_path)["model"]
+    assert lr == {"name": "lr", "task": "binary", "l2_mode": "batch", "l2_reg_linear": 1e-5}
+    adam = _compose(["trainer=adam"], tmp_path)["trainer"]
+    assert (adam["optimizer"], adam["learning_rate"], adam["batch_size"]) == ("adam", 0.001, 1024)
+
+
+def test_model_schemas_match_the_builders() -> None:
+    from fefm_lab.model import model_parameters as builder_parameters
+
+    for name in MODEL_SCHEMAS:
+        builder = [k for k in builder_parameters(name) if k != "seed"]
+        assert sorted(model_parameters(name)) == sorted(builder), name
+
+
+@pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
+def test_every_schema_field_is_documented(schema: type) -> None:
+    undocumented = [name for name, item in schema_fields(schema).items() if len(item.doc) < 8]
+    assert undocumented == []
+
+
+def _documented(lines: list[str], number: int) -> bool:
+    """A comment on the line, or above it in its paragraph within its block, or above its block."""
+    indent = len(lines[number]) - len(lines[number].lstrip())
+    if "#" in lines[number]:
+        return True
+    for line in reversed(lines[:number]):
+        text = line.strip()
+        if text.startswith("#"):
+            return True
+        if not text:
+            return False
+        if len(line) - len(line.lstrip()) < indent:  # the parent key: its comment covers it
+            return _documented(lines, lines.index(line))
+    return False
 
 
 @pytest.mark.parametrize(
-    "group,option", [(g, o) for g in GROUPS if g != "dataset" for o in _options(g)]
+    "path", sorted(CONF.glob("**/*.yaml")), ids=lambda p: str(p.relative_to(CONF))
 )
-def test_every_option_composes_and_validates(group: str, option: str, tmp_path: Path) -> None:
-    overrides = [f"{group}={option}", f"paths.root_dir={tmp_path}"]
-    if group == "experiment" and option in EXPERIMENT_DATA:
-        overrides.append(f"dataset.path={tmp_path}/{EXPERIMENT_DATA[option]}.txt")
-    resolved = resolve(cli.compose_config(overrides))
-    if group != "experiment" or option not in EXPERIMENT_DATA:
-        validate_config(resolved)
-    assert resolved["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db"
-    if group == "ablation":
-        assert resolved["ablation"] == option
-        assert ablation_label(resolved) == option
-    if group == "model":
-        assert resolved["model"]["name"] == option
+def test_every_yaml_key_is_commented(path: Path) -> None:
+    """Each key a YAML sets has a comment: on its line, above it, or above its block.
+
+    The defaults list and a preset's sweep grid (`hydra.sweeper`, commented as a whole) are not
+    keys of the config.
+    """
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("#"), "the file starts with what the option is"
+    for number, line in enumerate(lines):
+        match = re.match(r"^\s*([A-Za-z_][\w.]*):", line)
+        if match and match[1] == "sweeper":
+            assert _documented(lines, number), f"{path.name}:{number + 1}: the sweep grid"
+            break
+        section = line.split("#")[0].rstrip().endswith(":")  # its keys are checked one by one
+        if not match or section or match[1] == "defaults" or line.lstrip().startswith("-"):
+            continue
+        assert _documented(lines, number), f"{path.name}:{number + 1}: {line.strip()}"
 
 
-@pytest.mark.parametrize("option", _options("dataset"))
-def test_every_dataset_option_composes(option: str, tmp_path: Path) -> None:
-    resolved = resolve(cli.compose_config([f"dataset={option}", f"paths.root_dir={tmp_path}"]))
-    assert resolved["dataset"]["name"]
+def test_ablation_options_set_exactly_their_table_settings(tmp_path: Path) -> None:
+    base = _compose([], tmp_path)["model"]
+    for ablation in ABLATIONS:
+        model = _compose([f"ablation={ablation.name}"], tmp_path)["model"]
+        changed = {k: v for k, v in model.items() if base[k] != v}
+        assert changed == {k: v for k, v in ablation.settings.items() if base[k] != v}
+        assert set(ablation.settings) <= set(model)
 
 
-def test_paper_presets_carry_table4_settings() -> None:
-    criteo = resolve(cli.compose_config(["experiment=paper_criteo"]))
+def test_paper_presets_validate_and_carry_table4_settings(tmp_path: Path) -> None:
+    criteo = _compose(["experiment=paper_criteo", f"dataset.path={tmp_path}/c.txt"], tmp_path)
+    validate_config(criteo)
     assert criteo["model"]["embedding_dim"] == 48
     assert criteo["model"]["dnn_hidden_units"] == [1024, 1024, 1024]
-    assert criteo["trainer"]["batch_size"] == 512
-    avazu = resolve(cli.compose_config(["experiment=paper_avazu"]))
+    assert (criteo["trainer"]["batch_size"], criteo["trainer"]["learning_rate"]) == (512, 0.01)
+    avazu = _compose(["experiment=paper_avazu", f"dataset.path={tmp_path}/a.csv"], tmp_path)
+    validate_config(avazu)
     assert (avazu["model"]["embedding_dim"], avazu["model"]["l2_reg_embedding_field"]) == (96, 1e-8)
 
 
 def test_sweep_presets_expand_to_their_grids() -> None:
     jobs, _ = expand_jobs(["experiment=synthetic_ablation"])
-    assert len(jobs) == 7 * 3
+    assert len(jobs) == len(ABLATIONS) * 3
+    assert {j for job in jobs for j in job if j.startswith("ablation=")} == {
+        f"ablation={name}" for name in ABLATION_NAMES
+    }
     assert {j for job in jobs for j in job if j.startswith("seed=")} == {
         "seed=1",
         "seed=2",
@@ -83,71 +183,149 @@ def test_sweep_presets_expand_to_their_grids() -> None:
     assert len(grid) == 16  # the command line's seed=1 replaces the preset's seed sweep
 
 
-def test_model_parameters_match_the_builders() -> None:
-    from fefm_lab.model import model_parameters
-
-    for name, keys in MODEL_PARAMETERS.items():
-        assert sorted(keys) == sorted(k for k in model_parameters(name) if k != "seed"), name
-
-
 @pytest.mark.parametrize("preset", ["debug=tiny", "experiment=synthetic_ablation", "debug=fast"])
-def test_presets_never_undo_an_ablation(preset: str) -> None:
-    shallow = resolve(cli.compose_config([preset, "ablation=shallow"]))
+def test_presets_never_undo_an_ablation(preset: str, tmp_path: Path) -> None:
+    shallow = _compose([preset, "ablation=shallow"], tmp_path)
     assert shallow["model"]["dnn_hidden_units"] == [] and ablation_label(shallow) == "shallow"
 
 
-def test_ablation_label_reads_the_flags() -> None:
-    resolved = resolve(cli.compose_config(["model.use_linear=false", "model.use_fefm=false"]))
-    assert ablation_label(resolved) == "no_fefm_logit+no_linear"
-    shallow = resolve(cli.compose_config(["ablation=shallow", "model.symmetric=false"]))
+def test_ablation_label_reads_the_flags(tmp_path: Path) -> None:
+    both = _compose(["model.use_linear=false", "model.use_fefm=false"], tmp_path)
+    assert ablation_label(both) == "no_fefm_logit+no_linear"
+    shallow = _compose(["ablation=shallow", "model.symmetric=false"], tmp_path)
     assert ablation_label(shallow) == "shallow+asymmetric"
+    # without a DNN the DNN-input flags mean nothing; shallow leads the label
+    odd = _compose(["model.dnn_hidden_units=[]", "model.exclude_feature_embed_in_dnn=true",
+                    "model.use_linear=false"], tmp_path)  # fmt: skip
+    assert ablation_label(odd) == "shallow+no_linear"
+    fm = _compose(["model=fm", "ablation=no_linear"], tmp_path)
+    assert ablation_label(fm) == "no_linear"  # other models keep the group's name
+
+
+ALL_DEEPFEFM_KEYS = (
+    "task, l2_mode, l2_reg_linear, fm_group, use_linear, l2_reg_embedding_feat, "
+    "l2_reg_embedding_field, symmetric, dnn_hidden_units, dnn_activation, dnn_dropout, "
+    "dnn_use_bn, l2_reg_dnn, use_fefm, exclude_feature_embed_in_dnn, use_fefm_embed_in_dnn "
+    "(and embedding_dim)"
+)
+FM_KEYS = (
+    "task, l2_mode, l2_reg_linear, fm_group, use_linear, l2_reg_embedding_feat (and embedding_dim)"
+)
 
 
 @pytest.mark.parametrize(
-    "override,key,expected",
+    "overrides,message",
     [
-        ("trainer.learning_rate=abc", "trainer.learning_rate", "a number > 0"),
-        ("trainer.learning_rate=0", "trainer.learning_rate", "a number > 0"),
-        ("model.dnn_dropout=1.5", "model.dnn_dropout", "[0, 1)"),
-        ("model.embedding_dim=0", "model.embedding_dim", "an integer >= 1"),
-        ("model.dnn_hidden_units=[64,0]", "model.dnn_hidden_units", "widths >= 1"),
-        ("trainer.optimizer=sgd", "trainer.optimizer", "'adagrad' or 'adam'"),
-        ("seed=-1", "seed", "an integer >= 0"),
-        ("model.use_linear=maybe", "model.use_linear", "true or false"),
-        ("model=fm", "model.use_fefm", "not a parameter of model 'fm'"),
-        ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience", ">= 0"),
+        (["trainer.learning_rate=abc"], "trainer.learning_rate: expected a number > 0, got 'abc'"),
+        (["trainer.learning_rate=0"], "trainer.learning_rate: expected a number > 0, got 0.0"),
+        (["model.dnn_dropout=1.5"], "model.dnn_dropout: expected a number in [0, 1), got 1.5"),
+        (["model.embedding_dim=0"], "model.embedding_dim: expected an integer >= 1, got 0"),
+        (["model.embedding_dim=1.5"], "model.embedding_dim: expected an integer >= 1, got 1.5"),
+        (
+            ["model.dnn_hidden_units=[64,0]"],
+            "model.dnn_hidden_units: expected a list of layer widths >= 1 ([] = no DNN), "
+            "got [64, 0]",
+        ),
+        (
+            ["model=deepfm", "model.dnn_hidden_units=[]"],
+            "model.dnn_hidden_units: expected a non-empty list of layer widths >= 1, got []",
+        ),
+        (["trainer.optimizer=sgd"], "trainer.optimizer: expected 'adagrad' or 'adam', got 'sgd'"),
+        (["seed=-1"], "seed: expected an integer >= 0, got -1"),
+        (["seed=abc"], "seed: expected an integer >= 0, got 'abc'"),
+        (["threads=0"], "threads: expected null or an integer >= 1, got 0"),
+        (["model.use_linear=maybe"], "model.use_linear: expected true or false, got 'maybe'"),
+        (
+            ["trainer.early_stopping.patience=-1"],
+            "trainer.early_stopping.patience: expected an integer >= 0, got -1",
+        ),
+        (["mlflow.ui_port=70000"], "mlflow.ui_port: expected a port 1..65535, got 70000"),
+        (
+            ["model=fm", "+model.use_fefm=true"],
+            f"model.use_fefm: not a parameter of model 'fm'; it takes {FM_KEYS}",
+        ),
+        (
+            ["model=fm", "ablation=no_fefm_logit"],
+            f"model.use_fefm: not a parameter of model 'fm'; it takes {FM_KEYS}",
+        ),
+        (
+            ["+model.foo=1"],
+            f"model.foo: not a parameter of model 'deepfefm'; it takes {ALL_DEEPFEFM_KEYS}",
+        ),
+        (
+            ["model=lr", "+model.embedding_dim=4"],
+            "model.embedding_dim: model 'lr' has no embeddings",
+        ),
+        (["+trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
+        (["trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
+        (["+sweep.nam=x"], "sweep.nam: unknown key; allowed: name, parent_run_id"),
+        (
+            ["+seeds=3"],
+            "seeds: unknown key; allowed: dataset, model, trainer, paths, mlflow, seed,",
+        ),
     ],
 )
-def test_bad_values_raise_config_errors(override: str, key: str, expected: str) -> None:
-    overrides = [override, "+model.use_fefm=true"] if override == "model=fm" else [override]
+def test_bad_values_raise_config_errors_naming_the_key(overrides, message, tmp_path) -> None:
     with pytest.raises(ConfigError) as raised:
-        validate_config(resolve(cli.compose_config(overrides)))
-    assert str(raised.value).startswith(key) and expected in str(raised.value)
+        validate_config(_compose(overrides, tmp_path))
+    assert str(raised.value).startswith(message)
+
+
+def test_plain_dicts_are_checked_too(tmp_path: Path) -> None:
+    resolved = _compose([], tmp_path)
+    resolved["model"]["use_linear"] = "yes"  # never went through OmegaConf's type check
+    with pytest.raises(ConfigError, match=r"^model.use_linear: expected true or false, got 'yes'$"):
+        validate_config(resolved)
+    resolved = _compose([], tmp_path)
+    resolved["trainer"]["steps_per_epoch"] = 2.5
+    with pytest.raises(ConfigError, match=r"^trainer.steps_per_epoch: expected null or an integer"):
+        validate_config(resolved)
 
 
 @pytest.mark.parametrize(
-    "arguments,needle",
+    "arguments,message",
     [
         (["run", "model=foo"], "Could not find 'model/foo'"),
-        (["run", "trainer.foo=1"], "trainer.foo"),
-        (["run", "trainer.batch_size=0"], "trainer.batch_size: expected an integer >= 1"),
-        (["run", "-m", "ablation=none,no_linear", "model.dnn_dropout=2"], "model.dnn_dropout"),
+        (["run", "trainer.foo=1"], "error: trainer.foo: unknown key; allowed: optimizer,"),
+        (
+            ["run", "trainer.batch_size=0"],
+            "error: trainer.batch_size: expected an integer >= 1, got 0",
+        ),
+        (
+            ["run", "-m", "ablation=none,no_linear", "model.dnn_dropout=2"],
+            (
+                "error: in sweep job ablation=none model.dnn_dropout=2 paths.root_dir=",
+                ": model.dnn_dropout: expected a number in [0, 1), got 2.0\n",
+            ),
+        ),
+        (
+            ["run", "-m", "model=fm", "ablation=glob(*)"],
+            (
+                "error: in sweep job model=fm ablation=asymmetric paths.root_dir=",
+                ": model.symmetric: not a parameter of model 'fm'",
+            ),
+        ),
         (["run", "seed=1,2"], "--multirun"),
-        (["show", "ablation=nope"], "Available options in 'ablation'"),
+        (["show", "ablation=nope"], "Could not find 'ablation/nope'"),
+        (["show", "model.use_linear=maybe"], "error: model.use_linear: expected true or false"),
         (["frobnicate"], "unknown command 'frobnicate'"),
     ],
 )
-def test_cli_config_errors_exit_2_before_any_data(arguments, needle, tmp_path, capsys) -> None:
+def test_cli_config_errors_exit_2_before_any_data(arguments, message, tmp_path, capsys) -> None:
     assert cli.main([*arguments, f"paths.root_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
-    assert needle in err and "Traceback" not in err
+    for needle in (message,) if isinstance(message, str) else message:
+        assert needle in err
+    assert "Traceback" not in err
     assert not (tmp_path / "data").exists() and not (tmp_path / "mlflow.db").exists()
 
 
 def test_help_lists_groups_and_options(capsys) -> None:
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "ablation:" in out and "no_fefm_embed_in_dnn" in out and "* deepfefm" in out
+    assert "  ablation:\n" in out and "* deepfefm" in out
+    no_linear = next(a for a in ABLATIONS if a.name == "no_linear")
+    assert f"no_linear                  {no_linear.doc}" in out
     assert cli.main(["run", "--help"]) == 0
     out = capsys.readouterr().out
     assert "fefm-lab run [-m]" in out and "paper_criteo" in out
@@ -155,5 +333,6 @@ def test_help_lists_groups_and_options(capsys) -> None:
 
 def test_show_prints_the_resolved_config(tmp_path, capsys) -> None:
     assert cli.main(["show", "model=fm", f"paths.root_dir={tmp_path}"]) == 0
-    out = capsys.readouterr().out
-    assert "name: fm" in out and f"tracking_uri: sqlite:///{tmp_path}/mlflow.db" in out
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["model"] == {"name": "fm", **model_defaults("fm"), "embedding_dim": 16}
+    assert shown["mlflow"]["tracking_uri"] == f"sqlite:///{tmp_path}/mlflow.db"

@@ -12,7 +12,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from fefm_lab import cli
-from fefm_lab.runner import resolve, run_job
+from fefm_lab.config.compose import compose_config, resolve
+from fefm_lab.runner import run_job
+from fefm_lab.tracking.confighash import config_hash
 from fefm_lab.tracking.store import open_store
 
 TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]
@@ -147,13 +149,16 @@ def test_interrupt_marks_the_run_killed(root, monkeypatch) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "fit_and_evaluate", interrupted)
-    cfg = cli.compose_config([*_args(root, "killed"), "seed=9"])
+    cfg = compose_config([*_args(root, "killed"), "seed=9"])
     with pytest.raises(KeyboardInterrupt):
         run_job(cfg)
     (run,) = _store(root, "killed").search()
     assert run.info.status == "KILLED" and run.data.tags["outcome"] == "killed"
+    assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
     assert math.isnan(run.data.metrics.get("test_auc", math.nan))
-    assert resolve(cfg)["seed"] == 9
+    # the run recorded is the interrupted configuration: its seed and config hash
+    assert run.data.tags["seed"] == run.data.params["seed"] == "9"
+    assert run.data.tags["config_hash"] == config_hash(resolve(cfg))
 
 
 @pytest.mark.real_data

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fefm_lab import cli
+from fefm_lab.config.compose import group_options
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.plan import expand_jobs, plan_sweep, sweep_name, threads_per_job
 
@@ -40,7 +41,7 @@ def test_the_command_line_overrides_the_presets_sweep_in_place() -> None:
 
 
 def _options(group: str) -> list[str]:
-    return [p.stem for p in (Path(cli.config_dir()) / group).glob("*.yaml")]
+    return group_options(group)
 
 
 def test_an_interval_sweep_is_refused_with_the_override_named() -> None:

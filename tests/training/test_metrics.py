@@ -31,7 +31,7 @@ def test_trainer_config_from_mapping_and_validation() -> None:
     )
     assert config.batch_size == 64 and config.early_stopping.patience == 3
     assert config.early_stopping.min_delta == 5e-6
-    with pytest.raises(ValueError, match="trainer.optimizer must be 'adagrad' or 'adam'"):
+    with pytest.raises(ValueError, match="trainer.optimizer: expected .adagrad. or .adam., got"):
         TrainerConfig(optimizer="sgd")
-    with pytest.raises(ValueError, match="trainer.batch_size must be >= 1, received 0"):
+    with pytest.raises(ValueError, match="trainer.batch_size: expected an integer >= 1, got 0"):
         TrainerConfig(batch_size=0)

@@ -1,0 +1,7 @@
+"""Configuration: the schemas (defaults, types, ranges, docs), validation and composition.
+
+`schema` holds one dataclass per config section and per model; `validation` checks a resolved
+config against them with messages that name the key; `compose` turns command-line overrides into
+configs with Hydra; `ablation` states what each ablation means. Importing this package loads
+neither Hydra nor TensorFlow (the submodules that need Hydra import it themselves).
+"""

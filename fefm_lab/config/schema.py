@@ -1,0 +1,295 @@
+"""The config schemas: every default, type and range of fefm-lab's configs, declared once.
+
+Hydra's ConfigStore holds them under the `schema/` group (see `fefm_lab.config.store`), out of
+the way of `glob(*)`; each YAML under conf/ starts from its schema (`/schema/...@_here_` in its
+defaults list) and states only its differences, with a comment saying why. A model's dataclass
+lists exactly the parameters its builder takes (`fefm_lab.model.build_model`) plus `name` and,
+for models with embeddings, `embedding_dim`; `model_defaults(name)` gives the builder's defaults
+without importing TensorFlow.
+
+The `dataset` section is checked by `fefm_lab.data.config.validate_dataset_config` (its own
+dataclass, `DatasetConfig`, is that group's schema) and the `trainer` section is
+`fefm_lab.training.config.TrainerConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import MISSING
+
+from fefm_lab.config.rules import (
+    FRACTION,
+    NON_EMPTY_TEXT,
+    NON_NEGATIVE,
+    PORT,
+    Rule,
+    int_at_least,
+    one_of,
+    option,
+    section,
+)
+
+L2_MODES = ("batch", "table")
+# The trainer fits 0/1 click labels with log loss; regression is a Python-API-only model option.
+BINARY_ONLY = Rule(lambda v: v == "binary", "'binary' (click labels; regression: Python API only)")
+LAYER_WIDTHS = Rule(lambda v: all(u >= 1 for u in v), "a list of layer widths >= 1 ([] = no DNN)")
+NON_EMPTY_WIDTHS = Rule(
+    lambda v: len(v) > 0 and all(u >= 1 for u in v), "a non-empty list of layer widths >= 1"
+)
+GROUP_NAMES = Rule(lambda v: len(v) > 0, "a non-empty list of feature-group names")
+
+
+# ---------------------------------------------------------------- models
+
+
+@dataclass
+class ModelConfig:
+    """What every model takes: its name, the task, and the linear part's L2."""
+
+    name: str = option(MISSING, "the model family (fixed by the `model` group option)")
+    task: str = option("binary", "binary: sigmoid output, log loss on 0/1 clicks", BINARY_ONLY)
+    l2_mode: str = option(
+        "batch",
+        "batch: L2 on the table rows a batch looks up | table: on whole tables (the reference)",
+        one_of(*L2_MODES),
+    )
+    l2_reg_linear: float = option(1e-5, "L2 strength on the linear (1-d) tables", NON_NEGATIVE)
+
+
+@dataclass
+class EmbeddingModelConfig(ModelConfig):
+    """A model with feature embeddings and a second-order part over the `fm_group` fields."""
+
+    embedding_dim: int = option(16, "k: size of every feature embedding", int_at_least(1))
+    fm_group: list[str] = option(
+        ["default"], "feature-column groups that form the interaction fields", GROUP_NAMES
+    )
+    use_linear: bool = option(True, "add the linear terms to the logit")
+    l2_reg_embedding_feat: float = option(1e-5, "L2 strength on feature embeddings", NON_NEGATIVE)
+
+
+@dataclass
+class FieldPairModelConfig(EmbeddingModelConfig):
+    """A model with learned parameters per field pair (FwFM's r_p, FEFM's and FmFM's W_p)."""
+
+    l2_reg_embedding_field: float = option(
+        1e-7, "L2 strength on the per-field-pair parameters (r_p or U_p)", NON_NEGATIVE
+    )
+
+
+@dataclass
+class DNNConfig:
+    """The deep part's settings (DeepFM, DeepFEFM)."""
+
+    dnn_hidden_units: list[int] = option(
+        [256, 128, 64], "DNN hidden layer widths ([] = no DNN)", LAYER_WIDTHS
+    )
+    dnn_activation: str = option("relu", "the hidden layers' Keras activation", NON_EMPTY_TEXT)
+    dnn_dropout: float = option(0.0, "dropout rate after each hidden layer", FRACTION)
+    dnn_use_bn: bool = option(False, "batch normalisation after each hidden layer")
+    l2_reg_dnn: float = option(0.0, "L2 strength on the DNN kernels", NON_NEGATIVE)
+
+
+@dataclass
+class LRConfig(ModelConfig):
+    """Logistic regression: b + one weight per categorical value and per dense value."""
+
+    name: str = option("lr", "the model family")
+
+
+@dataclass
+class FMConfig(EmbeddingModelConfig):
+    """FM (Rendle 2010): b + linear + sum over field pairs of <v_i, v_j>."""
+
+    name: str = option("fm", "the model family")
+
+
+@dataclass
+class FwFMConfig(FieldPairModelConfig):
+    """FwFM (Pan et al. 2018): b + linear + sum over pairs of r_p <v_i, v_j>."""
+
+    name: str = option("fwfm", "the model family")
+
+
+@dataclass
+class FmFMConfig(FieldPairModelConfig):
+    """FmFM (Sun et al. 2021): b + linear + sum over pairs of v_i^T W_p v_j, W_p unconstrained."""
+
+    name: str = option("fmfm", "the model family")
+
+
+@dataclass
+class FEFMConfig(FieldPairModelConfig):
+    """FEFM (Pande 2020), shallow: b + linear + sum over pairs of v_i^T W_p v_j."""
+
+    name: str = option("fefm", "the model family")
+    symmetric: bool = option(True, "true: W_p = U_p + U_p^T (FEFM); false: W_p = U_p (FmFM)")
+
+
+@dataclass
+class DeepFMConfig(DNNConfig, EmbeddingModelConfig):
+    """DeepFM (Guo et al. 2017): b + linear + FM + a DNN over the feature embeddings."""
+
+    name: str = option("deepfm", "the model family")
+    dnn_hidden_units: list[int] = option(
+        [256, 128, 64],
+        "DNN hidden layer widths (DeepFM needs a DNN; use FM without)",
+        NON_EMPTY_WIDTHS,
+    )
+
+
+@dataclass
+class DeepFEFMConfig(DNNConfig, FEFMConfig):
+    """DeepFEFM (Pande 2020): b + linear + FEFM logit + DNN over [embeddings, FEFM embeddings].
+
+    The four flags below are the paper's Table 5 ablations (see `fefm_lab.config.ablation`).
+    """
+
+    name: str = option("deepfefm", "the model family")
+    use_fefm: bool = option(True, "add the FEFM logit sum_p r_p to the output")
+    exclude_feature_embed_in_dnn: bool = option(
+        False, "keep the feature embeddings and dense values out of the DNN input"
+    )
+    use_fefm_embed_in_dnn: bool = option(True, "feed the FEFM interaction embeddings r to the DNN")
+
+
+MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
+    "deepfefm": DeepFEFMConfig,
+    "fefm": FEFMConfig,
+    "fmfm": FmFMConfig,
+    "fm": FMConfig,
+    "fwfm": FwFMConfig,
+    "deepfm": DeepFMConfig,
+    "lr": LRConfig,
+}
+MODEL_NAMES = tuple(MODEL_SCHEMAS)
+# Model config keys that are not build_model parameters.
+MODEL_CONFIG_ONLY = ("name", "embedding_dim")
+
+
+def model_parameters(name: str) -> tuple[str, ...]:
+    """The build_model keyword parameters of model `name` (besides `seed`)."""
+    fields = dataclasses.fields(MODEL_SCHEMAS[name])
+    return tuple(f.name for f in fields if f.name not in MODEL_CONFIG_ONLY)
+
+
+def model_defaults(name: str) -> dict[str, Any]:
+    """The builder's default keyword arguments for model `name` (TF-free; lists stay lists)."""
+    values = dataclasses.asdict(MODEL_SCHEMAS[name]())
+    return {key: values[key] for key in model_parameters(name)}
+
+
+# ---------------------------------------------------------------- the other sections
+
+
+@dataclass
+class PathsConfig:
+    """Where fefm-lab reads and writes; everything hangs off root_dir."""
+
+    root_dir: str = option(".", "the base of every other path (tests point it at a tmp dir)")
+    data_root: str = option(
+        "${paths.root_dir}/data", "prepared (cached) datasets go to data_root/prepared/"
+    )
+    output_dir: str = option("${paths.root_dir}/outputs", "Hydra's run and sweep directories")
+    results_dir: str = option("${paths.root_dir}/results", "reports: results/<experiment>/")
+
+
+@dataclass
+class MlflowConfig:
+    """The MLflow tracking store runs are recorded in."""
+
+    tracking_uri: str = option(
+        "sqlite:///${paths.root_dir}/mlflow.db", "the tracking store's URI", NON_EMPTY_TEXT
+    )
+    experiment: str = option(
+        "fefm-lab", "experiment runs are filed under (and `fefm-lab report` reads)", NON_EMPTY_TEXT
+    )
+    artifact_location: str | None = option(
+        "${paths.root_dir}/mlartifacts",
+        "where a newly created experiment stores artifacts (an existing one keeps its own)",
+    )
+    ui_port: int = option(5000, "`fefm-lab ui` serves on 127.0.0.1 at this port", PORT)
+
+
+@dataclass
+class SweepConfig:
+    """A sweep's parent run."""
+
+    name: str | None = option(
+        None,
+        "the parent run's name; null = the experiment preset's name, else one built from the "
+        "command-line overrides. Repeating a sweep with the same name resumes it.",
+    )
+    invocation: str | None = option(
+        None,
+        "set by `fefm-lab run -m`: a token naming this launch of the sweep; its parent run "
+        "carries it, and every job finds its parent run by it. Do not set.",
+    )
+    parent_run_id: str | None = option(
+        None, "filled in by each sweep job from the parent run it found; do not set"
+    )
+
+
+@dataclass
+class SynthConfig:
+    """`fefm-lab synth`: write a raw synthetic file with a planted teacher.
+
+    Ranges are checked by `fefm_lab.data.synthesize` itself (rows >= 1, click_rate in (0, 1)).
+    """
+
+    format: str = option("criteo", "criteo (TSV) | avazu (CSV)")
+    rows: int = option(100000, "rows to write (>= 1)")
+    seed: int = option(0, "generator seed")
+    click_rate: float = option(0.22, "share of clicks, in (0, 1)")
+    path: str = option(
+        "${paths.data_root}/raw/synthetic_${synth.format}_${synth.rows}_seed${synth.seed}.txt",
+        "the file to write",
+    )
+
+
+@dataclass
+class ReportConfig:
+    """`fefm-lab report` reads the runs of mlflow.experiment."""
+
+    sweep: str | None = option(None, "restrict the report to one sweep's runs (null = all)")
+
+
+@dataclass
+class FefmLabConfig:
+    """The primary config: the groups (their own schemas) and the top-level settings."""
+
+    dataset: Any = option(MISSING, "the data (group `dataset`; schema DatasetConfig)")
+    model: Any = option(MISSING, "the model (group `model`; schemas in MODEL_SCHEMAS)")
+    trainer: Any = option(MISSING, "how to train (group `trainer`; schema TrainerConfig)")
+    paths: Any = option(MISSING, "where to read and write (group `paths`; schema PathsConfig)")
+    mlflow: Any = option(MISSING, "the tracking store (group `mlflow`; schema MlflowConfig)")
+    seed: int = option(
+        1, "one seed drives the data split, the initialisation and the shuffling", int_at_least(0)
+    )
+    force: bool = option(False, "rerun configurations that already FINISHED in the tracking store")
+    threads: int | None = option(
+        None,
+        "threads TensorFlow may use per job (null = its default; joblib jobs get cores / jobs)",
+        int_at_least(1),
+    )
+    ablation: str = option(
+        "none",
+        "the ablation group's choice (set by the `ablation` option; runs are labelled "
+        "by their flags, see fefm_lab.config.ablation.ablation_label)",
+    )
+    sweep: SweepConfig = section(SweepConfig, "the sweep's parent run")
+    synth: SynthConfig = section(SynthConfig, "`fefm-lab synth` settings")
+    report: ReportConfig = section(ReportConfig, "`fefm-lab report` settings")
+
+
+# Sections validated against a schema (group name -> schema), besides model, trainer, dataset.
+SECTION_SCHEMAS: dict[str, type] = {
+    "paths": PathsConfig,
+    "mlflow": MlflowConfig,
+    "sweep": SweepConfig,
+    "synth": SynthConfig,
+    "report": ReportConfig,
+}

@@ -1,0 +1,36 @@
+"""Hydra's ConfigStore entries: the schemas (group `schema/`) and the `ablation` options.
+
+The schemas live in a group of their own so that `glob(*)` over a user-facing group never picks
+one up; the YAML files pull theirs in with `/schema/<section>@_here_` in their defaults list.
+"""
+
+from __future__ import annotations
+
+from hydra.core.config_store import ConfigStore
+
+from fefm_lab.config.ablation import ABLATIONS
+from fefm_lab.config.schema import (
+    MODEL_SCHEMAS,
+    FefmLabConfig,
+    MlflowConfig,
+    PathsConfig,
+)
+from fefm_lab.training.config import TrainerConfig
+
+SCHEMA_GROUP = "schema"
+
+
+def register_configs() -> None:
+    """Store every schema and ablation option (idempotent: a second call overwrites the same)."""
+    store = ConfigStore.instance()
+    store.store(group=SCHEMA_GROUP, name="config", node=FefmLabConfig)
+    store.store(group=SCHEMA_GROUP, name="trainer", node=TrainerConfig)
+    store.store(group=SCHEMA_GROUP, name="paths", node=PathsConfig)
+    store.store(group=SCHEMA_GROUP, name="mlflow", node=MlflowConfig)
+    for name, schema in MODEL_SCHEMAS.items():
+        store.store(group=f"{SCHEMA_GROUP}/model", name=name, node=schema)
+    for ablation in ABLATIONS:
+        node = {"ablation": ablation.name}
+        if ablation.settings:
+            node["model"] = {key: value for key, value in ablation.settings.items()}
+        store.store(group="ablation", name=ablation.name, node=node, package="_global_")
