@@ -258,7 +258,7 @@ FM_KEYS = (
         ),
         (["+trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
         (["trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
-        (["+sweep.nam=x"], "sweep.nam: unknown key; allowed: name, parent_run_id"),
+        (["+sweep.nam=x"], "sweep.nam: unknown key; allowed: name, invocation, parent_run_id"),
         (
             ["+seeds=3"],
             "seeds: unknown key; allowed: dataset, model, trainer, paths, mlflow, seed,",
