@@ -13,8 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from fefm_lab import cli
 from fefm_lab.config.compose import compose_config, resolve
-from fefm_lab.runner import run_job
-from fefm_lab.tracking.confighash import config_hash
+from fefm_lab.runner import prepare_data, run_identity, run_job
 from fefm_lab.tracking.store import open_store
 
 TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]
@@ -158,7 +157,9 @@ def test_interrupt_marks_the_run_killed(root, monkeypatch) -> None:
     assert math.isnan(run.data.metrics.get("test_auc", math.nan))
     # the run recorded is the interrupted configuration: its seed and config hash
     assert run.data.tags["seed"] == run.data.params["seed"] == "9"
-    assert run.data.tags["config_hash"] == config_hash(resolve(cfg))
+    resolved = resolve(cfg)
+    identity = run_identity(resolved, prepare_data(resolved).manifest)
+    assert run.data.tags["config_hash"] == identity.config_hash
 
 
 @pytest.mark.real_data
