@@ -51,3 +51,12 @@ def test_smoke_reports_default_outside_the_committed_results(monkeypatch) -> Non
     main(["profile", "--out", "relative/out"])
     assert seen["out"] == Path("relative/out").resolve()
     assert (seen["parts"], seen["stem"]) == (["profile"], "step_profile")
+
+
+def test_training_parts_build_the_shipped_model_configuration() -> None:
+    from scripts.bench.training import default_model_parameters
+
+    parameters = default_model_parameters()
+    assert "name" not in parameters and "embedding_dim" not in parameters
+    assert parameters["dnn_hidden_units"] == [256, 128, 64]
+    assert (parameters["l2_mode"], parameters["l2_reg_embedding_field"]) == ("batch", 1e-7)

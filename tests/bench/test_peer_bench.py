@@ -12,7 +12,7 @@ import pytest
 
 from scripts.bench.peer import compare
 from scripts.bench.peer.protocol import (
-    HYPERPARAMETERS,
+    SPEC_KEYS,
     EncodedData,
     log_loss,
     rows_per_epoch,
@@ -45,9 +45,30 @@ def tiny_npz(tmp_path) -> Path:
     return path
 
 
-def spec_for(npz: Path, tmp_path: Path, **changes) -> dict:
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    return compare.paper_hyperparameters()
+
+
+def test_peer_settings_come_from_the_paper_preset(paper) -> None:
+    """Table 4's Criteo DeepFEFM, the trainer's early stopping, batch 1024 for every shape."""
+    assert paper == {
+        "learning_rate": 0.01,
+        "l2_reg_linear": 1e-6,
+        "l2_reg_embedding_feat": 1e-5,
+        "l2_reg_embedding_field": 1e-7,
+        "l2_reg_dnn": 1e-7,
+        "dnn_dropout": 0.2,
+        "batch_size": 1024,
+        "eval_batch_size": 16384,
+        "min_delta": 5e-6,
+        "patience": 2,
+    }
+
+
+def spec_for(npz: Path, tmp_path: Path, paper: dict, **changes) -> dict:
     return {
-        **HYPERPARAMETERS,
+        **paper,
         "batch_size": BATCH,
         "eval_batch_size": 128,
         "npz": str(npz),
@@ -125,12 +146,12 @@ class ScriptedSide:
         return 42
 
 
-def test_protocol_permutes_each_epoch_stops_early_and_restores_the_best_weights(tmp_path):
+def test_protocol_permutes_each_epoch_stops_early_and_restores_the_best_weights(tmp_path, paper):
     data = tiny_data()
     base_rate = float(data.labels["val"].mean())
     # epoch 1 best (the base rate), epochs 2 and 3 worse: patience 2 stops after epoch 3
     side = ScriptedSide([base_rate, 0.9, 0.95, base_rate])
-    spec = spec_for(tmp_path / "unused.npz", tmp_path, max_epochs=4, patience=2, seed=3)
+    spec = spec_for(tmp_path / "unused.npz", tmp_path, paper, max_epochs=4, patience=2, seed=3)
     result = train(side, spec, data)
     steps = -(-ROWS["train"] // BATCH)  # 5: four full batches and a partial one
     assert result["epoch_step_counts"] == [steps, 2 * steps, 3 * steps]
@@ -152,13 +173,28 @@ def test_protocol_imports_with_numpy_alone():
         "for name in ('fefm_lab', 'pandas', 'keras', 'tensorflow', 'scripts.bench.report'):\n"
         "    sys.modules[name] = None\n"
         "import scripts.bench.peer.protocol as protocol\n"
-        "print(sorted(protocol.HYPERPARAMETERS))\n"
+        "print(protocol.SPEC_KEYS)\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60
     )
     assert done.returncode == 0, done.stderr
     assert "learning_rate" in done.stdout
+
+
+def test_a_worker_refuses_a_spec_that_lacks_keys(tmp_path, paper) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"seed": 1, "npz": "x.npz"}))
+    done = subprocess.run(
+        [sys.executable, "-c", "import scripts.bench.peer.protocol as p; p.main(None)", spec],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert f"{spec}: the spec lacks ['embedding_dim', 'dnn_hidden_units'" in done.stderr
+    assert set(SPEC_KEYS) <= set(spec_for(tmp_path, tmp_path, paper))
 
 
 def run_worker(python: Path | str, module: str, spec: dict, tmp_path: Path) -> dict:
@@ -186,8 +222,9 @@ def check_result(result: dict, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_fefm_worker_trains_evaluates_and_times(tiny_npz, tmp_path):
-    result = run_worker(sys.executable, compare.FEFM_SIDE, spec_for(tiny_npz, tmp_path), tmp_path)
+def test_fefm_worker_trains_evaluates_and_times(tiny_npz, tmp_path, paper):
+    spec = spec_for(tiny_npz, tmp_path, paper)
+    result = run_worker(sys.executable, compare.FEFM_SIDE, spec, tmp_path)
     assert result["implementation"] == "fefm-lab (l2_mode=table)"
     check_result(result, tmp_path)
     # 25 embedding rows x (k + 1 linear) + 6 pairs x 4 x 4 + DNN (4 x 4 + 6 -> 8, 8 -> 1) + bias
@@ -196,8 +233,9 @@ def test_fefm_worker_trains_evaluates_and_times(tiny_npz, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not PEER_PYTHON.exists(), reason="no .bench-peer-venv (make bench-peer)")
-def test_reference_worker_trains_evaluates_and_times(tiny_npz, tmp_path):
-    result = run_worker(PEER_PYTHON, compare.REFERENCE_SIDE, spec_for(tiny_npz, tmp_path), tmp_path)
+def test_reference_worker_trains_evaluates_and_times(tiny_npz, tmp_path, paper):
+    spec = spec_for(tiny_npz, tmp_path, paper)
+    result = run_worker(PEER_PYTHON, compare.REFERENCE_SIDE, spec, tmp_path)
     assert result["implementation"] == "deepctr"
     check_result(result, tmp_path)
 

@@ -1,7 +1,7 @@
 """The peer benchmark's protocol, the one copy both sides run (numpy and the standard library only).
 
 The comparison is fair only while both implementations see the same thing, so everything but
-the model lives here: the spec's keys and the paper's hyperparameters, the encoded arrays, the
+the model lives here: the spec's keys, the keywords both builders get, the encoded arrays, the
 per-epoch permutation (numpy `default_rng(seed)`), the early stopping on the validation log loss
 (best weights restored), the clock (model construction to first finished step, every step's end)
 and the JSON line printed for the driver. A side supplies a model through `Side`; its worker
@@ -21,19 +21,13 @@ from typing import Protocol
 
 import numpy as np
 
-# The paper's best Criteo DeepFEFM regularisation (Table 4), lr 0.01, AdaGrad, dropout 0.2.
-HYPERPARAMETERS = {
-    "learning_rate": 0.01,
-    "l2_reg_linear": 1e-6,
-    "l2_reg_embedding_feat": 1e-5,
-    "l2_reg_embedding_field": 1e-7,
-    "l2_reg_dnn": 1e-7,
-    "dnn_dropout": 0.2,
-    "batch_size": 1024,
-    "eval_batch_size": 16384,
-    "min_delta": 5e-6,
-    "patience": 2,
-}
+# Every key a spec carries (the driver fills them; `predictions_out` only when `evaluate`).
+SPEC_KEYS = (
+    "npz", "seed", "embedding_dim", "dnn_hidden_units", "dnn_dropout",
+    "l2_reg_linear", "l2_reg_embedding_feat", "l2_reg_embedding_field", "l2_reg_dnn",
+    "learning_rate", "batch_size", "eval_batch_size", "min_delta", "patience",
+    "max_epochs", "steps_per_epoch", "evaluate", "l2_mode",
+)  # fmt: skip
 SPLITS = ("train", "val", "test")
 PROBABILITY_EPSILON = 1e-7
 
@@ -230,6 +224,9 @@ def main(make_side: Callable[[dict], Side], argv: Sequence[str] | None = None) -
     if len(argv) != 1:
         raise SystemExit("usage: python -m scripts.bench.peer.<side> SPEC.json")
     spec = json.loads(Path(argv[0]).read_text())
+    missing = [key for key in SPEC_KEYS if key not in spec]
+    if missing:
+        raise SystemExit(f"{argv[0]}: the spec lacks {missing}")
     seed = int(spec["seed"])
     random.seed(seed)
     np.random.seed(seed)
