@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import keras
 
+from fefm_lab.config.schema import family_defaults
 from fefm_lab.features import DenseFeat, FeatureColumn, SparseFeat
 from fefm_lab.layers import (
     L2_MODES,
@@ -107,27 +108,34 @@ class Parameter(NamedTuple):
     check: Callable[[str, Any], None]
 
 
+# The defaults are the config schemas' (fefm_lab.config.schema, their one statement); `seed`
+# keeps the reference's 1024 (runs pass the config's top-level seed).
+_DEFAULT: dict[str, Any] = {**family_defaults(), "seed": 1024}
+
 # Every keyword of the family, in DeepFEFM's signature order (the reference's, plus fm_group,
-# symmetric and l2_mode). `otherwise` switches the part off (or, for use_linear and use_fefm,
-# keeps the model's fixed part on).
+# symmetric and l2_mode): (otherwise, check). `otherwise` switches the part off (or, for
+# use_linear and use_fefm, keeps the model's fixed part on).
+_KEYWORDS: dict[str, tuple[Any, Callable[[str, Any], None]]] = {
+    "fm_group": (("default",), _groups),
+    "use_fefm": (True, _flag),
+    "dnn_hidden_units": ((), _hidden_units),
+    "l2_reg_linear": (0.0, _non_negative),
+    "l2_reg_embedding_feat": (0.0, _non_negative),
+    "l2_reg_embedding_field": (0.0, _non_negative),
+    "l2_reg_dnn": (0.0, _non_negative),
+    "seed": (None, _seed),
+    "dnn_dropout": (0.0, _dropout),
+    "exclude_feature_embed_in_dnn": (False, _flag),
+    "use_linear": (True, _flag),
+    "use_fefm_embed_in_dnn": (False, _flag),
+    "dnn_activation": ("relu", _activation),
+    "dnn_use_bn": (False, _flag),
+    "task": (None, lambda name, v: check_choice(name, v, TASKS)),
+    "symmetric": (True, _flag),
+    "l2_mode": (None, lambda name, v: check_choice(name, v, L2_MODES)),
+}
 PARAMETERS: dict[str, Parameter] = {
-    "fm_group": Parameter(("default",), ("default",), _groups),
-    "use_fefm": Parameter(True, True, _flag),
-    "dnn_hidden_units": Parameter((256, 128, 64), (), _hidden_units),
-    "l2_reg_linear": Parameter(1e-5, 0.0, _non_negative),
-    "l2_reg_embedding_feat": Parameter(1e-5, 0.0, _non_negative),
-    "l2_reg_embedding_field": Parameter(1e-5, 0.0, _non_negative),
-    "l2_reg_dnn": Parameter(0, 0.0, _non_negative),
-    "seed": Parameter(1024, None, _seed),
-    "dnn_dropout": Parameter(0.0, 0.0, _dropout),
-    "exclude_feature_embed_in_dnn": Parameter(False, False, _flag),
-    "use_linear": Parameter(True, True, _flag),
-    "use_fefm_embed_in_dnn": Parameter(True, False, _flag),
-    "dnn_activation": Parameter("relu", "relu", _activation),
-    "dnn_use_bn": Parameter(False, False, _flag),
-    "task": Parameter("binary", None, lambda name, v: check_choice(name, v, TASKS)),
-    "symmetric": Parameter(True, True, _flag),
-    "l2_mode": Parameter("batch", None, lambda name, v: check_choice(name, v, L2_MODES)),
+    key: Parameter(_DEFAULT[key], otherwise, check) for key, (otherwise, check) in _KEYWORDS.items()
 }
 
 

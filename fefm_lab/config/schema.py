@@ -182,6 +182,20 @@ def model_defaults(name: str) -> dict[str, Any]:
     return {key: values[key] for key in model_parameters(name)}
 
 
+def family_defaults() -> dict[str, Any]:
+    """Every builder keyword's default (one value across the models that take it), lists as tuples.
+
+    This is where `fefm_lab.model`'s builders take their defaults from.
+    """
+    merged: dict[str, Any] = {}
+    for name in MODEL_SCHEMAS:
+        for key, value in model_defaults(name).items():
+            value = tuple(value) if isinstance(value, list) else value
+            if merged.setdefault(key, value) != value:
+                raise AssertionError(f"schemas disagree on the default of {key!r}")
+    return merged
+
+
 # ---------------------------------------------------------------- the other sections
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from fefm_lab.config.ablation import ABLATION_NAMES
 from fefm_lab.errors import UserError
 from fefm_lab.report.paper import paper_numbers
 from fefm_lab.tracking.store import (
@@ -125,18 +126,7 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
         row["paper_auc"], row["paper_logloss"] = paper if paper else (math.nan, math.nan)
         rows.append(row)
     table = pd.DataFrame(rows)
-    order = {name: i for i, name in enumerate(ABLATION_ORDER)}
+    order = {name: i for i, name in enumerate(ABLATION_NAMES)}  # the ablation group's order
     table["_order"] = table["ablation"].map(lambda a: order.get(a, len(order)))
     table = table.sort_values(["dataset", "model", "_order", "ablation"]).drop(columns="_order")
     return table.reset_index(drop=True)
-
-
-ABLATION_ORDER = (
-    "none",
-    "no_fefm_logit",
-    "no_linear",
-    "no_feature_embed_in_dnn",
-    "no_fefm_embed_in_dnn",
-    "shallow",
-    "asymmetric",
-)

@@ -97,11 +97,24 @@ def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:
 
 
 def test_model_schemas_match_the_builders() -> None:
+    """Each schema lists exactly its builder's keywords, and the builder's defaults are its."""
+    import inspect
+
+    from fefm_lab.model import MODELS
     from fefm_lab.model import model_parameters as builder_parameters
 
     for name in MODEL_SCHEMAS:
         builder = [k for k in builder_parameters(name) if k != "seed"]
         assert sorted(model_parameters(name)) == sorted(builder), name
+        signature = inspect.signature(MODELS[name]).parameters
+        defaults = {key: signature[key].default for key in builder}
+        expected = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in model_defaults(name).items()
+        }
+        assert defaults == expected, name
+    assert (
+        inspect.signature(MODELS["deepfefm"]).parameters["l2_reg_embedding_field"].default == 1e-7
+    )
 
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.__name__)
@@ -166,6 +179,30 @@ def test_paper_presets_validate_and_carry_table4_settings(tmp_path: Path) -> Non
     avazu = _compose(["experiment=paper_avazu", f"dataset.path={tmp_path}/a.csv"], tmp_path)
     validate_config(avazu)
     assert (avazu["model"]["embedding_dim"], avazu["model"]["l2_reg_embedding_field"]) == (96, 1e-8)
+
+
+@pytest.mark.parametrize("dataset", ["criteo", "avazu"])
+def test_paper_numbers_go_beside_runs_of_the_paper_presets(dataset: str, tmp_path: Path) -> None:
+    """The report reads the presets themselves: a preset run's logged params match, a changed
+    value does not."""
+    from fefm_lab.report.paper import TABLE5, paper_numbers, paper_settings
+    from fefm_lab.tracking.confighash import flatten
+    from fefm_lab.tracking.run_logging import param_value
+
+    resolved = _compose([f"experiment=paper_{dataset}", f"dataset.path={tmp_path}/x"], tmp_path)
+    logged = {key: param_value(value) for key, value in flatten(resolved).items()}
+    assert (
+        paper_settings(dataset)["model.l2_reg_embedding_field"]
+        == logged["model.l2_reg_embedding_field"]
+    )
+    assert paper_settings(dataset)["model.dnn_hidden_units"] == "[1024, 1024, 1024]"
+    assert paper_numbers(dataset, "deepfefm", "no_linear", logged) == TABLE5[(dataset, "no_linear")]
+    changed = _compose(
+        [f"experiment=paper_{dataset}", f"dataset.path={tmp_path}/x", "model.l2_reg_dnn=0"],
+        tmp_path,
+    )
+    logged = {key: param_value(value) for key, value in flatten(changed).items()}
+    assert paper_numbers(dataset, "deepfefm", "none", logged) is None
 
 
 def test_sweep_presets_expand_to_their_grids() -> None:

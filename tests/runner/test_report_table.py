@@ -11,7 +11,7 @@ from scipy import stats
 
 from fefm_lab.markdown import fixed_decimals, markdown_table
 from fefm_lab.report.ablation import ablation_table, latest_per_seed, paired
-from fefm_lab.report.paper import PAPER_SETTINGS, paper_numbers
+from fefm_lab.report.paper import paper_numbers, paper_settings
 from fefm_lab.report.write import readable_table, report_markdown
 
 BASE_AUC = {1: 0.80, 2: 0.81, 3: 0.79}
@@ -84,7 +84,7 @@ def test_paired_with_one_seed_has_no_statistic() -> None:
 
 
 def test_paper_numbers_only_for_the_paper_settings() -> None:
-    settings = PAPER_SETTINGS["criteo"]
+    settings = paper_settings("criteo")
     assert paper_numbers("criteo", "deepfefm", "no_linear", settings) == (0.81386, 0.43793)
     assert (
         paper_numbers("criteo", "deepfefm", "none", {**settings, "model.embedding_dim": "8"})
