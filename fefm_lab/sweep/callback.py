@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import fefm_lab
 from fefm_lab.sweep.parent import open_parent, parent_of
+from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.store import TrackingStore, open_store
 from fefm_lab.tracking.sweep import SweepSummary, finish_sweep
 
@@ -56,6 +57,7 @@ class SweepLifecycle(Callback):
             "git_commit": git_commit(),
             "fefm_lab_version": fefm_lab.__version__,
             "overrides": " ".join(overrides)[:5000],
+            **liveness_tags(),  # the launching process: how a later start tells it is gone
         }
         store = sweep_store(config)
         parent_id, resumed = open_parent(store, str(name), str(invocation), tags)

@@ -14,13 +14,15 @@ sure that however the launcher returns, the sweep ends with a status and a reaso
 | a job in this process calls `sys.exit` (its own signal handling) | KILLED | KILLED | its code |
 
 A SIGKILLed launcher cannot close anything: the next start of the same sweep reaps the runs
-whose process is gone (`TrackingStore.reap_dead_runs`).
+whose process is gone (`TrackingStore.reap_dead_runs`), and is refused while a live launch of
+the same sweep has its parent open.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -31,6 +33,7 @@ from fefm_lab.sweep.callback import end_sweep
 from fefm_lab.sweep.job import SweepJobError, run_sweep_job
 from fefm_lab.sweep.parent import close_in_flight, parent_of
 from fefm_lab.sweep.plan import SweepPlan, plan_sweep
+from fefm_lab.tracking.liveness import HEARTBEAT_EVERY_S, TAG_HOST, TAG_PID, heartbeat
 from fefm_lab.tracking.store import TrackingStore
 from fefm_lab.tracking.sweep import summarize_sweep
 from fefm_lab.training.signals import TrainingStopped
@@ -74,6 +77,55 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def refuse_if_running(store: TrackingStore, name: str) -> None:
+    """Reap the sweep's runs whose process is gone, then refuse if it is still running.
+
+    A SIGKILLed launch leaves its parent and children RUNNING; they become KILLED here, with
+    the reason. A parent that is RUNNING after that belongs to a live launch of the same sweep
+    (on this host, its process exists; on another, its heartbeat is recent): a second launch
+    would mix its runs into that one.
+    """
+    for run_id, why in store.reap_dead_runs(sweep=name):
+        _say(f"run {run_id} of sweep {name!r} marked KILLED: {why}")
+    parent = store.sweep_parent(name)
+    if parent is not None and parent.info.status == "RUNNING":
+        tags = parent.data.tags
+        where = f"process {tags.get(TAG_PID, '?')} on host {tags.get(TAG_HOST, '?')}"
+        raise ConfigError(
+            f"sweep {name!r} is running now (parent run {parent.info.run_id}, {where}); "
+            "wait for it to end, or give this launch another sweep.name"
+        )
+
+
+@contextmanager
+def parent_heartbeat(
+    store: TrackingStore, invocation: str, every_s: float = HEARTBEAT_EVERY_S
+) -> Iterator[None]:
+    """Refresh the heartbeat of this launch's parent run while the block runs.
+
+    What tells another host that the launch is alive (on this host the pid tells it). The parent
+    is opened inside Hydra, so each beat looks it up by the launch's token.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every_s):
+            try:
+                parent = parent_of(store, invocation)
+                if parent is not None:
+                    heartbeat(store.client, parent.info.run_id)
+            except Exception:  # a missed beat (store briefly away) is retried at the next one
+                pass
+
+    thread = threading.Thread(target=beat, name="sweep-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
 def close_sweep(store: TrackingStore, invocation: str, status: str, reason: str) -> None:
     """End this invocation's parent run and its RUNNING children with `status` and `reason`."""
     with signals_ignored():
@@ -94,7 +146,9 @@ def _jobs_started(store: TrackingStore, invocation: str, since_ms: int) -> bool:
     return any((c.info.start_time or 0) >= since_ms for c in store.children(parent.info.run_id))
 
 
-def _launch(plan: SweepPlan, overrides: Sequence[str], invocation: str) -> None:
+def _launch(
+    plan: SweepPlan, overrides: Sequence[str], store: TrackingStore, invocation: str
+) -> None:
     from fefm_lab.config.compose import config_dir
     from fefm_lab.hydra_app import launch_hydra
 
@@ -102,7 +156,7 @@ def _launch(plan: SweepPlan, overrides: Sequence[str], invocation: str) -> None:
     extra = [f"sweep.name='{plan.name}'", f"sweep.invocation={invocation}"]
     if plan.threads is not None and plan.configs[0].get("threads") is None:
         extra.append(f"threads={plan.threads}")
-    with signals_raise():
+    with signals_raise(), parent_heartbeat(store, invocation):
         launch_hydra(
             ["--multirun", *overrides, *extra], run_sweep_job, config_dir(), raise_errors=True
         )
@@ -133,11 +187,12 @@ def run_sweep(overrides: Sequence[str]) -> int:
 
     plan = plan_sweep(overrides)
     store = store_for(plan.configs[0])  # database and experiment exist before any job starts
+    refuse_if_running(store, plan.name)
     invocation = uuid.uuid4().hex
     _say(f"sweep {plan.name!r}: {len(plan.jobs)} jobs ({plan.launcher.rsplit('.', 1)[-1]})")
     started_ms = int(time.time() * 1000)
     try:
-        _launch(plan, overrides, invocation)
+        _launch(plan, overrides, store, invocation)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
         number = getattr(interrupt, "signal_number", signal.SIGINT)
         if number == signal.SIGINT:

@@ -123,3 +123,32 @@ def test_sigterm_of_the_launcher_closes_parent_and_children(tmp_path, sweeps, la
     assert jobs and {j.info.status for j in jobs} == {"KILLED"}
     assert all("SIGTERM" in j.data.tags["reason"] for j in jobs)
     assert "Traceback" not in sweep.output()
+
+
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_sigkill_then_the_same_sweep_again_leaves_one_finished_run_each(
+    tmp_path, sweeps, launcher
+) -> None:
+    # Jobs long enough to be caught running, short enough to finish when the sweep is repeated.
+    finite = [*TINY, "trainer.max_epochs=40", "trainer.early_stopping.patience=1000"]
+    arguments = [*finite, "seed=1,2"] + (JOBLIB if launcher == "joblib" else [])
+    first = Sweep(tmp_path, f"sigkill_{launcher}", arguments)
+    sweeps.append(first)
+    first.wait_for_running_jobs(1)
+    first.process.kill()  # SIGKILL: nothing in the launching process runs again
+    first.wait()
+    assert first.wait_group_gone(), "job processes outlived their killed launcher"
+
+    again = Sweep(tmp_path, f"sigkill_{launcher}", arguments)
+    sweeps.append(again)
+    assert again.wait() == 0, again.output()
+    assert "marked KILLED: process" in again.output()  # the reaping, with its reason
+    (parent,), jobs = _runs(again.store)
+    assert parent.info.status == "FINISHED"
+    assert "RUNNING" not in {j.info.status for j in jobs}
+    finished = [j for j in jobs if j.info.status == "FINISHED"]
+    assert sorted(j.data.tags["seed"] for j in finished) == ["1", "2"]  # one per configuration
+    for job in jobs:
+        if job.info.status == "KILLED":
+            assert job.data.tags["reason"].startswith("reaped: process ")
+    assert parent.data.metrics["runs_finished"] == 2 and parent.data.metrics["runs_total"] == 2
