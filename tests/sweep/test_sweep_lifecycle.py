@@ -168,3 +168,24 @@ def test_a_repeated_sweep_lists_every_configuration_with_its_latest_run(root, ca
 
 def _auc(run) -> str:
     return f"{run.data.metrics['test_auc']:.5f}"
+
+
+def test_jobs_whose_data_is_bad_fail_the_sweep_with_file_and_line(root, capsys) -> None:
+    good = "\t".join(["1", *["3"] * 13, *["0a1b2c3d"] * 26])
+    paths = []
+    for name in ("first.txt", "second.txt"):
+        lines = [good] * 3 + ["\t".join(good.split("\t")[:39])]  # line 4 has 39 columns
+        (root / name).write_text("\n".join(lines) + "\n")
+        paths.append(str(root / name))
+    arguments = [
+        "run", "-m", "dataset=criteo", f"dataset.path={','.join(paths)}", "debug=tiny",
+        f"paths.root_dir={root}", "mlflow.experiment=bad_data",
+    ]  # fmt: skip
+    assert cli.main(arguments) == 1
+    err = capsys.readouterr().err
+    assert "2 run(s) failed:" in err
+    for path in paths:
+        assert f"{path}, line 4: expected 40 columns, found 39" in err
+    store = open_store(f"sqlite:///{root}/mlflow.db", "bad_data")
+    (parent,) = store.search("tags.role = 'sweep'")
+    assert parent.info.status == "FAILED" and parent.data.metrics["runs_failed"] == 2
