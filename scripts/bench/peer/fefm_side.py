@@ -19,16 +19,10 @@ import tensorflow as tf
 from fefm_lab.features import DenseFeat, SparseFeat
 from fefm_lab.model import build_model
 from fefm_lab.training import Trainer, TrainerConfig
-from scripts.bench.peer.protocol import (
-    EncodedData,
-    KerasWeights,
-    feature_columns,
-    main,
-    model_arguments,
-)
+from scripts.bench.peer import protocol
 
 
-class FefmLabSide(KerasWeights):
+class FefmLabSide(protocol.KerasWeights):
     """fefm-lab's model and step, fed batch by batch from the encoded arrays."""
 
     def __init__(self, spec: dict) -> None:
@@ -36,7 +30,7 @@ class FefmLabSide(KerasWeights):
         tf.config.threading.set_intra_op_parallelism_threads(int(spec.get("threads", 0)))
         self.implementation = f"fefm-lab (l2_mode={spec['l2_mode']})"
 
-    def build(self, spec: dict, data: EncodedData) -> None:
+    def build(self, spec: dict, data: protocol.EncodedData) -> None:
         self.data = data
         self.config = TrainerConfig(
             learning_rate=spec["learning_rate"],
@@ -45,9 +39,9 @@ class FefmLabSide(KerasWeights):
             jit_compile=bool(spec.get("jit_compile", TrainerConfig.jit_compile)),
             verbose=False,
         )
-        columns = feature_columns(data, int(spec["embedding_dim"]), SparseFeat, DenseFeat)
+        columns = protocol.feature_columns(data, int(spec["embedding_dim"]), SparseFeat, DenseFeat)
         self.model = build_model(
-            "deepfefm", columns, columns, **model_arguments(spec), l2_mode=spec["l2_mode"]
+            "deepfefm", columns, columns, **protocol.model_arguments(spec), l2_mode=spec["l2_mode"]
         )
         self.trainer = Trainer(self.model, self.config)
 
@@ -76,4 +70,4 @@ class FefmLabSide(KerasWeights):
 
 
 if __name__ == "__main__":
-    main(FefmLabSide)
+    protocol.main(FefmLabSide)
