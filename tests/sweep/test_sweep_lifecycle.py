@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from hydra.utils import instantiate
 
 from fefm_lab import cli
+from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.callback import SweepLifecycle
+from fefm_lab.sweep.launch import parent_heartbeat, refuse_if_running
 from fefm_lab.sweep.parent import (
     TAG_INVOCATION,
     close_in_flight,
@@ -18,6 +23,7 @@ from fefm_lab.sweep.parent import (
     record_reuse,
     record_unrun,
 )
+from fefm_lab.tracking.liveness import TAG_HEARTBEAT, TAG_PID, TAG_PID_START, liveness_tags
 from fefm_lab.tracking.store import open_store
 from fefm_lab.tracking.sweep import finish_sweep, summarize_sweep
 
@@ -189,3 +195,29 @@ def test_jobs_whose_data_is_bad_fail_the_sweep_with_file_and_line(root, capsys) 
     store = open_store(f"sqlite:///{root}/mlflow.db", "bad_data")
     (parent,) = store.search("tags.role = 'sweep'")
     assert parent.info.status == "FAILED" and parent.data.metrics["runs_failed"] == 2
+
+
+def test_a_second_launch_of_a_live_sweep_is_refused_a_dead_one_reaped(store) -> None:
+    live_id, _ = open_parent(store, "busy", "token", liveness_tags())  # this process: alive
+    with pytest.raises(ConfigError, match=f"sweep 'busy' is running now \\(parent run {live_id}"):
+        refuse_if_running(store, "busy")
+    assert store.client.get_run(live_id).info.status == "RUNNING"
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True)  # fmt: skip
+    gone = {**liveness_tags(), TAG_PID: dead.stdout.strip(), TAG_PID_START: "1"}
+    dead_id, _ = open_parent(store, "crashed", "token2", gone)
+    refuse_if_running(store, "crashed")  # reaped, so the new launch may resume it
+    reaped = store.client.get_run(dead_id)
+    assert reaped.info.status == "KILLED"
+    assert reaped.data.tags["reason"].startswith(f"reaped: process {dead.stdout.strip()} on host")
+
+
+def test_the_launch_keeps_its_parents_heartbeat_fresh(store) -> None:
+    parent_id, _ = open_parent(store, "beating", "token", {TAG_HEARTBEAT: "0"})
+    with parent_heartbeat(store, "token", every_s=0.05):
+        deadline = time.monotonic() + 30
+        while store.client.get_run(parent_id).data.tags[TAG_HEARTBEAT] == "0":
+            assert time.monotonic() < deadline, "no heartbeat within 30 s"
+            time.sleep(0.05)
+    assert float(store.client.get_run(parent_id).data.tags[TAG_HEARTBEAT]) > time.time() - 60
