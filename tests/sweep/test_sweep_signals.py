@@ -104,7 +104,11 @@ def test_ctrl_c_of_a_joblib_sweep_closes_parent_and_children(tmp_path, sweeps) -
     assert parent.info.status == "KILLED"
     assert parent.data.tags["reason"] == "sweep interrupted (Ctrl-C)"
     assert sorted(j.info.status for j in jobs) == ["KILLED", "KILLED"]
-    assert all("interrupted (Ctrl-C)" in j.data.tags["reason"] for j in jobs)
+    # Recorded by the job itself (its own stop handling) or, if joblib ended it first, by the
+    # launcher: either way the reason names the interrupt.
+    assert all(
+        ("Ctrl-C" in j.data.tags["reason"]) or ("SIGINT" in j.data.tags["reason"]) for j in jobs
+    )
     assert "Traceback" not in sweep.output()
 
 
