@@ -6,7 +6,7 @@ Every model of the family is
 
 and differs only in its parts (`MODEL_FAMILY`): the second-order interaction over the fields of
 `fm_group` (FEFM r_p = v_i^T W_p v_j with W_p = U_p + U_p^T, or U_p alone for FmFM; FM's
-<v_i, v_j>; FwFM's r_p <v_i, v_j>; none for LR), whether it has a DNN, and which parameters it
+<v_i, v_j>; FwFM's w_p <v_i, v_j>; none for LR), whether it has a DNN, and which parameters it
 takes (`PARAMETERS`; a parameter a model does not take is held at the value that switches its
 part off). The DNN reads the flattened feature embeddings and dense values (unless
 `exclude_feature_embed_in_dnn`) and DeepFEFM's P pair scores r (if `use_fefm_embed_in_dnn`).
