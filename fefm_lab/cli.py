@@ -20,6 +20,7 @@ import fefm_lab
 from fefm_lab.config.ablation import ABLATIONS
 from fefm_lab.config.compose import compose_config, config_dir, group_options, resolved_config
 from fefm_lab.errors import ConfigError, UserError
+from fefm_lab.training.signals import TrainingStopped
 
 SUBCOMMANDS = {
     "run": "train one configuration, or a sweep with -m (Hydra multirun)",
@@ -81,7 +82,7 @@ def command_run(arguments: Sequence[str]) -> int:
         if outcome.status == "skipped":
             print(f"not run: {outcome.reason}", file=sys.stderr)
             return 1
-        if outcome.run_id is None:  # failed before its run was created (the data)
+        if outcome.run_id is None:  # refused before a run was opened (data, checkpoint lock)
             print(f"error: {outcome.reason}", file=sys.stderr)
         else:
             print(f"run {outcome.run_id} FAILED: {outcome.reason}", file=sys.stderr)
@@ -271,6 +272,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except TrainingStopped as stopped:  # SIGTERM / SIGINT: the run is KILLED, its checkpoint kept
+        print(f"stopped: {stopped.reason}; the same command continues it", file=sys.stderr)
+        return stopped.exit_code
 
 
 if __name__ == "__main__":

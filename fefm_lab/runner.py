@@ -27,8 +27,23 @@ from fefm_lab.errors import UserError
 from fefm_lab.tracking.confighash import config_hash, current_code_version, data_fingerprint
 from fefm_lab.tracking.liveness import keep_alive
 from fefm_lab.tracking.naming import run_name, run_tags
-from fefm_lab.tracking.run_logging import log_epoch, log_metrics, log_params, log_text
+from fefm_lab.tracking.resume import (
+    Continuation,
+    backfill_epochs,
+    find_continuation,
+    reopen_run,
+)
+from fefm_lab.tracking.run_logging import (
+    TAG_DEVICE,
+    log_epoch,
+    log_metrics,
+    log_params,
+    log_step,
+    log_text,
+)
 from fefm_lab.tracking.store import TAG_OUTCOME, TAG_REASON, TrackingStore, open_store
+from fefm_lab.training.checkpoint import CheckpointDirectory, CheckpointInUse
+from fefm_lab.training.signals import StopSignals
 
 
 @dataclass(frozen=True)
@@ -149,30 +164,74 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 metrics.get("test_logloss"),
             )
 
-    run = client.create_run(store.experiment_id, run_name=name, tags=run_tags(resolved, identity))
-    run_id = run.info.run_id
     try:
-        with keep_alive(client, run_id):
-            log_params(client, run_id, resolved)
-            log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
-            outcome = _train_and_log(resolved, data, client, run_id, digest, name)
-    except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
-        client.set_tag(run_id, TAG_OUTCOME, "killed")
-        client.set_tag(run_id, TAG_REASON, getattr(interrupt, "reason", "interrupted (Ctrl-C)"))
-        client.set_terminated(run_id, "KILLED")
-        raise
-    except Exception as error:  # recorded, not raised: a sweep goes on
-        reason = f"{type(error).__name__}: {error}"
-        client.set_tag(run_id, TAG_OUTCOME, "failed")
-        client.set_tag(run_id, TAG_REASON, reason[:5000])
-        log_text(client, run_id, traceback.format_exc(), "traceback.txt")
-        client.set_terminated(run_id, "FAILED")
-        _say(f"run {run_id} FAILED: {reason}")
-        return JobOutcome(
-            "failed", digest, name, run_id, reason=reason, user_error=isinstance(error, UserError)
-        )
-    client.set_terminated(run_id, "FINISHED")
+        continuation = find_continuation(store, resolved["paths"]["checkpoint_dir"], digest)
+    except CheckpointInUse as busy:
+        _say(f"not running {name}: {busy}")
+        return JobOutcome("failed", digest, name, reason=str(busy), user_error=True)
+    checkpoints = continuation.checkpoints
+    keep_checkpoints = trainer_config(resolved).keep_checkpoints
+    run_id = None
+    with StopSignals() as stop:
+        try:
+            if continuation.run is not None:
+                run_id = continuation.run_id
+                reopen_run(client, continuation.run, continuation.state)
+                _say(
+                    f"resuming run {run_id} ({name}) from its checkpoint at "
+                    f"{continuation.state.describe()}"
+                )
+            else:
+                run = client.create_run(
+                    store.experiment_id, run_name=name, tags=run_tags(resolved, identity)
+                )
+                run_id = run.info.run_id
+            with keep_alive(client, run_id):
+                if continuation.run is None:
+                    log_params(client, run_id, resolved)
+                    log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
+                outcome = _train_and_log(
+                    resolved, data, client, run_id, digest, name, continuation, stop
+                )
+        except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
+            checkpoints.unlock()
+            if run_id is None:
+                raise
+            reason = getattr(interrupt, "reason", "interrupted (Ctrl-C)")
+            client.set_tag(run_id, TAG_OUTCOME, "killed")
+            client.set_tag(run_id, TAG_REASON, reason[:5000])
+            client.set_terminated(run_id, "KILLED")
+            _say(f"run {run_id} KILLED: {reason}")
+            raise
+        except Exception as error:  # recorded, not raised: a sweep goes on
+            reason = f"{type(error).__name__}: {error}"
+            _finish_checkpoints(checkpoints, keep_checkpoints)
+            if run_id is None:
+                raise
+            client.set_tag(run_id, TAG_OUTCOME, "failed")
+            client.set_tag(run_id, TAG_REASON, reason[:5000])
+            log_text(client, run_id, traceback.format_exc(), "traceback.txt")
+            client.set_terminated(run_id, "FAILED")
+            _say(f"run {run_id} FAILED: {reason}")
+            return JobOutcome(
+                "failed",
+                digest,
+                name,
+                run_id,
+                reason=reason,
+                user_error=isinstance(error, UserError),
+            )
+        client.set_terminated(run_id, "FINISHED")
+        _finish_checkpoints(checkpoints, keep_checkpoints)
     return outcome
+
+
+def _finish_checkpoints(checkpoints: CheckpointDirectory, keep: bool) -> None:
+    """A run that ended (FINISHED or FAILED) is never continued: free its checkpoint."""
+    if keep:
+        checkpoints.unlock()
+    else:
+        checkpoints.delete()
 
 
 def _build_model(resolved: Mapping[str, Any], data) -> Any:
@@ -188,14 +247,26 @@ def _build_model(resolved: Mapping[str, Any], data) -> Any:
 
 
 def _train_and_log(
-    resolved: Mapping[str, Any], data, client, run_id: str, digest: str, name: str
+    resolved: Mapping[str, Any],
+    data,
+    client,
+    run_id: str,
+    digest: str,
+    name: str,
+    continuation: Continuation,
+    stop: StopSignals,
 ) -> JobOutcome:
+    from fefm_lab.training.device import import_tensorflow, select_device
+
+    import_tensorflow(verbose=bool(resolved.get("verbose")))
     import keras
 
     from fefm_lab.tracking.curves import plot_training_curves
     from fefm_lab.training import fit_and_evaluate
 
+    trainer = trainer_config(resolved)
     configure_threads(resolved.get("threads"))
+    client.set_tag(run_id, TAG_DEVICE, select_device(trainer.device))
     keras.backend.clear_session()  # joblib workers are reused across jobs
     feature_map = Path(data.directory) / "feature_map.json"
     if feature_map.is_file():
@@ -209,12 +280,19 @@ def _train_and_log(
         _say(f"skipped {name}: {reason}")
         return JobOutcome("skipped", digest, name, run_id, reason=reason)
 
+    if continuation.state is not None:
+        backfill_epochs(client, run_id, continuation.state.position.history)
     result = fit_and_evaluate(
         model,
         data,
-        trainer_config(resolved),
+        trainer,
         seed=resolved["seed"],
         on_epoch_end=lambda epoch, record: log_epoch(client, run_id, epoch, record),
+        on_steps=lambda step, values: log_step(client, run_id, step, values),
+        checkpoints=continuation.checkpoints,
+        run_id=run_id,
+        resume=continuation.state,
+        stop=stop,
     )
     log_metrics(
         client,
@@ -228,6 +306,7 @@ def _train_and_log(
             "num_params": result.num_params,
             "train_seconds": result.train_seconds,
             "samples_per_second": result.samples_per_second,
+            "checkpoint_seconds": result.checkpoint_seconds,
         },
         step=result.best_epoch,
     )

@@ -209,6 +209,11 @@ class PathsConfig:
     )
     output_dir: str = option("${paths.root_dir}/outputs", "Hydra's run and sweep directories")
     results_dir: str = option("${paths.root_dir}/results", "reports: results/<experiment>/")
+    checkpoint_dir: str = option(
+        "${paths.root_dir}/checkpoints",
+        "training checkpoints, one directory per config hash (shared storage on a cluster, so "
+        "a restarted or requeued job on another node continues from it)",
+    )
 
 
 @dataclass
@@ -284,6 +289,9 @@ class FefmLabConfig:
         1, "one seed drives the data split, the initialisation and the shuffling", int_at_least(0)
     )
     force: bool = option(False, "rerun configurations that already FINISHED in the tracking store")
+    verbose: bool = option(
+        False, "show TensorFlow's start-up INFO/WARNING lines (hidden by default)"
+    )
     threads: int | None = option(
         None,
         "threads TensorFlow may use per job (null = its default; joblib jobs get cores / jobs)",

@@ -33,6 +33,13 @@ SPEED_ONLY_KEYS = frozenset(
         ("dataset", "shard_rows"),
         ("trainer", "verbose"),
         ("trainer", "eval_batch_size"),
+        # how a run is watched, checkpointed and placed: not what it computes
+        ("trainer", "progress"),
+        ("trainer", "progress_every_seconds"),
+        ("trainer", "checkpoint_every_minutes"),
+        ("trainer", "keep_checkpoints"),
+        ("trainer", "log_every_steps"),
+        ("trainer", "device"),
     }
 )
 # The modules whose code computes a run's numbers: raw bytes -> prepared data -> model ->

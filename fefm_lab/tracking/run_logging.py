@@ -21,6 +21,9 @@ from fefm_lab.tracking.confighash import flatten
 MAX_PARAM_LENGTH = 6000
 BATCH_LIMIT = 100
 EPOCH_METRICS = ("train_logloss", "val_logloss", "val_auc")
+# Logged every trainer.log_every_steps steps, step = global step: the live training curve.
+STEP_METRICS = ("step_train_logloss", "step_samples_per_second")
+TAG_DEVICE = "device"  # what TensorFlow trained on: CPU, or GPU:0 (its name)
 FINAL_METRICS = (
     "test_auc",
     "test_logloss",
@@ -68,6 +71,19 @@ def log_epoch(client: MlflowClient, run_id: str, epoch: int, record: Mapping[str
     if "seconds" in wanted:
         wanted["epoch_seconds"] = wanted.pop("seconds")
     log_metrics(client, run_id, wanted, step=epoch)
+
+
+def log_step(client: MlflowClient, run_id: str, step: int, values: Mapping[str, float]) -> None:
+    """Mean train log loss of the last steps and samples/s, at step = global step."""
+    log_metrics(
+        client,
+        run_id,
+        {
+            "step_train_logloss": values["train_logloss"],
+            "step_samples_per_second": values["samples_per_second"],
+        },
+        step=step,
+    )
 
 
 def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -> None:

@@ -55,7 +55,7 @@ class TrainerConfig:
     # XLA measured slower than plain graphs for these models on CPU (the FEFM contraction is
     # memory-bound and XLA cannot fuse the row-sparse update): off by default.
     jit_compile: bool = option(False, "XLA-compile forward+backward (slower here for FEFM on CPU)")
-    verbose: bool = option(True, "print one line per epoch")
+    verbose: bool = option(True, "print progress (a bar or plain lines) and one line per epoch")
     # Long runs: checkpoints go under paths.checkpoint_dir/<config hash>/.
     checkpoint_every_minutes: float | None = option(
         10.0,

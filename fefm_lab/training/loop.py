@@ -14,6 +14,7 @@ as an uninterrupted one, so it ends with the same weights and metrics, bit for b
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import sys
 import time
@@ -32,6 +33,7 @@ from fefm_lab.training.optimizer import RowSparseOptimizer
 from fefm_lab.training.progress import EpochProgress, make_progress
 from fefm_lab.training.signals import StopSignals, TrainingStopped
 
+LOG = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict[str, float]], None]
 # (global step, {"train_logloss": mean over the last steps, "samples_per_second": ...})
 StepsCallback = Callable[[int, dict[str, float]], None]
@@ -332,6 +334,10 @@ def fit_and_evaluate(
     progress = make_progress(config.progress, config.verbose, config.progress_every_seconds)
     fit = _Fit(trainer, data, config, seed, checkpoints, run_id, stop, progress)
     resumed_from = ""
+    problem = trainer.mismatch(resume) if resume is not None else None
+    if problem is not None:
+        LOG.warning("ignoring the checkpoint: %s; training starts over", problem)
+        resume = None
     if resume is not None:
         fit.resume(resume)
         resumed_from = resume.describe()
