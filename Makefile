@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FEFM := $(VENV)/bin/fefm-lab
 STAMP := $(VENV)/.fefm-lab-installed
+# TensorFlow build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); see README "Running on a GPU"
+TF_BUILD ?= cpu
 
 .PHONY: help setup test test-all lint format run sweep report ui bench bench-peer clean
 
@@ -15,7 +17,7 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,$(TF_BUILD)]"
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv (if missing) and install fefm-lab with its test tools

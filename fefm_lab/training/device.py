@@ -14,7 +14,7 @@ import sys
 import tempfile
 from types import ModuleType
 
-from fefm_lab.errors import ConfigError
+from fefm_lab.errors import ConfigError, UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 
@@ -31,6 +31,11 @@ def import_tensorflow(verbose: bool = False) -> ModuleType:
         os.dup2(captured.fileno(), 2)
         try:
             import tensorflow
+        except ModuleNotFoundError:
+            raise UserError(
+                "TensorFlow is not installed: pip install 'fefm-lab[cpu]' (the CPU build) or "
+                "'fefm-lab[gpu]' (the CUDA build, for an NVIDIA GPU)"
+            ) from None
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -225,3 +225,52 @@ def test_truncated_checkpoint_is_ignored_and_the_run_starts_over(
     assert f"ignoring checkpoint {checkpoint}: BadZipFile" in again.stderr
     assert "resuming" not in again.stderr
     _assert_finished_like_reference(tmp_path, again.stdout, reference)
+
+
+def test_on_a_terminal_the_run_draws_a_progress_bar_with_time_left(
+    tmp_path: Path, data_root: Path
+) -> None:
+    """The run's stdout and stderr are a pseudo-terminal, as in an interactive shell."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
+    command = [*_command(tmp_path, data_root), "trainer.progress=auto"]
+    command.remove("trainer.progress_every_seconds=0.001")
+    process = subprocess.Popen(
+        command,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        env={**_environment(), "TERM": "xterm-256color"},
+        close_fds=True,
+    )
+    os.close(follower)
+    chunks = []
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: every holder of the follower side has closed it
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        assert process.wait(timeout=600) == 0
+    finally:
+        os.close(leader)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    screen = b"".join(chunks).decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)
+    assert "━" in text  # rich's bar
+    assert re.search(r"epoch 4/4 .*100%.* samples/s train logloss \d\.\d{5} left 0:00:00", text)
+    assert re.search(r"left \d:\d\d:\d\d", text)
+    assert "test AUC" in text
+    for banner in ("oneDNN", "absl::InitializeLog", "cpu_feature_guard"):
+        assert banner not in text
