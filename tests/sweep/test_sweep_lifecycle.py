@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from fefm_lab import cli
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.callback import SweepLifecycle
+from fefm_lab.sweep.job import SweepJobError, run_sweep_job
 from fefm_lab.sweep.launch import parent_heartbeat, refuse_if_running
 from fefm_lab.sweep.parent import (
     TAG_INVOCATION,
@@ -221,3 +222,12 @@ def test_the_launch_keeps_its_parents_heartbeat_fresh(store) -> None:
             assert time.monotonic() < deadline, "no heartbeat within 30 s"
             time.sleep(0.05)
     assert float(store.client.get_run(parent_id).data.tags[TAG_HEARTBEAT]) > time.time() - 60
+
+
+def test_a_job_without_its_parent_run_raises_for_the_launcher(root) -> None:
+    cfg = cli.compose_config(
+        [f"paths.root_dir={root}", "mlflow.experiment=orphan", "sweep.invocation=nope"]
+    )
+    with pytest.raises(SweepJobError, match="no parent run of sweep invocation 'nope' in sqlite"):
+        run_sweep_job(cfg)
+    assert open_store(f"sqlite:///{root}/mlflow.db", "orphan").search() == []  # no run made
