@@ -26,8 +26,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fefm_lab.training import divergence
 from fefm_lab.training.checkpoint import CheckpointDirectory, Position, TrainingState
 from fefm_lab.training.config import TrainerConfig
+from fefm_lab.training.divergence import TrainingDiverged
 from fefm_lab.training.metrics import PROBABILITY_EPSILON, auc, log_loss
 from fefm_lab.training.optimizer import RowSparseOptimizer
 from fefm_lab.training.progress import EpochProgress, make_progress
@@ -37,10 +39,6 @@ LOG = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict[str, float]], None]
 # (global step, {"train_logloss": mean over the last steps, "samples_per_second": ...})
 StepsCallback = Callable[[int, dict[str, float]], None]
-
-
-class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
 
 
 @dataclass
@@ -123,10 +121,20 @@ class Trainer:
         return np.concatenate(labels), np.concatenate(predictions)
 
     def evaluate(
-        self, dataset: tf.data.Dataset, stop: StopSignals | None = None
-    ) -> dict[str, float]:
+        self,
+        dataset: tf.data.Dataset,
+        stop: StopSignals | None = None,
+        train_click_rate: float | None = None,
+    ) -> dict:
+        """Exact log loss and AUC; with `train_click_rate`, also `signals`: the divergence
+        check's numbers (`divergence.validation_signals`)."""
         labels, predictions = self.predict(dataset, stop)
-        return {"logloss": log_loss(labels, predictions), "auc": auc(labels, predictions)}
+        metrics = {"logloss": log_loss(labels, predictions), "auc": auc(labels, predictions)}
+        if train_click_rate is not None:
+            metrics["signals"] = divergence.validation_signals(
+                labels, predictions, train_click_rate
+            )
+        return metrics
 
     # ------------------------------------------------------------ state for checkpoints
 
@@ -200,6 +208,7 @@ class _Fit:
         self.run_id = run_id
         self.stop = stop
         self.progress = progress
+        self.train_click_rate = data.positives("train") / max(data.rows("train"), 1)
         self.position = Position()
         self.best_weights: list[np.ndarray] | None = None
         self.loss_sum: tf.Tensor | float = 0.0
@@ -356,6 +365,8 @@ def fit_and_evaluate(
     history = position.history
     if fit.best_weights is not None and position.best_epoch != history[-1]["epoch"]:
         model.set_weights(fit.best_weights)
+    tested = position.best_epoch if fit.best_weights is not None else history[-1]["epoch"]
+    divergence.check_tested_epoch(history, tested, fit.train_click_rate)
     test = trainer.evaluate(eval_dataset(data, "test", config.eval_batch_size))
     return TrainResult(
         history=history,
@@ -389,7 +400,7 @@ def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallba
         )
     started = time.perf_counter()
     try:
-        val = trainer.evaluate(validation, fit.stop)
+        val = trainer.evaluate(validation, fit.stop, fit.train_click_rate)
     except TrainingStopped:
         fit.stop_now()  # the epoch's batches are done: the checkpoint says so
         raise
@@ -399,6 +410,7 @@ def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallba
         "train_logloss": train_logloss,
         "val_logloss": val["logloss"],
         "val_auc": val["auc"],
+        **val["signals"],
         "seconds": epoch_seconds + time.perf_counter() - started,
         "samples_per_second": position.epoch_samples / max(epoch_seconds, 1e-9),
     }

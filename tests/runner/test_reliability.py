@@ -126,3 +126,23 @@ def test_sigkilled_run_is_reaped_by_the_next_run_of_its_configuration(tmp_path: 
 
 def _running(root: Path) -> list:
     return _store(root, "killed").search("attributes.status = 'RUNNING'")
+
+
+@pytest.mark.slow
+def test_saturating_learning_rate_fails_and_stays_out_of_the_report(tmp_path: Path, capsys):
+    from fefm_lab.report.ablation import load_runs
+
+    assert cli.main(["run", *_args(tmp_path, "saturated", "seed=1")]) == 0
+    assert (
+        cli.main(["run", *_args(tmp_path, "saturated", "seed=2", "trainer.learning_rate=1e6")]) == 1
+    )
+    err = capsys.readouterr().err
+    assert "TrainingDiverged: saturated: validation log loss" in err
+    assert "worse than predicting the training click rate" in err and "Traceback" not in err
+
+    store = _store(tmp_path, "saturated")
+    by_seed = {run.data.tags["seed"]: run for run in store.search()}
+    assert by_seed["2"].info.status == "FAILED"
+    assert by_seed["2"].data.tags["outcome"] == "failed"
+    assert by_seed["2"].data.tags["reason"].startswith("TrainingDiverged: saturated: ")
+    assert list(load_runs(store)["seed"]) == [1]  # the table has only the healthy run
