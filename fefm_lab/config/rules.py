@@ -135,7 +135,7 @@ def schema_fields(schema: type) -> dict[str, FieldInfo]:
         item.name: FieldInfo(
             item.name,
             hints[item.name],
-            item.default,
+            item.default_factory() if item.default is dataclasses.MISSING else item.default,
             item.metadata.get("rule"),
             item.metadata.get("doc", ""),
         )

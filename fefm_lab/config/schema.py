@@ -7,8 +7,9 @@ lists exactly the parameters its builder takes (`fefm_lab.model.build_model`) pl
 for models with embeddings, `embedding_dim`; `model_defaults(name)` gives the builder's defaults
 without importing TensorFlow.
 
-The `dataset` section is checked by `fefm_lab.data.config.validate_dataset_config` (its own
-dataclass, `DatasetConfig`, is that group's schema) and the `trainer` section is
+The `dataset` group's schemas (`DATASET_SCHEMAS`, one per format) give its keys, defaults, types
+and docs; its ranges and cross-key rules are `fefm_lab.data.config.validate_dataset_config`'s
+(which also builds the `DatasetConfig` that preparation reads). The `trainer` section's schema is
 `fefm_lab.training.config.TrainerConfig`.
 """
 
@@ -196,6 +197,98 @@ def family_defaults() -> dict[str, Any]:
     return merged
 
 
+# ---------------------------------------------------------------- datasets
+# Ranges and cross-key rules: fefm_lab.data.config.validate_dataset_config.
+
+
+@dataclass
+class DatasetSchema:
+    """A raw file and how to prepare it (criteo, avazu; the other formats add keys)."""
+
+    name: str = option(
+        MISSING, "shown in run names and MLflow tags; also the prepared directory's name prefix"
+    )
+    format: str = option(MISSING, "source kind: criteo | avazu | generic | synthetic")
+    path: str | None = option(MISSING, "the raw file (plain or .gz; required but for synthetic)")
+    split: str = option(
+        "shuffled",
+        "shuffled (hash of seed and row number) | sequential (file order, i.e. time order)",
+    )
+    split_fractions: list[float] = option(
+        [0.64, 0.16, 0.20], "[train, validation, test] fractions summing to 1 (the paper's)"
+    )
+    split_seed: int | None = option(
+        None,
+        "seed of the shuffled split; null = the run's `seed` (pin it so several seeds share one "
+        "split: at full scale each distinct split is a separate ~10 minute preparation)",
+    )
+    min_count: int = option(
+        20, "values seen fewer times in the train split map to the field's OOV id (paper: 20)"
+    )
+    integer_encoding: str = option(
+        "categorical",
+        "integer columns: categorical (one id per integer value, the paper) | log_bucket "
+        "(floor(ln(x)^2) for x > 2; each x <= 2, negatives included, its own id) | dense_minmax "
+        "(float in [0, 1] scaled by train min/max, missing = 0 before scaling, as DeepCTR)",
+    )
+    on_bad_rows: str = option(
+        "error",
+        "a malformed row: error (stop, naming file and line) | skip (drop it, count it in the "
+        "manifest)",
+    )
+    block_bytes: int = option(
+        16777216, "bytes read and parsed per chunk (memory vs overhead; not the result)"
+    )
+    shard_rows: int = option(1000000, "rows per Arrow shard file of a split (not the result)")
+
+
+@dataclass
+class GenericDatasetSchema(DatasetSchema):
+    """Any CSV / TSV (plain or .gz) or parquet file with a 0/1 label column."""
+
+    file_type: str = option("csv", "csv (one-character separator, no quoting) | parquet")
+    separator: str = option(",", "field separator of a csv file, one character")
+    header: bool = option(True, "whether the first line names the columns (csv only)")
+    column_names: list[str] | None = option(
+        None,
+        "every column name in file order; required when header is false (with a header, when "
+        "given, the header must equal it)",
+    )
+    label: str = option(MISSING, "the 0/1 label column (required)")
+    categorical: list[str] = option([], "categorical feature columns (any text, hashed to ids)")
+    numeric: list[str] = option(
+        [], "numeric feature columns: integers, or any number with dense_minmax"
+    )
+
+
+@dataclass
+class SyntheticSourceSchema:
+    """What `format: synthetic` generates (then prepares as that raw format)."""
+
+    format: str = option("criteo", "raw layout: criteo (TSV, 13 integer + 26 categorical) | avazu")
+    rows: int = option(
+        150000, "rows to generate; ~150k keeps a default DeepFEFM run near a minute on 2 cores"
+    )
+    seed: int = option(
+        0, "generator seed: values, teacher and labels are a function of it and rows"
+    )
+
+
+@dataclass
+class SyntheticDatasetSchema(DatasetSchema):
+    """The embedded default: a generated Criteo-format file with a planted teacher."""
+
+    synthetic: SyntheticSourceSchema = section(SyntheticSourceSchema, "the generated file")
+
+
+DATASET_SCHEMAS: dict[str, type[DatasetSchema]] = {
+    "criteo": DatasetSchema,
+    "avazu": DatasetSchema,
+    "generic": GenericDatasetSchema,
+    "synthetic": SyntheticDatasetSchema,
+}
+
+
 # ---------------------------------------------------------------- the other sections
 
 
@@ -280,7 +373,7 @@ class ReportConfig:
 class FefmLabConfig:
     """The primary config: the groups (their own schemas) and the top-level settings."""
 
-    dataset: Any = option(MISSING, "the data (group `dataset`; schema DatasetConfig)")
+    dataset: Any = option(MISSING, "the data (group `dataset`; schemas in DATASET_SCHEMAS)")
     model: Any = option(MISSING, "the model (group `model`; schemas in MODEL_SCHEMAS)")
     trainer: Any = option(MISSING, "how to train (group `trainer`; schema TrainerConfig)")
     paths: Any = option(MISSING, "where to read and write (group `paths`; schema PathsConfig)")

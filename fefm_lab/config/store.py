@@ -10,6 +10,7 @@ from hydra.core.config_store import ConfigStore
 
 from fefm_lab.config.ablation import ABLATIONS
 from fefm_lab.config.schema import (
+    DATASET_SCHEMAS,
     MODEL_SCHEMAS,
     FefmLabConfig,
     MlflowConfig,
@@ -29,6 +30,8 @@ def register_configs() -> None:
     store.store(group=SCHEMA_GROUP, name="mlflow", node=MlflowConfig)
     for name, schema in MODEL_SCHEMAS.items():
         store.store(group=f"{SCHEMA_GROUP}/model", name=name, node=schema)
+    for name, schema in DATASET_SCHEMAS.items():
+        store.store(group=f"{SCHEMA_GROUP}/dataset", name=name, node=schema)
     for ablation in ABLATIONS:
         node = {"ablation": ablation.name}
         if ablation.settings:

@@ -15,10 +15,12 @@ from typing import Any
 
 from fefm_lab.config.rules import check_section, expected, schema_fields
 from fefm_lab.config.schema import (
+    DATASET_SCHEMAS,
     MODEL_CONFIG_ONLY,
     MODEL_NAMES,
     MODEL_SCHEMAS,
     SECTION_SCHEMAS,
+    DatasetSchema,
     FefmLabConfig,
     ModelConfig,
     model_parameters,
@@ -82,7 +84,12 @@ _NOT_IN_STRUCT = re.compile(
 )
 _SCHEMAS_BY_NAME = {
     schema.__name__: schema
-    for schema in (*MODEL_SCHEMAS.values(), *SECTION_SCHEMAS.values(), TrainerConfig)
+    for schema in (
+        *MODEL_SCHEMAS.values(),
+        *DATASET_SCHEMAS.values(),
+        *SECTION_SCHEMAS.values(),
+        TrainerConfig,
+    )
 }
 
 
@@ -93,6 +100,9 @@ def _schema_for(path: str, owner: Any) -> type | None:
     section, _, rest = path.partition(".")
     if section == "model":
         return next((s for s in MODEL_SCHEMAS.values() if rest in schema_fields(s)), ModelConfig)
+    if section == "dataset":
+        schemas = DATASET_SCHEMAS.values()
+        return next((s for s in schemas if rest in schema_fields(s)), DatasetSchema)
     if section == "trainer":
         return TrainerConfig
     return SECTION_SCHEMAS.get(section, FefmLabConfig if not rest else None)

@@ -14,9 +14,11 @@ from fefm_lab.config.ablation import ABLATION_NAMES, ABLATIONS, ablation_label
 from fefm_lab.config.compose import compose_config, config_dir, group_options, resolve
 from fefm_lab.config.rules import schema_fields
 from fefm_lab.config.schema import (
+    DATASET_SCHEMAS,
     MODEL_SCHEMAS,
     SECTION_SCHEMAS,
     FefmLabConfig,
+    SyntheticSourceSchema,
     model_defaults,
     model_parameters,
 )
@@ -37,6 +39,8 @@ NEEDS = {
 }
 SCHEMAS = (
     FefmLabConfig,
+    *{schema: None for schema in DATASET_SCHEMAS.values()},
+    SyntheticSourceSchema,
     TrainerConfig,
     EarlyStopping,
     *SECTION_SCHEMAS.values(),
@@ -94,6 +98,25 @@ def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:
     assert lr == {"name": "lr", "task": "binary", "l2_mode": "batch", "l2_reg_linear": 1e-5}
     adam = _compose(["trainer=adam"], tmp_path)["trainer"]
     assert (adam["optimizer"], adam["learning_rate"], adam["batch_size"]) == ("adam", 0.001, 1024)
+
+
+def test_dataset_schemas_agree_with_the_prepared_datasets_config() -> None:
+    """The Python API's DatasetConfig has the schemas' keys and defaults (a key it has and no
+    format's schema lacks would be unreachable from the command line)."""
+    from fefm_lab.data.config import DatasetConfig, SyntheticSource
+
+    python_defaults = dataclasses.asdict(DatasetConfig())
+    schema_keys = set()
+    for schema in DATASET_SCHEMAS.values():
+        for name, item in schema_fields(schema).items():
+            schema_keys.add(name)
+            if name in ("name", "format", "path", "label", "synthetic"):
+                continue  # required per format, or a section (checked below)
+            value = python_defaults[name]
+            assert (list(value) if isinstance(value, tuple) else value) == item.default, name
+    assert schema_keys == set(python_defaults)
+    synthetic = dataclasses.asdict(SyntheticSource())
+    assert synthetic == {k: i.default for k, i in schema_fields(SyntheticSourceSchema).items()}
 
 
 def test_model_schemas_match_the_builders() -> None:
@@ -296,6 +319,12 @@ FM_KEYS = (
         (["+trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
         (["trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
         (["+sweep.nam=x"], "sweep.nam: unknown key; allowed: name, invocation, parent_run_id"),
+        (["dataset.min_count=abc"], "dataset.min_count: expected an integer, got 'abc'"),
+        (["dataset.min_count=0"], "dataset.min_count must be an integer >= 1; received 0"),
+        (
+            ["dataset.header=true"],
+            "dataset.header: unknown key; allowed: name, format, path, split, split_fractions,",
+        ),
         (
             ["+seeds=3"],
             "seeds: unknown key; allowed: dataset, model, trainer, paths, mlflow, seed,",
