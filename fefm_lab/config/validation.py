@@ -46,6 +46,12 @@ def validate_model(model: Any) -> None:
         raise ConfigError(f"model.name: expected one of {', '.join(MODEL_NAMES)}, got {name!r}")
     schema = MODEL_SCHEMAS[name]
     fields = schema_fields(schema)
+    origin = [n for n, other in MODEL_SCHEMAS.items() if set(model) == set(schema_fields(other))]
+    if set(model) != set(fields) and len(origin) == 1:  # `model.name=fm` on another model's keys
+        raise ConfigError(
+            f"model.name: {name!r} set on the config of model {origin[0]!r}; "
+            f"pick a model with model={name}, not model.name"
+        )
     for key in model:
         if key not in fields:
             if key in MODEL_CONFIG_ONLY:

@@ -319,6 +319,10 @@ FM_KEYS = (
         (["+trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
         (["trainer.foo=1"], "trainer.foo: unknown key; allowed: optimizer, learning_rate,"),
         (["+sweep.nam=x"], "sweep.nam: unknown key; allowed: name, invocation, parent_run_id"),
+        (
+            ["model.name=fm"],
+            "model.name: 'fm' set on the config of model 'deepfefm'; pick a model with model=fm",
+        ),
         (["dataset.min_count=abc"], "dataset.min_count: expected an integer, got 'abc'"),
         (["dataset.min_count=0"], "dataset.min_count must be an integer >= 1; received 0"),
         (
