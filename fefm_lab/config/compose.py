@@ -74,6 +74,7 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
     except OmegaConfBaseException as error:
         raise ConfigError(hydra_message(error)) from None
     resolved.pop("hydra", None)
+    resolved.pop("debug", None)  # read by the model's YAML through interpolation; not a setting
     return resolved
 
 

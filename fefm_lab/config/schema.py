@@ -346,6 +346,16 @@ class SweepConfig:
 
 
 @dataclass
+class DebugConfig:
+    """Model sizes of a `debug` preset. Each model's YAML reads the ones it has
+    (`${oc.select:debug.embedding_dim,...}`), so one preset serves every model: `lr` takes none,
+    `fm` no DNN. Unset (`???`) = the model's own size. Dropped from the resolved config."""
+
+    embedding_dim: Any = option(MISSING, "k for every model with embeddings")
+    dnn_hidden_units: Any = option(MISSING, "DNN widths for the models with a DNN")
+
+
+@dataclass
 class SynthConfig:
     """`fefm-lab synth`: write a raw synthetic file with a planted teacher.
 
@@ -395,6 +405,7 @@ class FefmLabConfig:
         "the ablation group's choice (set by the `ablation` option; runs are labelled "
         "by their flags, see fefm_lab.config.ablation.ablation_label)",
     )
+    debug: DebugConfig = section(DebugConfig, "model sizes set by the `debug` presets")
     sweep: SweepConfig = section(SweepConfig, "the sweep's parent run")
     synth: SynthConfig = section(SynthConfig, "`fefm-lab synth` settings")
     report: ReportConfig = section(ReportConfig, "`fefm-lab report` settings")

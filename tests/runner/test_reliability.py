@@ -146,3 +146,12 @@ def test_saturating_learning_rate_fails_and_stays_out_of_the_report(tmp_path: Pa
     assert by_seed["2"].data.tags["outcome"] == "failed"
     assert by_seed["2"].data.tags["reason"].startswith("TrainingDiverged: saturated: ")
     assert list(load_runs(store)["seed"]) == [1]  # the table has only the healthy run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["fm", "lr"])
+def test_debug_preset_runs_models_without_a_dnn(tmp_path: Path, model: str, capsys) -> None:
+    assert cli.main(["run", *_args(tmp_path, "presets", f"model={model}")]) == 0
+    (run,) = _store(tmp_path, "presets").search()
+    assert run.info.status == "FINISHED" and run.data.tags["model"] == model
+    assert f"test AUC      {run.data.metrics['test_auc']:.5f}" in capsys.readouterr().out
