@@ -134,7 +134,7 @@ def test_sigkill_then_the_same_sweep_again_leaves_one_finished_run_each(
     tmp_path, sweeps, launcher
 ) -> None:
     # Jobs long enough to be caught running, short enough to finish when the sweep is repeated.
-    finite = [*TINY, "trainer.max_epochs=20", "trainer.early_stopping.patience=1000"]
+    finite = [*TINY, "trainer.max_epochs=12", "trainer.early_stopping.patience=1000"]
     arguments = [*finite, "seed=1,2"] + (JOBLIB if launcher == "joblib" else [])
     first = Sweep(tmp_path, f"sigkill_{launcher}", arguments)
     sweeps.append(first)
