@@ -21,11 +21,11 @@ from fefm_lab.errors import UserError
 from fefm_lab.report.paper import paper_numbers
 from fefm_lab.tracking.store import (
     ROLE_JOB,
-    TAG_CONFIG_HASH,
     TAG_OUTCOME,
     TAG_ROLE,
     TAG_SWEEP,
     TrackingStore,
+    latest_per_config,
 )
 
 METRICS = ("auc", "logloss")
@@ -34,16 +34,21 @@ KEY = ["dataset", "model", "ablation"]
 
 
 def load_runs(store: TrackingStore, sweep: str | None = None) -> pd.DataFrame:
-    """One row per finished job run with test metrics (the latest run of each config hash)."""
-    query = f"tags.{TAG_ROLE} = '{ROLE_JOB}' and attributes.status = 'FINISHED'"
+    """One row per configuration whose latest run (`latest_per_config`) FINISHED with test
+    metrics; then the newest per seed (`latest_per_seed`)."""
+    query = f"tags.{TAG_ROLE} = '{ROLE_JOB}'"
     if sweep:
         query += f" and tags.{TAG_SWEEP} = '{sweep}'"
     rows = {}
-    for run in store.search(query):
+    for run in latest_per_config(store.search(query)):
         tags, metrics = run.data.tags, run.data.metrics
-        if tags.get(TAG_OUTCOME) == "skipped" or "test_auc" not in metrics:
+        if (
+            run.info.status != "FINISHED"
+            or tags.get(TAG_OUTCOME) == "skipped"
+            or "test_auc" not in metrics
+        ):
             continue
-        rows[tags.get(TAG_CONFIG_HASH, run.info.run_id)] = {
+        rows[run.info.run_id] = {
             "run_id": run.info.run_id,
             "dataset": tags.get("dataset", "unknown"),
             "model": tags.get("model", "unknown"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +36,22 @@ TAG_DATA_FINGERPRINT = "data_fingerprint"
 TAG_CODE_VERSION = "code_version"
 ROLE_JOB = "job"
 ROLE_SWEEP = "sweep"
+
+
+def configuration_of(run: Run) -> str:
+    """What a run is a run of: its config hash (its own id when it has none)."""
+    return run.data.tags.get(TAG_CONFIG_HASH) or run.info.run_id
+
+
+def latest_per_config(runs: Iterable[Run]) -> list[Run]:
+    """THE rule for "the latest run of each configuration", used by resume, the sweep summary
+    and the report: per config hash, the run that started last (ties: the later in `runs`),
+    whatever its status. Filter on status afterwards, never before: a configuration whose latest
+    run failed has no current result, even if an older run of it finished."""
+    latest: dict[str, Run] = {}
+    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
+        latest[configuration_of(run)] = run
+    return list(latest.values())
 
 
 def _artifact_uri(location: str | None) -> str | None:
@@ -75,12 +91,16 @@ class TrackingStore:
                 return runs
 
     def finished_run_with_hash(self, config_hash: str) -> Run | None:
-        """The latest FINISHED job run of this config hash (skipped ones included), or None."""
+        """The configuration's latest ended job run when it FINISHED (skipped ones included),
+        else None: a configuration whose latest run failed or was killed runs again, even if an
+        older run of it finished (`latest_per_config`). RUNNING runs (live: dead ones are reaped
+        first) do not count."""
         runs = self.search(
             f"tags.{TAG_CONFIG_HASH} = {_quote(config_hash)} "
-            f"and tags.{TAG_ROLE} = '{ROLE_JOB}' and attributes.status = 'FINISHED'"
+            f"and tags.{TAG_ROLE} = '{ROLE_JOB}' and attributes.status != 'RUNNING'"
         )
-        return runs[-1] if runs else None
+        latest = latest_per_config(runs)
+        return latest[0] if latest and latest[0].info.status == "FINISHED" else None
 
     def sweep_parent(self, sweep_name: str) -> Run | None:
         """The parent run of a sweep of this name, if one was started before."""

@@ -14,7 +14,12 @@ from mlflow.entities import Run
 from fefm_lab.markdown import markdown_table
 from fefm_lab.sweep.parent import reused_runs, unrun_jobs
 from fefm_lab.tracking.run_logging import log_metrics, log_text
-from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_OUTCOME, TAG_REASON, TrackingStore
+from fefm_lab.tracking.store import (
+    TAG_OUTCOME,
+    TAG_REASON,
+    TrackingStore,
+    latest_per_config,
+)
 
 SUMMARY_COLUMNS = ("run", "status", "test_auc", "test_logloss", "reason", "run_id")
 
@@ -35,14 +40,6 @@ def outcome_of(run: Run) -> str:
     if status == "FINISHED":
         return "skipped" if run.data.tags.get(TAG_OUTCOME) == "skipped" else "finished"
     return {"FAILED": "failed", "KILLED": "killed"}.get(status, "running")
-
-
-def latest_per_config(runs: list[Run]) -> list[Run]:
-    """The most recent run of each config hash (a resumed sweep reruns failed ones)."""
-    latest: dict[str, Run] = {}
-    for run in sorted(runs, key=lambda r: r.info.start_time or 0):
-        latest[run.data.tags.get(TAG_CONFIG_HASH, run.info.run_id)] = run
-    return list(latest.values())
 
 
 def summary_rows(runs: list[Run]) -> list[dict]:
