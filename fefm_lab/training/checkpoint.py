@@ -79,7 +79,8 @@ class Position:
 
 @dataclass
 class TrainingState:
-    """A checkpoint's content: the position plus the arrays of model, optimizer and best weights."""
+    """A checkpoint's content: the position plus the arrays of model, optimizer and best weights
+    (when saving, variables do: they are copied one at a time)."""
 
     position: Position
     model: list[np.ndarray]
@@ -108,12 +109,18 @@ def _meta(state: TrainingState) -> dict[str, Any]:
         "pid": state.pid,
         "position": asdict(state.position),
         "variables": [
-            {"name": name, "shape": list(array.shape), "dtype": str(array.dtype)}
+            {"name": name, "shape": list(array.shape)}
             for name, array in zip(state.variable_names, state.model, strict=True)
         ],
         "optimizer_shapes": [list(a.shape) for a in state.optimizer],
         "best_count": -1 if state.best is None else len(state.best),
     }
+
+
+def _write_array(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    """One `.npy` member, as `np.savez` writes it (so `np.load` reads the file)."""
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, array, allow_pickle=False)
 
 
 class CheckpointDirectory:
@@ -158,20 +165,27 @@ class CheckpointDirectory:
     # ------------------------------------------------------------ save / load
 
     def save(self, state: TrainingState) -> Path:
-        """Write `state` atomically; the previous checkpoint stays until the new one is whole."""
+        """Write `state` atomically; the previous checkpoint stays until the new one is whole.
+
+        The arrays may be variables (anything `np.asarray` takes): each is copied and written
+        in turn, so saving holds one variable's copy at a time, not a second copy of the model.
+        """
         state.config_hash = self.config_hash
         state.saved_at = time.time()
         state.host = socket.gethostname()
         state.pid = os.getpid()
-        arrays: dict[str, np.ndarray] = {
-            _META: np.frombuffer(json.dumps(_meta(state)).encode(), dtype=np.uint8)
-        }
-        arrays.update({f"model/{i}": a for i, a in enumerate(state.model)})
-        arrays.update({f"optimizer/{i}": a for i, a in enumerate(state.optimizer)})
+        members = [("model", state.model), ("optimizer", state.optimizer)]
         if state.best is not None:
-            arrays.update({f"best/{i}": a for i, a in enumerate(state.best)})
-        with atomic_path(self.path) as partial, open(partial, "xb") as stream:
-            np.savez(stream, **arrays)
+            members.append(("best", state.best))
+        with (
+            atomic_path(self.path) as partial,
+            zipfile.ZipFile(partial, "x", zipfile.ZIP_STORED, allowZip64=True) as archive,
+        ):
+            meta = np.frombuffer(json.dumps(_meta(state)).encode(), dtype=np.uint8)
+            _write_array(archive, _META, meta)
+            for prefix, arrays in members:
+                for index, array in enumerate(arrays):
+                    _write_array(archive, f"{prefix}/{index}", np.asarray(array))
         return self.path
 
     def load(self) -> TrainingState | None:

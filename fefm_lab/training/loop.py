@@ -141,13 +141,6 @@ class Trainer:
     def variable_names(self) -> list[str]:
         return [v.path for v in self.model.variables]
 
-    def model_arrays(self) -> list[np.ndarray]:
-        """Every model variable (weights, BatchNorm statistics, dropout seed states)."""
-        return [np.array(v) for v in self.model.variables]
-
-    def optimizer_arrays(self) -> list[np.ndarray]:
-        return [v.numpy() for v in self.optimizer.state_variables]
-
     def mismatch(self, state: TrainingState) -> str | None:
         """Why `state` cannot be loaded into this model and optimizer (None: it can)."""
         # Shapes, not names: Keras numbers layer names per process (seed_generator_1, ...).
@@ -242,8 +235,8 @@ class _Fit:
         self.position.loss_sum = float(self.loss_sum)
         state = TrainingState(
             position=copy.deepcopy(self.position),
-            model=self.trainer.model_arrays(),
-            optimizer=self.trainer.optimizer_arrays(),
+            model=list(self.trainer.model.variables),
+            optimizer=list(self.trainer.optimizer.state_variables),
             best=self.best_weights,
             variable_names=self.trainer.variable_names(),
             run_id=self.run_id,

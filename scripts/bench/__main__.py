@@ -15,6 +15,7 @@ tables in memory):
 - layer:    FEFM layer forward / backward throughput as a share of the matmul rate
 - pipeline: input pipeline batches/s versus training steps/s
 - vocab:    training step time with 10k versus 1M rows per embedding table
+- checkpoint: step time with and without checkpoints; overhead at the default interval
 - peer:     fefm-lab against the reference DeepFEFM (own report, own venv; not in bench.md)
 - profile:  a training step split into forward, backward and update (own report)
 
@@ -35,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from scripts.bench import layer, prepare, step_profile, training
+from scripts.bench import checkpoint, layer, prepare, step_profile, training
 from scripts.bench.machine import describe_machine
 from scripts.bench.measure import ROOT
 from scripts.bench.peer import compare
@@ -47,6 +48,7 @@ PARTS: tuple[Part, ...] = (
     layer.PART,
     training.PIPELINE,
     training.VOCABULARY,
+    checkpoint.PART,
     compare.PART,
     step_profile.PART,
 )

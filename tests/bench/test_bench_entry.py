@@ -14,7 +14,7 @@ from scripts.bench.report import int_list
 def test_every_part_is_a_subcommand_and_bench_md_keeps_its_order() -> None:
     names = [part.name for part in PARTS]
     assert len(names) == len(set(names))
-    assert BENCH_PARTS == ("prepare", "layer", "pipeline", "vocab")
+    assert BENCH_PARTS == ("prepare", "layer", "pipeline", "vocab", "checkpoint")
     assert {"peer", "profile"} <= set(names)
     parser = build_parser()  # parts sharing one parser under `all`: no option clashes
     for name in names:

@@ -26,12 +26,13 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     payload = json.loads((out / "bench.json").read_text())
     assert payload["settings"]["smoke"] is True
-    assert payload["settings"]["parts"] == ["prepare", "layer", "pipeline", "vocab"]
+    assert payload["settings"]["parts"] == ["prepare", "layer", "pipeline", "vocab", "checkpoint"]
     assert list(payload["sections"]) == [
         "Preparation at scale",
         "FEFM layer versus the machine (P = 15, batch 64)",
         "Input pipeline",
         "Vocabulary size (training step time)",
+        "Checkpoint overhead",
     ]
     names = [target["name"] for target in payload["targets"]]
     assert names == [
@@ -41,6 +42,7 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
         "FEFM layer forward+backward at k=8, share of matmul rate",
         "input pipeline batches/s over training steps/s",
         "step time at 500 vs 50 rows per table (l2_mode=batch)",
+        "checkpoint overhead at the default interval (10 min), 500 rows per table",
     ]
     assert all(target["measured"] > 0 for target in payload["targets"])
     layer_runs = payload["sections"]["FEFM layer versus the machine (P = 15, batch 64)"]["runs"]

@@ -1,0 +1,174 @@
+"""Part `checkpoint`: what saving checkpoints costs a training run.
+
+The default model at Criteo's shape (39 tables of `--checkpoint-rows` rows, k 16, DNN 256-128-64,
+AdaGrad, batch 1024), as in the `vocab` part. In one process, side by side:
+
+- the step time without checkpoints (median of steps on resident batches),
+- the time of one whole checkpoint (weights, optimizer slots, best weights, position) written
+  atomically to `--work`, as the training loop writes it,
+- blocks of steps with a checkpoint every `--checkpoint-every` steps, alternated with blocks
+  without, to check that a save costs the steps nothing beyond its own time.
+
+The overhead at the default interval (`trainer.checkpoint_every_minutes`, 10) is one save's time
+over the interval: the loop saves once per interval, whatever the step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import time
+
+import numpy as np
+
+from scripts.bench.measure import median_seconds
+from scripts.bench.report import Part, PartResult, Section, Target, format_number
+from scripts.bench.training import BATCH, DEFAULT_MODEL, FIELDS, build_default_model
+
+OVERHEAD_GOAL = 0.02  # fraction of training time at the default interval, at most
+HASH = "bench000checkpnt"
+
+
+def _trainer_and_batches(rows: int):
+    import keras
+    import tensorflow as tf
+
+    from fefm_lab.features import SparseFeat
+    from fefm_lab.training import Trainer, TrainerConfig
+
+    keras.backend.clear_session()
+    columns = [SparseFeat(f"C{i}", rows, DEFAULT_MODEL["embedding_dim"]) for i in range(FIELDS)]
+    trainer = Trainer(build_default_model(columns, "batch"), TrainerConfig(verbose=False))
+    rng = np.random.default_rng(0)
+    batches = []
+    for _ in range(4):
+        ids = rng.integers(0, rows, size=(BATCH, FIELDS), dtype=np.int32)
+        features = {f"C{i}": tf.constant(ids[:, i : i + 1]) for i in range(FIELDS)}
+        labels = tf.constant((rng.random((BATCH, 1)) < 0.25).astype(np.float32))
+        batches.append((features, labels))
+    return trainer, batches
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint-rows", type=int, default=1_000_000, help="rows per embedding table"
+    )
+    parser.add_argument("--checkpoint-steps", type=int, default=40, help="steps per timed block")
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=20, help="steps between saves in the timed blocks"
+    )
+    parser.add_argument("--checkpoint-saves", type=int, default=3, help="timed saves")
+
+
+def run(args: argparse.Namespace) -> PartResult:
+    from fefm_lab.training.checkpoint import CheckpointDirectory, Position, TrainingState
+    from fefm_lab.training.config import TrainerConfig
+
+    rows, steps, every, saves = (
+        args.checkpoint_rows,
+        args.checkpoint_steps,
+        args.checkpoint_every,
+        args.checkpoint_saves,
+    )
+    if args.smoke:
+        rows, steps, every, saves = 500, 6, 3, 2
+    interval_seconds = 60.0 * TrainerConfig().checkpoint_every_minutes
+    trainer, batches = _trainer_and_batches(rows)
+    directory = CheckpointDirectory(args.work / "checkpoint-bench", HASH)
+    # A run keeps the best epoch's weights in memory and in every checkpoint.
+    best = [np.array(w) for w in trainer.model.get_weights()]
+
+    def save() -> None:
+        directory.save(
+            TrainingState(
+                position=Position(),
+                model=list(trainer.model.variables),
+                optimizer=list(trainer.optimizer.state_variables),
+                best=best,
+                variable_names=[v.path for v in trainer.model.variables],
+                run_id="bench",
+            )
+        )
+
+    position = [0]
+
+    def step() -> None:
+        features, labels = batches[position[0] % len(batches)]
+        position[0] += 1
+        trainer.train_step(features, labels).numpy()
+
+    def block(with_saves: bool) -> float:
+        start = time.perf_counter()
+        for index in range(1, steps + 1):
+            step()
+            if with_saves and index % every == 0:
+                save()
+        return time.perf_counter() - start
+
+    try:
+        step_seconds = median_seconds(step, repeats=steps, warmup=3)
+        save_seconds = median_seconds(save, repeats=saves, warmup=1)
+        size = directory.path.stat().st_size
+        plain, saving = [], []
+        for _ in range(2):  # A/B/A/B: drift of a busy machine hits both alike
+            plain.append(block(False))
+            saving.append(block(True))
+    finally:
+        shutil.rmtree(directory.directory, ignore_errors=True)
+
+    saves_per_block = steps // every
+    plain_seconds, saving_seconds = statistics.fmean(plain), statistics.fmean(saving)
+    extra_per_save = (saving_seconds - plain_seconds) / saves_per_block
+    overhead = save_seconds / interval_seconds
+    target = Target(
+        f"checkpoint overhead at the default interval ({interval_seconds / 60:.0f} min), "
+        f"{rows:,} rows per table",
+        overhead * 100,
+        OVERHEAD_GOAL * 100,
+        higher_is_better=False,
+        unit="%",
+        note=f"one save {format_number(save_seconds)} s ({size / 2**30:.2f} GiB) per "
+        f"{interval_seconds:.0f} s; step {format_number(step_seconds * 1e3)} ms",
+    )
+    section = Section(
+        "Checkpoint overhead",
+        text=(
+            f"{FIELDS} tables of {rows:,} rows, k {DEFAULT_MODEL['embedding_dim']}, DNN "
+            f"256-128-64, batch {BATCH}, AdaGrad. A checkpoint holds the weights, the AdaGrad "
+            f"accumulators and the best weights ({size / 2**30:.2f} GiB), written atomically. "
+            f"Blocks of {steps} steps with a save every {every} steps alternated with blocks "
+            "without (means of 2 each): the extra time per save should be the save's own time."
+        ),
+        headers=["what", "value"],
+        rows=[
+            ["step without checkpoints (median, ms)", step_seconds * 1e3],
+            ["one checkpoint save (median, s)", save_seconds],
+            ["checkpoint size (GiB)", size / 2**30],
+            [f"block of {steps} steps, no saves (s)", plain_seconds],
+            [f"block of {steps} steps, {saves_per_block} saves (s)", saving_seconds],
+            ["extra time per save in the blocks (s)", extra_per_save],
+            [
+                f"overhead at the default interval ({interval_seconds / 60:.0f} min, %)",
+                overhead * 100,
+            ],
+            [
+                "overhead when saving every epoch of full Criteo only (%)",
+                save_seconds / (29_337_994 / BATCH * step_seconds) * 100,
+            ],
+        ],
+        data={
+            "rows_per_table": rows,
+            "step_seconds": step_seconds,
+            "save_seconds": save_seconds,
+            "checkpoint_bytes": size,
+            "block_seconds_without": plain,
+            "block_seconds_with": saving,
+            "extra_seconds_per_save": extra_per_save,
+            "overhead_at_default_interval": overhead,
+        },
+    )
+    return PartResult([section], [target])
+
+
+PART = Part("checkpoint", "what saving checkpoints costs a training run", add_arguments, run)
