@@ -111,7 +111,8 @@ def prepare_data(resolved: Mapping[str, Any]):
         resolved["dataset"],
         seed=resolved["seed"],
         data_root=Path(resolved["paths"]["data_root"]),
-        progress=False,
+        # the passes over a raw file can take many minutes: show them as training's progress is
+        progress=bool(resolved["trainer"]["verbose"]),
     )
 
 

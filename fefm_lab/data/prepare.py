@@ -79,30 +79,42 @@ def source_fingerprint(path: Path) -> dict[str, Any]:
 
 
 class _Progress:
-    """Reports (stage, rows, seconds) to a callback, or logs rows/s every few seconds."""
+    """Reports (stage, rows, seconds) to a callback, or shows the pass's progress on stderr
+    (a bar on a terminal, a plain line every few seconds elsewhere: rows, MB/s, time left)."""
 
     def __init__(self, progress: bool | ProgressCallback, every_s: float = 5.0):
         self.callback = progress if callable(progress) else None
         self.log = progress is True
         self.every_s = every_s
         self.stage = ""
-        self.start = self.last = time.perf_counter()
+        self.start = time.perf_counter()
         self.rows = 0
+        self.source = None
+        self.display = None
 
-    def begin(self, stage: str) -> None:
-        self.stage, self.rows = stage, 0
-        self.start = self.last = time.perf_counter()
+    def begin(self, stage: str, source=None) -> None:
+        """Start a pass; `source` (a reader) says how many bytes of its file it has read."""
+        self.stage, self.rows, self.source = stage, 0, source
+        self.start = time.perf_counter()
+        if self.log:
+            from fefm_lab.progress import PassProgress
+
+            total = None
+            if source is not None and hasattr(source, "bytes_read"):
+                total = source.path.stat().st_size
+            self.display = PassProgress(every_seconds=self.every_s)
+            self.display.start(stage, total)
 
     def update(self, rows: int, final: bool = False) -> float:
         self.rows += rows
-        now = time.perf_counter()
-        elapsed = now - self.start
+        elapsed = time.perf_counter() - self.start
         if self.callback is not None:
             self.callback(self.stage, self.rows, elapsed)
-        if self.log and (final or now - self.last >= self.every_s):
-            self.last = now
-            rate = self.rows / elapsed if elapsed > 0 else 0.0
-            LOG.info("%s: %s rows, %s rows/s", self.stage, f"{self.rows:,}", f"{rate:,.0f}")
+        if self.display is not None:
+            self.display.update(self.rows, getattr(self.source, "bytes_read", None))
+            if final:
+                self.display.finish()
+                self.display = None
         return elapsed
 
 
@@ -280,7 +292,7 @@ def _build(
         )
 
     # pass 1: statistics of the train split
-    reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)")
+    reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)", source)
     plan: list[tuple[str, str]] | None = None
     counters: dict[str, ValueCounter] = {}
     dense_range: dict[str, list[float]] = {}
@@ -384,7 +396,7 @@ def _write_shards(config, source, plan, vocabularies, feature_map, splits_of, di
     writers = {split: _ShardWriter(directory, split, schema, config.shard_rows) for split in SPLITS}
     stats = {split: {"rows": 0, "positives": 0} for split in SPLITS}
     fields = {spec.name: spec for spec in feature_map.fields}
-    reporter.begin(f"prepare {config.name}: pass 2/2 (shards)")
+    reporter.begin(f"prepare {config.name}: pass 2/2 (shards)", source)
     try:
         for chunk in source.chunks():
             codes = splits_of(chunk.rows)

@@ -116,6 +116,8 @@ class TextSource:
         self.skip_bad = on_bad_rows == "skip"
         self.block_bytes = block_bytes
         self.column_names: tuple[str, ...] = layout.column_names or ()
+        # Bytes of the file (compressed, for .gz) read so far: the progress of a pass over it.
+        self.bytes_read = 0
 
     def _blocks(self) -> Iterator[tuple[bytes, int]]:
         """(block of whole lines, 1-based line number of its first line)."""
@@ -126,6 +128,7 @@ class TextSource:
                 pieces: list[bytes] = []
                 try:
                     data = _read_block(stream, self.block_bytes, pieces)
+                    self.bytes_read = getattr(stream, "fileobj", stream).tell()
                 except (EOFError, OSError, zlib.error) as err:
                     # The line the readable data ends in: complete lines before it were fine.
                     last_line = line + carry.count(b"\n") + sum(p.count(b"\n") for p in pieces)

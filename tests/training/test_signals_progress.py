@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from fefm_lab.errors import ConfigError
-from fefm_lab.training.progress import PlainLines, RichBar, format_duration, make_progress
+from fefm_lab.progress import PlainLines, RichBar, format_duration, make_progress
 from fefm_lab.training.signals import StopSignals, TrainingStopped
 
 
@@ -136,3 +136,44 @@ def test_tensorflow_import_is_quiet_unless_verbose() -> None:
     )
     assert quiet == "imported\n"
     assert "oneDNN custom operations" in loud and loud.endswith("imported\n")
+
+
+def test_pass_progress_lines_carry_percent_rows_rate_and_time_left() -> None:
+    from fefm_lab.progress import PassProgress
+
+    stream = io.StringIO()
+    progress = PassProgress(stream, every_seconds=0.0, bar=False)
+    progress.start("prepare x: pass 1/2 (vocabularies)", total_bytes=4_000_000)
+    progress.update(rows=10_000, bytes_done=1_000_000)
+    progress.finish()
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"prepare x: pass 1/2 \(vocabularies\)  25\.0%  10,000 rows  [\d,]+ rows/s  "
+        r"[\d,]+\.\d MB/s  left \d:\d\d:\d\d",
+        lines[0],
+    ), lines[0]
+
+
+def test_prepare_shows_both_passes_with_their_progress(tmp_path, capsys) -> None:
+    from fefm_lab.data import prepare
+
+    path = tmp_path / "rows.csv"
+    path.write_text("label,a,b\n" + "".join(f"{i % 2},v{i % 7},w{i % 5}\n" for i in range(500)))
+    config = {
+        "name": "tiny",
+        "format": "generic",
+        "path": str(path),
+        "separator": ",",
+        "header": True,
+        "label": "label",
+        "categorical": ["a", "b"],
+        "numeric": [],
+        "min_count": 1,
+    }
+    prepare(config, seed=0, data_root=tmp_path / "prepared", progress=True)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2, lines
+    for line, name in zip(lines, ("pass 1/2 (vocabularies)", "pass 2/2 (shards)"), strict=True):
+        assert line.startswith(f"prepare tiny: {name} 100.0%  500 rows  "), line
+        assert line.endswith("left 0:00:00") and "MB/s" in line

@@ -1,10 +1,11 @@
-"""Training progress for people: a bar on a terminal, plain lines in logs.
+"""Progress for people: a bar on a terminal, plain lines in logs (training and preparation).
 
 On a terminal (`progress: auto` and stderr is a TTY, or `progress: bar`) each epoch gets a `rich`
 progress bar with percent done, samples/s, the epoch's running train log loss and the time left.
 Elsewhere (CI, cluster job logs, `progress: lines`) a plain line with the same numbers is printed
 every `every_seconds`, and once at the end of the epoch, so a log file shows steady progress
-without carriage returns.
+without carriage returns. `PassProgress` does the same for one pass of data preparation over a
+raw file (rows, MB/s, time left from the bytes read).
 """
 
 from __future__ import annotations
@@ -174,3 +175,71 @@ def make_progress(
     if mode == "bar" or (mode == "auto" and terminal):
         return RichBar(stream, force_terminal=True if mode == "bar" else None)
     return PlainLines(stream, every_seconds)
+
+
+class PassProgress:
+    """One pass over a raw file (`fefm-lab prepare`): rows, rows/s, MB/s, and when the file's
+    size is known, percent done and time left. A bar on a terminal, plain lines elsewhere."""
+
+    def __init__(
+        self, stream: TextIO | None = None, every_seconds: float = 5.0, bar: bool | None = None
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.every_seconds = every_seconds
+        self.bar = self.stream.isatty() if bar is None else bar
+        self._rich = None
+
+    def start(self, label: str, total_bytes: int | None) -> None:
+        self.label, self.total_bytes = label, total_bytes
+        self.rows, self.bytes_done = 0, 0
+        self.start_time = self.last_line = time.perf_counter()
+        if self.bar:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+            self._rich = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[numbers]}"),
+                console=Console(file=self.stream),
+                refresh_per_second=4,
+            )
+            self._rich.start()
+            self._task = self._rich.add_task(label, total=total_bytes, numbers="")
+
+    def update(self, rows: int, bytes_done: int | None) -> None:
+        self.rows = rows
+        if bytes_done is not None:
+            self.bytes_done = bytes_done
+        now = time.perf_counter()
+        if self._rich is not None:
+            self._rich.update(self._task, completed=self.bytes_done, numbers=self._numbers())
+        elif now - self.last_line >= self.every_seconds:
+            self.last_line = now
+            self._line()
+
+    def finish(self) -> None:
+        if self._rich is not None:
+            self._rich.update(self._task, completed=self.bytes_done, numbers=self._numbers())
+            self._rich.stop()
+            self._rich = None
+        else:
+            self._line()
+
+    def _numbers(self) -> str:
+        elapsed = max(time.perf_counter() - self.start_time, 1e-9)
+        text = (
+            f"{self.rows:,} rows  {self.rows / elapsed:,.0f} rows/s  "
+            f"{self.bytes_done / elapsed / 1e6:,.1f} MB/s"
+        )
+        if self.total_bytes and self.bytes_done:
+            left = (self.total_bytes - self.bytes_done) * elapsed / self.bytes_done
+            text += f"  left {format_duration(left)}"
+        return text
+
+    def _line(self) -> None:
+        percent = ""
+        if self.total_bytes:
+            percent = f" {100.0 * self.bytes_done / self.total_bytes:5.1f}%"
+        print(f"{self.label}{percent}  {self._numbers()}", file=self.stream, flush=True)
