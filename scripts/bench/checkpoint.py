@@ -1,7 +1,7 @@
 """Part `checkpoint`: what saving checkpoints costs a training run.
 
-The default model at Criteo's shape (39 tables of `--checkpoint-rows` rows, k 16, DNN 256-128-64,
-AdaGrad, batch 1024), as in the `vocab` part. In one process, side by side:
+The shipped DeepFEFM at Criteo's shape (39 tables of `--checkpoint-rows` rows, k 16, AdaGrad,
+batch 1024), as in the `vocab` part. In one process, side by side:
 
 - the step time without checkpoints (median of steps on resident batches),
 - the time of one whole checkpoint (weights, optimizer slots, best weights, position) written
@@ -24,7 +24,7 @@ import numpy as np
 
 from scripts.bench.measure import median_seconds
 from scripts.bench.report import Part, PartResult, Section, Target, format_number
-from scripts.bench.training import BATCH, DEFAULT_MODEL, FIELDS, build_default_model
+from scripts.bench.training import BATCH, EMBEDDING_DIM, FIELDS, build_default_model
 
 OVERHEAD_GOAL = 0.02  # fraction of training time at the default interval, at most
 HASH = "bench000checkpnt"
@@ -38,7 +38,7 @@ def _trainer_and_batches(rows: int):
     from fefm_lab.training import Trainer, TrainerConfig
 
     keras.backend.clear_session()
-    columns = [SparseFeat(f"C{i}", rows, DEFAULT_MODEL["embedding_dim"]) for i in range(FIELDS)]
+    columns = [SparseFeat(f"C{i}", rows, EMBEDDING_DIM) for i in range(FIELDS)]
     trainer = Trainer(build_default_model(columns, "batch"), TrainerConfig(verbose=False))
     rng = np.random.default_rng(0)
     batches = []
@@ -134,8 +134,8 @@ def run(args: argparse.Namespace) -> PartResult:
     section = Section(
         "Checkpoint overhead",
         text=(
-            f"{FIELDS} tables of {rows:,} rows, k {DEFAULT_MODEL['embedding_dim']}, DNN "
-            f"256-128-64, batch {BATCH}, AdaGrad. A checkpoint holds the weights, the AdaGrad "
+            f"{FIELDS} tables of {rows:,} rows, k {EMBEDDING_DIM}, the shipped DeepFEFM (DNN "
+            f"256-128-64), batch {BATCH}, AdaGrad. A checkpoint holds the weights, the AdaGrad "
             f"accumulators and the best weights ({size / 2**30:.2f} GiB), written atomically. "
             f"Blocks of {steps} steps with a save every {every} steps alternated with blocks "
             "without (means of 2 each): the extra time per save should be the save's own time."
