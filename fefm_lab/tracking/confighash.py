@@ -37,6 +37,7 @@ SPEED_ONLY_KEYS = frozenset(
         ("trainer", "progress"),
         ("trainer", "progress_every_seconds"),
         ("trainer", "checkpoint_every_minutes"),
+        ("trainer", "checkpoint_max_time_share"),
         ("trainer", "keep_checkpoints"),
         ("trainer", "log_every_steps"),
         ("trainer", "device"),

@@ -207,7 +207,8 @@ class _Fit:
         self.loss_sum: tf.Tensor | float = 0.0
         self.segment_start = time.perf_counter()
         interval = config.checkpoint_every_minutes
-        self.checkpoint_interval = math.inf if interval is None else 60.0 * interval
+        self.base_interval = math.inf if interval is None else 60.0 * interval
+        self.checkpoint_interval = self.base_interval
         self.last_checkpoint = time.perf_counter()
         self.checkpoints_saved = 0
         self.checkpoint_seconds = 0.0
@@ -242,9 +243,13 @@ class _Fit:
             run_id=self.run_id,
         )
         path = self.checkpoints.save(state)
+        seconds = time.perf_counter() - started
         self.checkpoints_saved += 1
-        self.checkpoint_seconds += time.perf_counter() - started
+        self.checkpoint_seconds += seconds
         self.last_checkpoint = time.perf_counter()
+        share = self.config.checkpoint_max_time_share
+        if share is not None:  # a slow disk spaces the saves out; a fast one keeps the setting
+            self.checkpoint_interval = max(self.base_interval, seconds / share)
         return f"checkpoint at {state.describe()} saved to {path}"
 
     def stop_now(self) -> None:

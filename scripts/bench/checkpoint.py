@@ -9,8 +9,10 @@ batch 1024), as in the `vocab` part. In one process, side by side:
 - blocks of steps with a checkpoint every `--checkpoint-every` steps, alternated with blocks
   without, to check that a save costs the steps nothing beyond its own time.
 
-The overhead at the default interval (`trainer.checkpoint_every_minutes`, 10) is one save's time
-over the interval: the loop saves once per interval, whatever the step time.
+The loop saves once per interval, whatever the step time, so the overhead is one save's time over
+the interval: at the fixed default (`trainer.checkpoint_every_minutes`, 10), and with the default
+settings, where saves are spaced at least save time / `trainer.checkpoint_max_time_share` (1%)
+apart.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ def run(args: argparse.Namespace) -> PartResult:
     )
     if args.smoke:
         rows, steps, every, saves = 500, 6, 3, 2
-    interval_seconds = 60.0 * TrainerConfig().checkpoint_every_minutes
+    defaults = TrainerConfig()
+    interval_seconds = 60.0 * defaults.checkpoint_every_minutes
     trainer, batches = _trainer_and_batches(rows)
     directory = CheckpointDirectory(args.work / "checkpoint-bench", HASH)
     # A run keeps the best epoch's weights in memory and in every checkpoint.
@@ -120,16 +123,19 @@ def run(args: argparse.Namespace) -> PartResult:
     saves_per_block = steps // every
     plain_seconds, saving_seconds = statistics.fmean(plain), statistics.fmean(saving)
     extra_per_save = (saving_seconds - plain_seconds) / saves_per_block
-    overhead = save_seconds / interval_seconds
+    fixed_overhead = save_seconds / interval_seconds
+    # What a run with the defaults does: saves spaced to cost at most checkpoint_max_time_share.
+    effective_interval = max(interval_seconds, save_seconds / defaults.checkpoint_max_time_share)
+    overhead = save_seconds / effective_interval
     target = Target(
-        f"checkpoint overhead at the default interval ({interval_seconds / 60:.0f} min), "
-        f"{rows:,} rows per table",
+        f"checkpoint overhead with the default settings, {rows:,} rows per table",
         overhead * 100,
         OVERHEAD_GOAL * 100,
         higher_is_better=False,
         unit="%",
-        note=f"one save {format_number(save_seconds)} s ({size / 2**30:.2f} GiB) per "
-        f"{interval_seconds:.0f} s; step {format_number(step_seconds * 1e3)} ms",
+        note=f"one save {format_number(save_seconds)} s ({size / 2**30:.2f} GiB) every "
+        f"{effective_interval / 60:.1f} min; at a fixed {interval_seconds / 60:.0f} min: "
+        f"{fixed_overhead * 100:.2f}%; step {format_number(step_seconds * 1e3)} ms",
     )
     section = Section(
         "Checkpoint overhead",
@@ -149,9 +155,15 @@ def run(args: argparse.Namespace) -> PartResult:
             [f"block of {steps} steps, {saves_per_block} saves (s)", saving_seconds],
             ["extra time per save in the blocks (s)", extra_per_save],
             [
-                f"overhead at the default interval ({interval_seconds / 60:.0f} min, %)",
-                overhead * 100,
+                f"overhead at a fixed {interval_seconds / 60:.0f}-minute interval (%)",
+                fixed_overhead * 100,
             ],
+            [
+                "interval with the default settings (saves spaced to cost at most "
+                f"{defaults.checkpoint_max_time_share:.0%}, min)",
+                effective_interval / 60,
+            ],
+            ["overhead with the default settings (%)", overhead * 100],
             [
                 "overhead when saving every epoch of full Criteo only (%)",
                 save_seconds / (29_337_994 / BATCH * step_seconds) * 100,
@@ -165,7 +177,9 @@ def run(args: argparse.Namespace) -> PartResult:
             "block_seconds_without": plain,
             "block_seconds_with": saving,
             "extra_seconds_per_save": extra_per_save,
-            "overhead_at_default_interval": overhead,
+            "overhead_at_fixed_interval": fixed_overhead,
+            "effective_interval_seconds": effective_interval,
+            "overhead_with_defaults": overhead,
         },
     )
     return PartResult([section], [target])

@@ -34,6 +34,7 @@ RUN = [
     "trainer.verbose=true",
     "trainer.progress_every_seconds=0.001",  # a progress line after every step
     "trainer.checkpoint_every_minutes=1e-6",  # and a checkpoint
+    "trainer.checkpoint_max_time_share=null",
     "trainer.log_every_steps=5",
     "model.dnn_hidden_units=[64,32]",
     "model.dnn_dropout=0.2",  # the dropout seed state has to come back exactly too

@@ -150,7 +150,7 @@ def test_stop_without_signal_mid_run_changes_nothing(data, uninterrupted, tmp_pa
     result = fit_and_evaluate(
         _model(data),
         data,
-        _config(checkpoint_every_minutes=1e-9),
+        _config(checkpoint_every_minutes=1e-9, checkpoint_max_time_share=None),
         seed=3,
         checkpoints=checkpoints,
     )
@@ -247,3 +247,18 @@ def test_the_lock_keeps_a_second_trainer_out_until_released(tmp_path: Path) -> N
     second.lock()
     second.delete()
     assert not second.directory.exists()
+
+
+def test_slow_saves_are_spaced_out_to_keep_their_share_of_the_time(data, tmp_path: Path) -> None:
+    """Saves wanted every step, but each one must cost at most 1e-9 of the time: none follows."""
+    checkpoints = CheckpointDirectory(tmp_path, HASH)
+    result = fit_and_evaluate(
+        _model(data),
+        data,
+        _config(max_epochs=1, checkpoint_every_minutes=1e-9, checkpoint_max_time_share=1e-9),
+        seed=3,
+        checkpoints=checkpoints,
+    )
+    # the first mid-epoch save (after step 1) stretches the interval past the run; then the
+    # epoch-end save
+    assert result.checkpoints_saved == 2
