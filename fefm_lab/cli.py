@@ -137,8 +137,15 @@ def command_synth(arguments: Sequence[str]) -> int:
 def command_report(arguments: Sequence[str]) -> int:
     from fefm_lab.report import write_report
     from fefm_lab.runner import store_for
+    from fefm_lab.tracking.ui import tracking_has_experiment
 
     resolved = resolved_config(arguments)
+    tracking = resolved["mlflow"]
+    if not tracking_has_experiment(tracking["tracking_uri"], tracking["experiment"]):
+        raise ConfigError(
+            f"mlflow.experiment={tracking['experiment']}: no such experiment in "
+            f"mlflow.tracking_uri={tracking['tracking_uri']}"
+        )
     store = store_for(resolved)
     written = write_report(
         store,
@@ -146,30 +153,38 @@ def command_report(arguments: Sequence[str]) -> int:
         sweep=resolved["report"]["sweep"],
     )
     print(written.markdown)
+    for warning in written.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path in written.files:
         print(f"wrote {path}")
     return 0
 
 
 def command_ui(arguments: Sequence[str]) -> int:
-    resolved = resolved_config(arguments)
+    """`fefm-lab ui [sweep=NAME] [overrides]`: print the sweep's comparison link, serve the UI."""
+    from fefm_lab.runner import store_for
+    from fefm_lab.tracking.ui import latest_sweep, lean_server_command, sweep_links, ui_base_url
+
+    sweeps = [a.split("=", 1)[1] for a in arguments if a.startswith("sweep=")]
+    resolved = resolved_config([a for a in arguments if not a.startswith("sweep=")])
     tracking = resolved["mlflow"]
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        tracking["tracking_uri"],
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(tracking["ui_port"]),
-    ]
-    print(f"MLflow UI on http://127.0.0.1:{tracking['ui_port']} (Ctrl-C stops it)", flush=True)
+    port = int(tracking["ui_port"])
+    store = store_for(resolved)
+    sweep = sweeps[-1] if sweeps else latest_sweep(store)
+    if sweeps and store.sweep_parent(sweep) is None:
+        known = sorted({r.data.tags.get("sweep", "") for r in store.search("tags.role = 'sweep'")})
+        raise ConfigError(
+            f"sweep={sweep}: no such sweep in experiment {store.experiment_name!r} "
+            f"({tracking['tracking_uri']}); sweeps there: {', '.join(known) or 'none'}"
+        )
+    print(f"MLflow UI on {ui_base_url(port)} (Ctrl-C stops it)")
+    for line in sweep_links(store, sweep, port) if sweep else []:
+        print(line)
+    sys.stdout.flush()
     sys.stderr.flush()
+    command, environment = lean_server_command(tracking["tracking_uri"], port)
     # Replace this process: Ctrl-C and kill reach the server itself, no orphan is left behind.
-    os.execv(sys.executable, command)
+    os.execve(sys.executable, command, environment)
     return 0  # not reached
 
 

@@ -2,8 +2,10 @@
 
 For each (dataset, model, ablation): test AUC and log loss as mean +- sample std (ddof 1) over
 seeds, the difference of means to the baseline (the same model without ablation), and a paired
-comparison over the seeds both have: d_s = x_s - baseline_s, mean(d), std(d) (ddof 1),
-t = mean(d) / (std(d) / sqrt(n)) with n - 1 degrees of freedom and its two-sided p-value.
+comparison over the seeds both have (report.statistics): mean and std of d_s = x_s - baseline_s,
+its 95% confidence interval, the paired t test's two-sided p-value, that p Holm-adjusted over the
+ablations compared with the same baseline, a verdict (better / worse / not resolved at alpha 0.05
+after the adjustment) and the smallest difference these seeds resolve (power 0.8).
 Pairing removes the seed's shared effect (same split, same initialisation stream), which is what
 makes differences of 1e-4 AUC readable at all.
 """
@@ -14,13 +16,25 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from mlflow.entities import Run
 
 from fefm_lab.config.ablation import ABLATION_NAMES
 from fefm_lab.errors import UserError
-from fefm_lab.report.paper import paper_numbers
+from fefm_lab.report.paper import PAPER_DATASETS, paper_gap, paper_numbers
+from fefm_lab.report.statistics import (
+    ALPHA,
+    PairedComparison,
+    holm_adjust,
+    minimum_detectable_difference,
+    paired_comparison,
+    seeds_needed,
+    verdict,
+)
+from fefm_lab.sweep.parent import reused_runs
 from fefm_lab.tracking.store import (
     ROLE_JOB,
+    TAG_CODE_VERSION,
+    TAG_DATA_FINGERPRINT,
     TAG_OUTCOME,
     TAG_ROLE,
     TAG_SWEEP,
@@ -29,21 +43,44 @@ from fefm_lab.tracking.store import (
 )
 
 METRICS = ("auc", "logloss")
+HIGHER_IS_BETTER = {"auc": True, "logloss": False}
 BASELINE = "none"
 KEY = ["dataset", "model", "ablation"]
 
 
+def sweep_runs(store: TrackingStore, parent: Run) -> list[Run]:
+    """A sweep's runs: its children and the FINISHED runs its jobs reused instead of rerunning."""
+    return store.children(parent.info.run_id) + reused_runs(store, parent)
+
+
 def load_runs(store: TrackingStore, sweep: str | None = None) -> pd.DataFrame:
-    """One row per configuration whose latest run (`latest_per_config`) FINISHED with test
-    metrics; then the newest per seed (`latest_per_seed`)."""
-    query = f"tags.{TAG_ROLE} = '{ROLE_JOB}'"
+    """One row per configuration of one sweep (its children and the runs it reused) or of the
+    whole experiment whose latest run (`latest_per_config`) FINISHED with test metrics; then the
+    newest per seed (`latest_per_seed`)."""
     if sweep:
-        query += f" and tags.{TAG_SWEEP} = '{sweep}'"
+        parent = store.sweep_parent(sweep)
+        runs = sweep_runs(store, parent) if parent is not None else []
+    else:
+        runs = store.search(f"tags.{TAG_ROLE} = '{ROLE_JOB}'")
+    rows = runs_frame(runs)
+    if rows.empty:
+        where = f"sweep {sweep!r} of " if sweep else ""
+        raise UserError(
+            f"no finished runs with test metrics in {where}experiment {store.experiment_name!r} "
+            f"({store.tracking_uri}); run `fefm-lab run -m ...` first or check mlflow.experiment"
+        )
+    return rows
+
+
+def runs_frame(runs: list[Run]) -> pd.DataFrame:
+    """The FINISHED job runs with test metrics as rows (latest of each config hash, then of each
+    seed); empty when there are none."""
     rows = {}
-    for run in latest_per_config(store.search(query)):
+    for run in latest_per_config(runs):
         tags, metrics = run.data.tags, run.data.metrics
         if (
             run.info.status != "FINISHED"
+            or tags.get(TAG_ROLE) != ROLE_JOB
             or tags.get(TAG_OUTCOME) == "skipped"
             or "test_auc" not in metrics
         ):
@@ -58,15 +95,13 @@ def load_runs(store: TrackingStore, sweep: str | None = None) -> pd.DataFrame:
             "parent_run_id": tags.get("mlflow.parentRunId", ""),
             "auc": metrics["test_auc"],
             "logloss": metrics["test_logloss"],
+            "code_version": tags.get(TAG_CODE_VERSION, ""),
+            "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT, ""),
             "params": dict(run.data.params),
             "start_time": run.info.start_time,
         }
     if not rows:
-        where = f"sweep {sweep!r} of " if sweep else ""
-        raise UserError(
-            f"no finished runs with test metrics in {where}experiment {store.experiment_name!r} "
-            f"({store.tracking_uri}); run `fefm-lab run -m ...` first or check mlflow.experiment"
-        )
+        return pd.DataFrame()
     return latest_per_seed(pd.DataFrame(list(rows.values())))
 
 
@@ -82,26 +117,32 @@ def latest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
     return newest.sort_index().reset_index(drop=True)
 
 
-def paired(values: pd.Series, baseline: pd.Series) -> dict[str, float]:
-    """Paired differences over the seeds both series have (indexed by seed)."""
-    common = values.index.intersection(baseline.index)
-    differences = (values.loc[common] - baseline.loc[common]).to_numpy(dtype=np.float64)
-    n = len(differences)
-    mean = float(differences.mean()) if n else math.nan
-    std = float(differences.std(ddof=1)) if n > 1 else math.nan
-    if n > 1 and std > 0:
-        t = mean / (std / math.sqrt(n))
-        p = float(2 * stats.t.sf(abs(t), n - 1))
-    else:
-        t = p = math.nan
-    return {"paired_n": n, "paired_diff": mean, "paired_std": std, "t": t, "p": p}
+def paired(values: pd.Series, baseline: pd.Series) -> PairedComparison:
+    """Paired comparison over the seeds both series have (indexed by seed)."""
+    common = values.index.intersection(baseline.index).sort_values()
+    return paired_comparison(values.loc[common].to_numpy(), baseline.loc[common].to_numpy())
 
 
 def _baseline_of(groups: dict, dataset: str, model: str) -> pd.DataFrame | None:
     return groups.get((dataset, model, BASELINE), groups.get((dataset, "deepfefm", BASELINE)))
 
 
-def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
+def _comparison_columns(metric: str, comparison: PairedComparison | None) -> dict[str, object]:
+    """The paired comparison as table columns (NaN, n = 0 for a baseline or a missing one)."""
+    if comparison is None:
+        comparison = paired_comparison([], [])
+    return {
+        f"{metric}_paired_n": comparison.n,
+        f"{metric}_paired_diff": comparison.mean,
+        f"{metric}_paired_std": comparison.std,
+        f"{metric}_ci_low": comparison.ci_low,
+        f"{metric}_ci_high": comparison.ci_high,
+        f"{metric}_t": comparison.t,
+        f"{metric}_p": comparison.p,
+    }
+
+
+def ablation_table(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     """The long-format table (one row per dataset, model, ablation); see the module docstring."""
     groups = {key: frame for key, frame in runs.groupby(KEY, sort=True)}
     rows = []
@@ -114,24 +155,97 @@ def ablation_table(runs: pd.DataFrame) -> pd.DataFrame:
             "seeds": ",".join(str(s) for s in sorted(frame["seed"])),
         }
         baseline = _baseline_of(groups, dataset, model)
+        row["baseline"] = "" if baseline is None else f"{baseline.iloc[0]['model']} {BASELINE}"
         for metric in METRICS:
             values = frame.set_index("seed")[metric].astype(np.float64)
             row[f"{metric}_mean"] = float(values.mean())
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             if baseline is None or baseline is frame:
                 row[f"{metric}_diff"] = 0.0 if baseline is frame else math.nan
-                comparison = paired(values.iloc[:0], values.iloc[:0])
+                comparison = None
             else:
                 base = baseline.set_index("seed")[metric].astype(np.float64)
                 row[f"{metric}_diff"] = float(values.mean() - base.mean())
                 comparison = paired(values, base)
-            for name, value in comparison.items():
-                row[f"{metric}_{name}"] = value
+            row.update(_comparison_columns(metric, comparison))
+            row[f"{metric}_mdd"] = (
+                math.nan
+                if comparison is None
+                else minimum_detectable_difference(comparison.std, comparison.n, alpha)
+            )
         paper = paper_numbers(dataset, model, ablation, frame.iloc[0]["params"])
         row["paper_auc"], row["paper_logloss"] = paper if paper else (math.nan, math.nan)
         rows.append(row)
     table = pd.DataFrame(rows)
+    _add_verdicts(table, alpha)
     order = {name: i for i, name in enumerate(ABLATION_NAMES)}  # the ablation group's order
     table["_order"] = table["ablation"].map(lambda a: order.get(a, len(order)))
     table = table.sort_values(["dataset", "model", "_order", "ablation"]).drop(columns="_order")
     return table.reset_index(drop=True)
+
+
+def _add_verdicts(table: pd.DataFrame, alpha: float) -> None:
+    """Holm-adjusted p over the comparisons with one baseline, then better/worse/not resolved."""
+    for metric in METRICS:
+        table[f"{metric}_p_holm"] = math.nan
+        for _, family in table.groupby(["dataset", "baseline"]):
+            adjusted = holm_adjust(list(family[f"{metric}_p"]))
+            table.loc[family.index, f"{metric}_p_holm"] = adjusted
+        table[f"{metric}_verdict"] = [
+            verdict(mean, p, HIGHER_IS_BETTER[metric], alpha) if n >= 2 else ""
+            for mean, p, n in zip(
+                table[f"{metric}_paired_diff"],
+                table[f"{metric}_p_holm"],
+                table[f"{metric}_paired_n"],
+                strict=True,
+            )
+        ]
+
+
+def consistency_warnings(runs: pd.DataFrame) -> list[str]:
+    """What makes the compared runs not comparable: code versions or paired data that differ.
+
+    Every (dataset, model) group must share one code version (tag `code_version`); runs of one
+    seed on one dataset are paired, so they must share one prepared dataset (`data_fingerprint`).
+    A missing tag (a run from before these tags) counts as its own value, "untagged".
+    """
+    warnings = []
+    for column, tag, key, what in (
+        ("code_version", TAG_CODE_VERSION, ["dataset", "model"], "code versions"),
+        ("data_fingerprint", TAG_DATA_FINGERPRINT, ["dataset", "seed"], "prepared data"),
+    ):
+        if column not in runs:
+            continue
+        for group, frame in runs.groupby(key, sort=True):
+            counts = frame[column].fillna("untagged").replace("", "untagged").value_counts()
+            if len(counts) > 1:
+                listing = ", ".join(f"{value} ({count} runs)" for value, count in counts.items())
+                label = " ".join(f"{k}={v}" for k, v in zip(key, group, strict=True))
+                warnings.append(
+                    f"{label}: the compared runs differ in {what} (tag {tag}): {listing}"
+                )
+    return warnings
+
+
+def paper_gap_seeds(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Seeds the paper's Table 5 AUC gaps would need at this study's observed paired spread."""
+    rows = []
+    for _, row in table.iterrows():
+        gaps = {name: paper_gap(name, row["ablation"]) for name in PAPER_DATASETS}
+        spread = row["auc_paired_std"]
+        if all(g is None for g in gaps.values()) or not row["auc_paired_n"] >= 2:
+            continue
+        entry: dict[str, object] = {
+            "dataset": row["dataset"],
+            "model": row["model"],
+            "ablation": row["ablation"],
+            "paired std Δ AUC": spread,
+            "seeds": int(row["auc_paired_n"]),
+            "resolvable Δ AUC": row["auc_mdd"],
+        }
+        for name, gap in gaps.items():
+            entry[f"{name} gap"] = math.nan if gap is None else gap
+            needed = None if gap is None else seeds_needed(gap, spread, alpha)
+            entry[f"{name} seeds needed"] = "" if needed is None else str(needed)
+        rows.append(entry)
+    return pd.DataFrame(rows)

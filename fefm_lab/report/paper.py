@@ -45,6 +45,14 @@ def paper_settings(dataset: str) -> dict[str, str]:
     return {key: param_value(value) for key, value in flatten(sections).items()}
 
 
+def paper_gap(dataset: str, ablation: str, metric: str = "auc") -> float | None:
+    """Table 5's difference (ablation - no ablation) on `dataset`, or None if it has none."""
+    if ablation == "none" or (dataset, ablation) not in TABLE5:
+        return None
+    column = 0 if metric == "auc" else 1
+    return TABLE5[(dataset, ablation)][column] - TABLE5[(dataset, "none")][column]
+
+
 def paper_numbers(
     dataset: str, model: str, ablation: str, params: Mapping[str, Any]
 ) -> tuple[float, float] | None:

@@ -19,7 +19,7 @@ import fefm_lab
 from fefm_lab.sweep.parent import open_parent, parent_of
 from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.store import TrackingStore, open_store
-from fefm_lab.tracking.sweep import SweepSummary, finish_sweep
+from fefm_lab.tracking.sweep import DEFAULT_UI_PORT, SweepSummary, finish_sweep
 
 # Overrides that `fefm-lab run -m` adds for the jobs: bookkeeping, not part of the user's sweep.
 _BOOKKEEPING = ("sweep.invocation=", "sweep.name=", "threads=")
@@ -34,12 +34,26 @@ def sweep_store(config: DictConfig) -> TrackingStore:
 
 
 def end_sweep(
-    store: TrackingStore, parent_run_id: str, *, status: str | None = None, reason: str = ""
+    store: TrackingStore,
+    parent_run_id: str,
+    *,
+    status: str | None = None,
+    reason: str = "",
+    ui_port: int = DEFAULT_UI_PORT,
 ) -> SweepSummary:
-    """`finish_sweep`, then the summary table on stdout."""
-    summary = finish_sweep(store, parent_run_id, status=status, reason=reason)
+    """`finish_sweep`, then the summary table, the ablation report and the UI links on stdout."""
+    summary = finish_sweep(store, parent_run_id, status=status, reason=reason, ui_port=ui_port)
     print(summary.markdown)
-    print(f"sweep parent run {parent_run_id} in experiment {store.experiment_name!r}", flush=True)
+    print(f"sweep parent run {parent_run_id} in experiment {store.experiment_name!r}")
+    if summary.report:
+        print(f"\nablation report (logged to the parent run under report/):\n\n{summary.report}")
+    if summary.report_note:
+        print(summary.report_note, file=sys.stderr)
+    for line in summary.links:
+        print(line)
+    if summary.links:
+        print("(the UI must be running: fefm-lab ui)")
+    sys.stdout.flush()
     return summary
 
 
@@ -72,4 +86,4 @@ class SweepLifecycle(Callback):
         store = sweep_store(config)
         parent = parent_of(store, str(config.sweep.invocation))
         if parent is not None and parent.info.status == "RUNNING":
-            end_sweep(store, parent.info.run_id)
+            end_sweep(store, parent.info.run_id, ui_port=int(config.mlflow.ui_port))

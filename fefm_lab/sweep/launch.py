@@ -162,7 +162,7 @@ def _launch(
         )
 
 
-def _conclude(store: TrackingStore, invocation: str) -> int:
+def _conclude(store: TrackingStore, invocation: str, ui_port: int) -> int:
     """After Hydra returned: end the parent if the callback could not; exit 1 on failures."""
     parent = parent_of(store, invocation)
     if parent is None:
@@ -170,7 +170,7 @@ def _conclude(store: TrackingStore, invocation: str) -> int:
         return 1
     parent_id = parent.info.run_id
     if parent.info.status == "RUNNING":  # on_multirun_end was skipped or failed
-        summary = end_sweep(store, parent_id)
+        summary = end_sweep(store, parent_id, ui_port=ui_port)
     else:
         summary = summarize_sweep(store, parent_id)
     if summary.failed:
@@ -221,4 +221,4 @@ def run_sweep(overrides: Sequence[str]) -> int:
             ) from None
         _say(f"error: {reason}")
         return 1
-    return _conclude(store, invocation)
+    return _conclude(store, invocation, int(plan.configs[0]["mlflow"]["ui_port"]))

@@ -196,4 +196,7 @@ def open_store(
             experiment_id = experiment.experiment_id
             if experiment.lifecycle_stage == "deleted":
                 client.restore_experiment(experiment_id)
+        from fefm_lab.tracking.ui import describe_experiment
+
+        describe_experiment(client, experiment_id, experiment_name)
     return TrackingStore(client, experiment_id, experiment_name, tracking_uri)

@@ -1,4 +1,5 @@
-"""The end of a sweep: a summary table of its configurations, logged to the parent run.
+"""The end of a sweep: a summary table of its configurations and the ablation report, logged to
+the parent run, and the UI link that compares the sweep's runs.
 
 `finish_sweep` is the one function that ends a sweep, on every way out (see `fefm_lab.sweep`).
 """
@@ -6,28 +7,36 @@
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 
 import pandas as pd
 from mlflow.entities import Run
 
+from fefm_lab.errors import UserError
 from fefm_lab.markdown import markdown_table
 from fefm_lab.sweep.parent import reused_runs, unrun_jobs
 from fefm_lab.tracking.run_logging import log_metrics, log_text
 from fefm_lab.tracking.store import (
     TAG_OUTCOME,
     TAG_REASON,
+    TAG_SWEEP,
     TrackingStore,
     latest_per_config,
 )
 
 SUMMARY_COLUMNS = ("run", "status", "test_auc", "test_logloss", "reason", "run_id")
+DEFAULT_UI_PORT = 5000
+TAG_REPORT = "report"  # on the parent: "logged" or why no report was logged
 
 
 @dataclass
 class SweepSummary:
     rows: list[dict] = field(default_factory=list)
     markdown: str = ""
+    report: str = ""  # the ablation report (Markdown), empty when none could be made
+    report_note: str = ""  # why there is no report, or what it warns about
+    links: list[str] = field(default_factory=list)  # UI links that compare the sweep's runs
 
     @property
     def failed(self) -> list[dict]:
@@ -78,12 +87,20 @@ def summarize_sweep(store: TrackingStore, parent_run_id: str) -> SweepSummary:
 
 
 def finish_sweep(
-    store: TrackingStore, parent_run_id: str, *, status: str | None = None, reason: str = ""
+    store: TrackingStore,
+    parent_run_id: str,
+    *,
+    status: str | None = None,
+    reason: str = "",
+    ui_port: int = DEFAULT_UI_PORT,
 ) -> SweepSummary:
-    """Summarise the configurations, log the table (md + csv) and counts to the parent, close it.
+    """Summarise the configurations, log the table (md + csv), counts and the ablation report
+    (md, csv, png, html under `report/`) to the parent, close it, and make the UI links.
 
     The parent ends with `status` when given (KILLED or FAILED by an interrupted or failed
     launch, with `reason`), else FINISHED when no configuration's latest run failed, else FAILED.
+    A report that cannot be made (no finished runs, or an error while making it) is noted on
+    the parent (tag `report`) and does not keep the parent open.
     """
     summary = summarize_sweep(store, parent_run_id)
     table = pd.DataFrame(summary.rows, columns=list(SUMMARY_COLUMNS))
@@ -100,5 +117,33 @@ def finish_sweep(
     if reason:
         store.client.set_tag(parent_run_id, TAG_OUTCOME, end.lower())
         store.client.set_tag(parent_run_id, TAG_REASON, reason[:5000])
+    sweep = store.client.get_run(parent_run_id).data.tags.get(TAG_SWEEP, "")
+    if status is None:
+        _log_report(store, parent_run_id, summary)
+    else:  # an interrupted or failed launch closes at once; `fefm-lab report` can follow
+        summary.report_note = f"no ablation report: the sweep ended {end} ({reason})"
+        store.client.set_tag(parent_run_id, TAG_REPORT, summary.report_note[:5000])
     store.client.set_terminated(parent_run_id, end)
+    if sweep:
+        from fefm_lab.tracking.ui import sweep_links
+
+        summary.links = sweep_links(store, sweep, ui_port)
     return summary
+
+
+def _log_report(store: TrackingStore, parent_run_id: str, summary: SweepSummary) -> None:
+    from fefm_lab.report.write import log_sweep_report
+
+    try:
+        written = log_sweep_report(store, parent_run_id)
+    except UserError as error:
+        summary.report_note = f"no ablation report: {error}"
+    except Exception as error:  # a bug in the report must not leave the sweep's run open
+        summary.report_note = f"the ablation report failed: {type(error).__name__}: {error}"
+        print(summary.report_note, file=sys.stderr)
+    else:
+        summary.report = written.markdown
+        summary.report_note = "; ".join(written.warnings)
+        store.client.set_tag(parent_run_id, TAG_REPORT, "logged")
+        return
+    store.client.set_tag(parent_run_id, TAG_REPORT, summary.report_note[:5000])

@@ -1,0 +1,115 @@
+"""The report as one self-contained HTML page (chart inlined) for MLflow's artifact viewer.
+
+MLflow shows an `.html` artifact in a frame of its own; a page that links other files would
+need them served beside it, so the chart is embedded as a data: URI and the styles inline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from fefm_lab.report.write import Report
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.worse { color: #c0392b; font-weight: 600; } td.better { color: #1e8449; font-weight: 600; }
+.warning { border-left: 4px solid #c0392b; background: #fdf2f0; padding: 0.5em 1em; }
+img { max-width: 100%; }
+"""
+
+
+def inline_markdown(text: str) -> str:
+    """Escape `text`, then render the inline Markdown the report uses: `code` and **bold**."""
+    escaped = html.escape(text, quote=False)
+    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
+
+
+def markdown_blocks(text: str) -> str:
+    """Paragraphs and `- ` lists of the report's own Markdown text as HTML."""
+    parts: list[str] = []
+    items: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("- "):
+            items.append(f"<li>{inline_markdown(line[2:])}</li>")
+            continue
+        if items:
+            parts.append("<ul>" + "".join(items) + "</ul>")
+            items = []
+        if line.strip():
+            parts.append(f"<p>{inline_markdown(line)}</p>")
+    if items:
+        parts.append("<ul>" + "".join(items) + "</ul>")
+    return "\n".join(parts)
+
+
+def html_table(frame: pd.DataFrame, table_id: str) -> str:
+    """A plain HTML table; numbers right-aligned, verdict cells classed by their value."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = []
+        for column, value in zip(frame.columns, row, strict=True):
+            text = "" if isinstance(value, float) and pd.isna(value) else value
+            if isinstance(text, float):
+                text = f"{text:.5f}"
+            classes = []
+            if pd.api.types.is_number(value) or re.fullmatch(
+                r"[-+]?[0-9.]+( ± [0-9.]+)?", str(text)
+            ):
+                classes.append("num")
+            if "verdict" in str(column) and text in ("worse", "better"):
+                classes.append(str(text))
+            attribute = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f"<td{attribute}>{html.escape(str(text))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f'<table id="{table_id}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def report_html(
+    report: Report,
+    readable: pd.DataFrame,
+    explanation: str,
+    gap_explanation: str,
+    chart_png: bytes,
+) -> str:
+    """The whole page: title, warnings, how to read, table, teacher check, chart, seeds needed."""
+    title = html.escape(f"Ablation report: {report.title}")
+    warnings = ""
+    if report.warnings:
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in report.warnings)
+        warnings = (
+            '<div class="warning"><p><strong>Warning: these runs are not all comparable.'
+            "</strong> Rerun the sweep so that every run uses the same code and data "
+            f"(<code>force=true</code> reruns finished configurations).</p><ul>{items}</ul></div>"
+        )
+    chart = base64.b64encode(chart_png).decode("ascii")
+    gaps = ""
+    if not report.gap_seeds.empty:
+        gaps = (
+            f"<h2>Seeds needed for the paper's gaps</h2><p>{inline_markdown(gap_explanation)}</p>"
+            + html_table(report.gap_seeds, "seeds-needed")
+        )
+    return (
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{STYLE}</style></head><body>\n"
+        f"<h1>{title}</h1>\n{warnings}\n<p>{inline_markdown(explanation)}</p>\n"
+        f"{html_table(readable, 'ablation-table')}\n"
+        f"{markdown_blocks(report.teacher)}\n"
+        f'<img alt="test AUC per ablation with per-seed points and 95% confidence intervals" '
+        f'src="data:image/png;base64,{chart}">\n'
+        f"{gaps}\n</body></html>\n"
+    )

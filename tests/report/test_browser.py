@@ -1,0 +1,235 @@
+"""A small sweep, `fefm-lab ui`, and headless Chromium on the printed link (slow).
+
+Chromium comes from Debian's `chromium` package (`.ci/run` installs it when missing); its own
+`--dump-dom` returns the page's DOM after the app has rendered (virtual time budget), so no
+browser-automation dependency is needed. MLflow shows an HTML artifact in a sandboxed frame
+loaded from `/get-artifact`; the test checks that the run's artifact page holds that viewer and
+opens the artifact at the address the viewer loads.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+FEFM_LAB = str(Path(sys.executable).with_name("fefm-lab"))
+SWEEP = ["debug=tiny", "dataset.synthetic.rows=3000", "ablation=none,no_linear", "seed=1,2"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def format_metric(value: float) -> str:
+    """MLflow UI's Utils.formatMetric for 0.001 <= |value| < 10: Math.round(1e3 * v) / 1e3."""
+    return str(math.floor(value * 1000 + 0.5) / 1000)
+
+
+def dump_dom(url: str, profile: Path, budget_ms: int = 30_000) -> str:
+    """The DOM of `url` after `budget_ms` of virtual time, from a fresh Chromium profile."""
+    if profile.exists():
+        shutil.rmtree(profile)
+    result = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--window-size=1600,1200",
+            f"--virtual-time-budget={budget_ms}",
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def page_text(dom: str) -> str:
+    text = re.sub(r"<(script|style)\b.*?</\1>", " ", dom, flags=re.S)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return re.sub(r"\s+", " ", html.unescape(text)).strip()
+
+
+def metric_rows(text: str, run_ids: list[str]) -> dict[str, list[str]]:
+    """The compare page's metric table: metric key -> its values, one per run column."""
+    section = text.split("Metrics Show diff only", 1)[1].split(" Artifacts", 1)[0].split()
+    keys = [token for token in section if not re.fullmatch(r"-?[0-9.e+-]+", token)]
+    values = section[len(keys) :]
+    assert len(values) == len(keys) * len(run_ids), section
+    width = len(run_ids)
+    return {key: values[i * width : (i + 1) * width] for i, key in enumerate(keys)}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A 4-job sweep in a temp root, then `fefm-lab ui` on a free loopback port."""
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
+    root = tmp_path_factory.mktemp("browser")
+    port = _free_port()
+    common = [f"paths.root_dir={root}", f"mlflow.ui_port={port}", "mlflow.experiment=browser"]
+    sweep = subprocess.run(
+        [FEFM_LAB, "run", "-m", *SWEEP, *common, "sweep.name=browser_sweep"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        cwd=root,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    ui = subprocess.Popen(
+        [FEFM_LAB, "ui", *common],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=root,
+        start_new_session=True,  # its own process group: the teardown ends all of it
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert ui.poll() is None, ui.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "fefm-lab ui did not answer within 180 s"
+            time.sleep(1)
+        yield {"root": root, "port": port, "sweep_out": sweep.stdout, "ui": ui}
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        try:
+            ui.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait()
+        time.sleep(1)
+        try:  # the server under the launcher shares the group: nothing may be left
+            os.killpg(ui.pid, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            os.killpg(ui.pid, signal.SIGKILL)
+            pytest.fail("a process of `fefm-lab ui` outlived SIGTERM")
+
+
+def _client(study) -> tuple[MlflowClient, str]:
+    client = MlflowClient(f"sqlite:///{study['root']}/mlflow.db")
+    return client, client.get_experiment_by_name("browser").experiment_id
+
+
+def _printed_link(output: str) -> str:
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("compare sweep")]
+    assert starts, output[-3000:]
+    return lines[starts[-1] + 1].strip()
+
+
+def test_ui_is_lean_and_on_loopback(study) -> None:
+    group = subprocess.run(
+        ["ps", "-o", "pid=,args=", "-g", str(study["ui"].pid)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    # the MLflow launcher (exec'd by fefm-lab ui) and one uvicorn worker: no job runner, no pool
+    assert len(group) == 2, group
+    assert any("uvicorn" in line and "--workers 1" in line for line in group), group
+    with socket.socket() as probe:  # not reachable on another address of this machine
+        assert probe.connect_ex(("127.0.0.1", study["port"])) == 0
+
+
+def test_printed_link_shows_every_child_test_auc_in_the_model_training_layout(
+    study, tmp_path
+) -> None:
+    link = _printed_link(study["sweep_out"])
+    assert link.startswith(f"http://127.0.0.1:{study['port']}/#/compare-runs?")
+    client, experiment_id = _client(study)
+    children = client.search_runs(
+        [experiment_id], "tags.role = 'job' and attributes.status = 'FINISHED'"
+    )
+    assert len(children) == 4
+    params = parse_qs(urlsplit(link).fragment.partition("?")[2])
+    run_ids = json.loads(unquote(params["runs"][0]))
+    assert sorted(run_ids) == sorted(r.info.run_id for r in children)
+
+    text = page_text(dump_dom(link, tmp_path / "profile"))
+    # model-training layout: the sidebar offers the model registry, not GenAI's prompts/gateway
+    assert "Model registry" in text and "AI Gateway" not in text and "Prompts" not in text
+    assert f"Comparing {len(run_ids)} Runs" in text
+    shown_ids = text.split("Run ID:", 1)[1].split()[: len(run_ids)]
+    assert shown_ids == run_ids
+    rows = metric_rows(text, shown_ids)
+    by_id = {r.info.run_id: r for r in children}
+    assert rows["test_auc"] == [format_metric(by_id[i].data.metrics["test_auc"]) for i in shown_ids]
+    assert rows["test_logloss"] == [
+        format_metric(by_id[i].data.metrics["test_logloss"]) for i in shown_ids
+    ]
+
+    # `fefm-lab ui` printed the same link for the latest sweep before serving
+    ui_out = ""
+    while link not in ui_out:  # its first lines were flushed before the server started
+        line = study["ui"].stdout.readline()
+        assert line, ui_out
+        ui_out += line
+
+
+def test_parent_run_html_report_holds_the_ablation_table(study, tmp_path) -> None:
+    client, experiment_id = _client(study)
+    (parent,) = client.search_runs([experiment_id], "tags.role = 'sweep'")
+    parent_id = parent.info.run_id
+    base = f"http://127.0.0.1:{study['port']}"
+    viewer = dump_dom(
+        f"{base}/#/experiments/{experiment_id}/runs/{parent_id}/artifacts/report/"
+        "ablation_report.html?workflowType=machine_learning",
+        tmp_path / "profile",
+    )
+    assert 'class="mlflow-html-iframe"' in viewer
+    assert "report/ablation_report.html" in page_text(viewer)
+
+    artifact = (
+        f"{base}/get-artifact?path={quote('report/ablation_report.html')}&run_uuid={parent_id}"
+    )
+    report = dump_dom(artifact, tmp_path / "profile", budget_ms=5_000)
+    table = re.search(r'<table id="ablation-table">(.*?)</table>', report, flags=re.S)
+    assert table is not None, report[:2000]
+    cells = [page_text(c) for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", table.group(1))]
+    children = client.search_runs([experiment_id], "tags.role = 'job'")
+    for ablation in ("none", "no_linear"):
+        aucs = [r.data.metrics["test_auc"] for r in children if r.data.tags["ablation"] == ablation]
+        assert ablation in cells
+        assert any(c.startswith(f"{sum(aucs) / len(aucs):.5f} ± ") for c in cells), cells
+    assert "data:image/png;base64," in report

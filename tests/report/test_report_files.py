@@ -1,0 +1,224 @@
+"""The report's files and where they go: results/, the sweep's parent run, the UI link."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pandas as pd
+import pytest
+
+from fefm_lab.errors import UserError
+from fefm_lab.report.write import (
+    CHART_NAME,
+    CSV_NAME,
+    HTML_NAME,
+    MARKDOWN_NAME,
+    RUNS_NAME,
+    write_report,
+)
+from fefm_lab.tracking.store import open_store
+from fefm_lab.tracking.sweep import finish_sweep
+from fefm_lab.tracking.ui import (
+    DESCRIPTION_TAG,
+    KIND_TAG,
+    MODEL_TRAINING_KIND,
+    comparison_url,
+    latest_sweep,
+)
+
+# seed -> AUC of `none`; the ablations shift it by a fixed amount plus a per-seed wobble
+BASE = {1: 0.781, 2: 0.774, 3: 0.788}
+SHIFT = {"none": 0.0, "no_fefm_logit": -0.04, "no_linear": 0.0, "shallow": -0.01}
+WOBBLE = {1: 0.0011, 2: -0.0007, 3: 0.0004}
+
+
+def _auc(ablation: str, seed: int) -> float:
+    return BASE[seed] + SHIFT[ablation] + (WOBBLE[seed] if ablation != "none" else 0.0)
+
+
+@pytest.fixture(scope="module")
+def tracking_uri(tmp_path_factory) -> str:
+    """One database for the module (creating one runs MLflow's migrations: seconds)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('tracking')}/mlflow.db"
+
+
+@pytest.fixture()
+def store(tracking_uri, tmp_path, request):
+    """A fresh experiment per test."""
+    return open_store(tracking_uri, request.node.name, str(tmp_path / "artifacts"))
+
+
+def _sweep(store, name: str, code_version: str = "v1", failed: str | None = None) -> str:
+    """A sweep's parent run and a FINISHED child per ablation and seed (no training)."""
+    parent = store.client.create_run(
+        store.experiment_id, run_name=f"sweep {name}", tags={"role": "sweep", "sweep": name}
+    ).info.run_id
+    for ablation in SHIFT:
+        for seed in BASE:
+            tags = {
+                "role": "job", "sweep": name, "mlflow.parentRunId": parent,
+                "dataset": "synthetic", "model": "deepfefm", "ablation": ablation,
+                "seed": str(seed), "config_hash": f"{name}-{ablation}-{seed}",
+                "code_version": code_version, "data_fingerprint": f"data{seed}",
+            }  # fmt: skip
+            run = store.client.create_run(
+                store.experiment_id, run_name=f"deepfefm {ablation} seed={seed}", tags=tags
+            ).info.run_id
+            if failed == f"{ablation}-{seed}":
+                store.client.set_terminated(run, "FAILED")
+                continue
+            auc = _auc(ablation, seed)
+            store.client.log_metric(run, "test_auc", auc)
+            store.client.log_metric(run, "test_logloss", 0.9 - auc / 2)
+            store.client.set_terminated(run, "FINISHED")
+    return parent
+
+
+class _Tables(HTMLParser):
+    """Collects the text of each table's cells, by table id."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self._table = dict(attrs).get("id", "")
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def test_report_files_under_results_and_on_the_parent_run(store, tmp_path) -> None:
+    parent = _sweep(store, "study1")
+    written = write_report(store, tmp_path / "results", sweep="study1")
+    names = {path.name for path in written.files}
+    assert names == {MARKDOWN_NAME, CSV_NAME, RUNS_NAME, CHART_NAME, HTML_NAME}
+    assert written.parent_run_id == parent
+    logged = {a.path for a in store.client.list_artifacts(parent, "report")}
+    assert logged == {f"report/{name}" for name in names}
+
+    table = pd.read_csv(tmp_path / "results" / CSV_NAME).set_index("ablation")
+    assert table.loc["no_fefm_logit", "auc_paired_diff"] == pytest.approx(
+        -0.04 + sum(WOBBLE.values()) / 3, abs=1e-12
+    )
+    assert table.loc["no_fefm_logit", "auc_verdict"] == "worse"
+    assert table.loc["no_linear", "auc_verdict"] == "not resolved"
+    assert (tmp_path / "results" / CHART_NAME).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    markdown = (tmp_path / "results" / MARKDOWN_NAME).read_text()
+    assert "| synthetic | deepfefm | shallow | 3 |" in markdown
+    assert "The study recovers the ranking the teacher implies." in markdown
+    assert "Warning" not in markdown
+
+    page = (tmp_path / "results" / HTML_NAME).read_text()
+    parser = _Tables()
+    parser.feed(page)
+    rows = {row[2]: row for row in parser.tables["ablation-table"][1:]}
+    header = parser.tables["ablation-table"][0]
+    assert set(rows) == set(SHIFT)
+    assert rows["shallow"][header.index("AUC verdict")] == "worse"
+    mean = sum(_auc("shallow", s) for s in BASE) / 3
+    assert rows["shallow"][header.index("test AUC")].startswith(f"{mean:.5f} ± ")
+    chart = re.search(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert chart is not None and len(chart.group(1)) > 1000
+
+
+def test_report_warns_when_runs_differ_in_code_version(store, tmp_path) -> None:
+    parent = _sweep(store, "mixed")
+    newer = store.client.search_runs(
+        [store.experiment_id], "tags.ablation = 'shallow' and tags.seed = '2'"
+    )[0]
+    store.client.set_tag(newer.info.run_id, "code_version", "v2")
+    written = write_report(store, tmp_path / "results", sweep="mixed")
+    assert written.warnings == [
+        "dataset=synthetic model=deepfefm: the compared runs differ in code versions "
+        "(tag code_version): v1 (11 runs), v2 (1 runs)"
+    ]
+    assert "**Warning: these runs are not all comparable.**" in written.markdown
+    assert 'class="warning"' in (tmp_path / "results" / HTML_NAME).read_text()
+    assert written.parent_run_id == parent
+
+
+def test_finish_sweep_logs_the_report_and_links_the_comparison(store, tmp_path) -> None:
+    parent = _sweep(store, "s1", failed="no_linear-3")
+    summary = finish_sweep(store, parent, ui_port=5123)
+    run = store.client.get_run(parent)
+    assert run.info.status == "FAILED"  # one configuration failed; the report is still made
+    assert run.data.tags["report"] == "logged"
+    logged = {a.path for a in store.client.list_artifacts(parent, "report")}
+    assert f"report/{HTML_NAME}" in logged and f"report/{CHART_NAME}" in logged
+    assert "| synthetic | deepfefm | no_linear | 2 |" in summary.report
+
+    link = summary.links[0].splitlines()[1].strip()
+    parts = urlsplit(link)
+    assert (parts.scheme, parts.netloc, parts.path) == ("http", "127.0.0.1:5123", "/")
+    route, _, query = parts.fragment.partition("?")
+    assert route == "/compare-runs"
+    params = parse_qs(query)
+    assert params["workflowType"] == ["machine_learning"]
+    assert json.loads(unquote(params["experiments"][0])) == [store.experiment_id]
+    finished = {
+        r.info.run_id
+        for r in store.client.search_runs(
+            [store.experiment_id], "tags.role = 'job' and attributes.status = 'FINISHED'"
+        )
+    }
+    assert set(json.loads(params["runs"][0])) == finished and len(finished) == 11
+    assert latest_sweep(store) == "s1"
+
+
+def test_finish_sweep_without_finished_runs_notes_why(store) -> None:
+    parent = store.client.create_run(
+        store.experiment_id, tags={"role": "sweep", "sweep": "empty"}
+    ).info.run_id
+    summary = finish_sweep(store, parent)
+    run = store.client.get_run(parent)
+    assert run.info.status == "FINISHED"
+    assert summary.report == ""
+    assert summary.report_note.startswith("no ablation report: no finished runs")
+    assert run.data.tags["report"] == summary.report_note
+    assert summary.links[0] == "sweep 'empty' has no finished runs to compare yet"
+
+
+def test_experiments_are_marked_model_training_with_a_description(store, tmp_path) -> None:
+    tags = store.client.get_experiment(store.experiment_id).tags
+    assert tags[KIND_TAG] == MODEL_TRAINING_KIND
+    assert "fefm-lab ui sweep=NAME" in tags[DESCRIPTION_TAG]
+    store.client.set_experiment_tag(store.experiment_id, DESCRIPTION_TAG, "my own words")
+    again = open_store(store.tracking_uri, store.experiment_name)
+    assert again.client.get_experiment(store.experiment_id).tags[DESCRIPTION_TAG] == "my own words"
+
+
+def test_comparison_url_quotes_the_run_list() -> None:
+    url = comparison_url("http://127.0.0.1:5000", "7", ["a1", "b2"])
+    assert url == (
+        "http://127.0.0.1:5000/#/compare-runs?runs=%5B%22a1%22%2C%22b2%22%5D"
+        "&experiments=%5B%227%22%5D&workflowType=machine_learning"
+    )
+
+
+def test_report_of_an_unknown_sweep_is_a_user_error(store, tmp_path) -> None:
+    _sweep(store, "s1")
+    with pytest.raises(UserError, match="no finished runs with test metrics in sweep 'nope'"):
+        write_report(store, tmp_path / "results", sweep="nope")
+    assert not Path(tmp_path / "results" / MARKDOWN_NAME).exists()

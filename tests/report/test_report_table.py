@@ -1,0 +1,230 @@
+"""The ablation table's numbers, checked against float64 references computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from fefm_lab.markdown import fixed_decimals, markdown_table
+from fefm_lab.report.ablation import (
+    ablation_table,
+    consistency_warnings,
+    latest_per_seed,
+    paired,
+    paper_gap_seeds,
+)
+from fefm_lab.report.expectations import check_expectations, expectation_text
+from fefm_lab.report.paper import paper_numbers, paper_settings
+from fefm_lab.report.statistics import minimum_detectable_difference, seeds_needed
+from fefm_lab.report.write import readable_table
+
+BASE_AUC = {1: 0.80, 2: 0.81, 3: 0.79}
+ABLATED_AUC = {1: 0.795, 2: 0.806, 3: 0.788}
+BASE_LOSS = {1: 0.45, 2: 0.44, 3: 0.46}
+ABLATED_LOSS = {1: 0.452, 2: 0.441, 3: 0.463}
+
+
+def _runs() -> pd.DataFrame:
+    rows = []
+    for ablation, aucs, losses in (
+        ("none", BASE_AUC, BASE_LOSS),
+        ("no_linear", ABLATED_AUC, ABLATED_LOSS),
+    ):
+        for seed in (1, 2, 3):
+            rows.append(
+                {
+                    "dataset": "synthetic",
+                    "model": "deepfefm",
+                    "ablation": ablation,
+                    "seed": seed,
+                    "auc": aucs[seed],
+                    "logloss": losses[seed],
+                    "params": {},
+                }
+            )
+    # a third ablation with only two seeds: pairs over the seeds both have
+    rows += [
+        {"dataset": "synthetic", "model": "deepfefm", "ablation": "shallow", "seed": s,
+         "auc": a, "logloss": 0.5, "params": {}}
+        for s, a in ((1, 0.70), (3, 0.72))
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_means_stds_and_differences_match_numpy() -> None:
+    table = ablation_table(_runs()).set_index("ablation")
+    assert list(table.index) == ["none", "no_linear", "shallow"]
+    base = np.array(list(BASE_AUC.values()), dtype=np.float64)
+    ablated = np.array(list(ABLATED_AUC.values()), dtype=np.float64)
+    row = table.loc["no_linear"]
+    assert row["runs"] == 3
+    assert row["auc_mean"] == pytest.approx(ablated.mean(), abs=1e-15)
+    assert row["auc_std"] == pytest.approx(ablated.std(ddof=1), abs=1e-15)
+    assert row["auc_diff"] == pytest.approx(ablated.mean() - base.mean(), abs=1e-15)
+    differences = ablated - base
+    assert row["auc_paired_n"] == 3
+    assert row["auc_paired_diff"] == pytest.approx(differences.mean(), abs=1e-15)
+    assert row["auc_paired_std"] == pytest.approx(differences.std(ddof=1), abs=1e-15)
+    reference = stats.ttest_rel(ablated, base)
+    assert row["auc_t"] == pytest.approx(reference.statistic, rel=1e-12)
+    assert row["auc_p"] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert table.loc["none", "auc_diff"] == 0.0
+    assert math.isnan(table.loc["none", "auc_t"])
+
+
+def test_pairs_only_common_seeds() -> None:
+    row = ablation_table(_runs()).set_index("ablation").loc["shallow"]
+    assert row["runs"] == 2 and row["seeds"] == "1,3"
+    assert row["auc_paired_n"] == 2
+    assert row["auc_paired_diff"] == pytest.approx(((0.70 - 0.80) + (0.72 - 0.79)) / 2)
+    # difference of means uses all baseline seeds
+    assert row["auc_diff"] == pytest.approx(0.71 - np.mean(list(BASE_AUC.values())))
+
+
+def test_paired_with_one_seed_has_no_statistic() -> None:
+    result = paired(pd.Series([0.5], index=[1]), pd.Series([0.4], index=[1]))
+    assert result.n == 1 and result.mean == pytest.approx(0.1)
+    assert math.isnan(result.std) and math.isnan(result.t)
+
+
+def test_paired_aligns_by_seed_not_by_position() -> None:
+    values = pd.Series([0.70, 0.72, 0.75], index=[3, 1, 2])
+    base = pd.Series([0.80, 0.79, 0.81], index=[1, 2, 3])
+    result = paired(values, base)
+    # seed 1: .72-.80, seed 2: .75-.79, seed 3: .70-.81
+    assert result.mean == pytest.approx((-0.08 - 0.04 - 0.11) / 3, abs=1e-15)
+
+
+def test_paper_numbers_only_for_the_paper_settings() -> None:
+    settings = paper_settings("criteo")
+    assert paper_numbers("criteo", "deepfefm", "no_linear", settings) == (0.81386, 0.43793)
+    assert (
+        paper_numbers("criteo", "deepfefm", "none", {**settings, "model.embedding_dim": "8"})
+        is None
+    )
+    assert paper_numbers("synthetic", "deepfefm", "none", settings) is None
+    assert paper_numbers("criteo", "fm", "none", settings) is None
+
+
+def test_markdown_rendering() -> None:
+    frame = pd.DataFrame({"name": ["a|b", "c"], "value": [0.123456, math.nan]})
+    assert markdown_table(frame, float_format=fixed_decimals(3)) == (
+        "| name | value |\n|---|---:|\n| a\\|b | 0.123 |\n| c |  |"
+    )
+    table = ablation_table(_runs())
+    readable = readable_table(table).set_index("ablation")
+    assert readable.loc["no_linear", "test AUC"] == "0.79633 ± 0.00907"
+    interval = stats.ttest_rel(list(ABLATED_AUC.values()), list(BASE_AUC.values()))
+    low, high = interval.confidence_interval(0.95)
+    assert readable.loc["no_linear", "Δ AUC [95% CI]"] == f"-0.00367 [{low:+.5f}, {high:+.5f}]"
+    assert readable.loc["none", "Δ AUC [95% CI]"] == "baseline"
+    assert readable.loc["shallow", "seeds"] == 2
+    assert "paper AUC" not in readable.columns
+
+
+def test_a_rerun_with_other_settings_replaces_the_older_runs() -> None:
+    runs = _runs().assign(start_time=range(len(_runs())))
+    rerun = runs[runs["ablation"] == "none"].assign(
+        auc=0.9, start_time=lambda f: f.start_time + 100
+    )
+    newest = latest_per_seed(pd.concat([runs, rerun], ignore_index=True))
+    assert len(newest) == len(runs)
+    assert list(newest[newest["ablation"] == "none"]["auc"]) == [0.9, 0.9, 0.9]
+    table = ablation_table(newest).set_index("ablation")
+    assert table.loc["none", "runs"] == 3 and table.loc["none", "auc_mean"] == pytest.approx(0.9)
+
+
+def _study(shifts: dict[str, float], seeds: int = 5, noise: float = 0.002) -> pd.DataFrame:
+    """Per-seed AUC = 0.78 + seed effect + the ablation's shift + small noise (fixed draws)."""
+    rng = np.random.default_rng(11)
+    seed_effect = rng.normal(0, 0.01, size=seeds)
+    rows = []
+    for ablation, shift in shifts.items():
+        for seed in range(seeds):
+            auc = 0.78 + seed_effect[seed] + shift + rng.normal(0, noise)
+            rows.append(
+                {"dataset": "synthetic", "model": "deepfefm", "ablation": ablation,
+                 "seed": seed + 1, "auc": auc, "logloss": 0.43 - auc / 2, "params": {},
+                 "code_version": "c1", "data_fingerprint": f"f{seed}"}
+            )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_use_holm_adjusted_paired_p_values() -> None:
+    runs = _study({"none": 0.0, "no_fefm_logit": -0.03, "no_linear": 0.0005, "shallow": -0.008})
+    table = ablation_table(runs).set_index("ablation")
+    base = runs[runs.ablation == "none"].sort_values("seed")
+    raw = {}
+    for ablation in ("no_fefm_logit", "no_linear", "shallow"):
+        ablated = runs[runs.ablation == ablation].sort_values("seed")
+        reference = stats.ttest_rel(ablated["auc"].to_numpy(), base["auc"].to_numpy())
+        raw[ablation] = reference.pvalue
+        assert table.loc[ablation, "auc_p"] == pytest.approx(reference.pvalue, rel=1e-9)
+        low, high = reference.confidence_interval(0.95)
+        assert table.loc[ablation, "auc_ci_low"] == pytest.approx(low, rel=1e-9)
+        assert table.loc[ablation, "auc_ci_high"] == pytest.approx(high, rel=1e-9)
+    ordered = sorted(raw, key=raw.get)  # Holm by hand: 3x, 2x, 1x with a running maximum
+    expected = {ordered[0]: 3 * raw[ordered[0]]}
+    expected[ordered[1]] = max(expected[ordered[0]], 2 * raw[ordered[1]])
+    expected[ordered[2]] = max(expected[ordered[1]], raw[ordered[2]])
+    for ablation, value in expected.items():
+        assert table.loc[ablation, "auc_p_holm"] == pytest.approx(min(1.0, value), rel=1e-9)
+    assert table.loc["no_fefm_logit", "auc_verdict"] == "worse"
+    assert table.loc["shallow", "auc_verdict"] == "worse"
+    assert table.loc["no_linear", "auc_verdict"] == "not resolved"
+    # log loss = 0.43 - auc / 2: lower is better, so the same ablations are worse there too
+    assert table.loc["no_fefm_logit", "logloss_verdict"] == "worse"
+    assert table.loc["none", "auc_verdict"] == ""
+    # the resolvable difference: power 0.8 at the observed paired spread over 5 seeds
+    spread = table.loc["shallow", "auc_paired_std"]
+    assert table.loc["shallow", "auc_mdd"] == pytest.approx(
+        minimum_detectable_difference(spread, 5), rel=1e-12
+    )
+
+
+def test_consistency_warnings_name_code_versions_and_unpaired_data() -> None:
+    runs = _study({"none": 0.0, "shallow": -0.01}, seeds=3)
+    assert consistency_warnings(runs) == []
+    runs.loc[(runs.ablation == "shallow") & (runs.seed == 2), "code_version"] = "c2"
+    runs.loc[(runs.ablation == "shallow") & (runs.seed == 3), "data_fingerprint"] = "other"
+    warnings = consistency_warnings(runs)
+    assert warnings == [
+        "dataset=synthetic model=deepfefm: the compared runs differ in code versions "
+        "(tag code_version): c1 (5 runs), c2 (1 runs)",
+        "dataset=synthetic seed=3: the compared runs differ in prepared data "
+        "(tag data_fingerprint): f2 (1 runs), other (1 runs)",
+    ]
+
+
+def test_teacher_expectation_is_checked_against_the_verdicts() -> None:
+    harmful = _study({"none": 0.0, "no_fefm_logit": -0.03, "shallow": -0.01, "no_linear": 0.0})
+    checks = check_expectations(ablation_table(harmful))
+    assert [(c.ablation, c.expected, c.recovered) for c in checks] == [
+        ("no_fefm_logit", "worse", True),
+        ("shallow", "worse", True),
+    ]
+    text = expectation_text(checks)
+    assert "recovers the ranking the teacher implies" in text
+    unresolved = _study({"none": 0.0, "no_fefm_logit": -0.03, "shallow": 0.0})
+    checks = check_expectations(ablation_table(unresolved))
+    assert checks[1].observed == {"auc": "not resolved", "logloss": "not resolved"}
+    assert "does **not** recover" in expectation_text(checks)
+    other_data = harmful.assign(dataset="criteo")
+    assert check_expectations(ablation_table(other_data)) == []
+
+
+def test_seeds_needed_for_the_paper_gaps() -> None:
+    runs = _study({"none": 0.0, "no_fefm_logit": -0.03, "no_linear": 0.0, "shallow": -0.01})
+    table = ablation_table(runs)
+    gaps = paper_gap_seeds(table).set_index("ablation")
+    assert list(gaps.index) == ["no_fefm_logit", "no_linear"]  # shallow is not in Table 5
+    spread = table.set_index("ablation").loc["no_linear", "auc_paired_std"]
+    assert gaps.loc["no_linear", "criteo gap"] == pytest.approx(0.81386 - 0.81405)
+    assert gaps.loc["no_linear", "avazu gap"] == pytest.approx(0.77768 - 0.77801)
+    assert gaps.loc["no_linear", "criteo seeds needed"] == str(
+        seeds_needed(0.81386 - 0.81405, spread)
+    )
