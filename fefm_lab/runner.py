@@ -304,6 +304,8 @@ def _train_and_log(
             "best_val_auc": result.best_val_auc,
             "best_val_logloss": result.best_val_logloss,
             "best_epoch": result.best_epoch,
+            # 1: early stopping ended the run; 0: trainer.max_epochs did (maybe undertrained)
+            "stopped_early": float(result.stopped_early),
             "num_params": result.num_params,
             "train_seconds": result.train_seconds,
             "samples_per_second": result.samples_per_second,

@@ -82,7 +82,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             run.info.status != "FINISHED"
             or tags.get(TAG_ROLE) != ROLE_JOB
             or tags.get(TAG_OUTCOME) == "skipped"
-            or "test_auc" not in metrics
+            or not {"test_auc", "test_logloss"} <= set(metrics)
         ):
             continue
         rows[run.info.run_id] = {
@@ -95,6 +95,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "parent_run_id": tags.get("mlflow.parentRunId", ""),
             "auc": metrics["test_auc"],
             "logloss": metrics["test_logloss"],
+            "stopped_early": metrics.get("stopped_early", math.nan),
             "code_version": tags.get(TAG_CODE_VERSION, ""),
             "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT, ""),
             "params": dict(run.data.params),
@@ -225,6 +226,23 @@ def consistency_warnings(runs: pd.DataFrame) -> list[str]:
                     f"{label}: the compared runs differ in {what} (tag {tag}): {listing}"
                 )
     return warnings
+
+
+def training_note(runs: pd.DataFrame) -> str:
+    """Whether early stopping ended every run (metric `stopped_early`), in one sentence."""
+    if "stopped_early" not in runs or runs["stopped_early"].isna().all():
+        return ""
+    capped = runs[runs["stopped_early"] == 0.0]
+    known = int(runs["stopped_early"].notna().sum())
+    if capped.empty:
+        return f"**Training.** Early stopping ended all {known} runs (none reached its epoch cap)."
+    names = ", ".join(
+        f"{r.model} {r.ablation} seed {r.seed}" for r in capped.itertuples(index=False)
+    )
+    return (
+        f"**Training.** {len(capped)} of {known} runs reached trainer.max_epochs before early "
+        f"stopping ended them, so they may be undertrained: {names}."
+    )
 
 
 def paper_gap_seeds(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:

@@ -1,13 +1,19 @@
 """What a planted teacher implies about an ablation study, and whether the study recovered it.
 
 On the embedded synthetic data (fefm_lab.data.synthetic) the truth is known: the teacher's logit
-is per-value linear terms plus PAIR_STRENGTH-weighted symmetric bilinear forms e_f^T W e_g on four
-planted field pairs, which is the FEFM logit's own form. Taking the FEFM logit away
-(`no_fefm_logit`) leaves those pair terms to the DNN, which must rebuild sums of products through
-ReLU layers; the shallow model (`shallow`, no DNN) is the other ablation the study is built to
-show as harmful (issue 11). Both must come out worse than `none`, resolved, on test AUC and log
-loss. The other ablations change how the same signal is reached; the teacher implies no ranking
-for them.
+is per-value linear terms, log terms of the integer columns, and PAIR_STRENGTH-weighted
+symmetric bilinear forms e_f^T W e_g on four planted field pairs, which is the FEFM logit's own
+form. What that implies for a model trained to convergence:
+
+- `shallow` (linear + FEFM logit, no DNN) is the teacher's own model family: not worse.
+- `no_fefm_logit` keeps the FEFM layer feeding its pair values r to the DNN; the teacher's pair
+  terms are a weighted sum of r, which a ReLU layer passes through exactly: not worse at
+  convergence (it learns them more slowly: 15-25 epochs instead of about 10 at 40k rows).
+
+So the study is expected NOT to find these two worse (verdict "not resolved" or "better"); a
+"worse" verdict means undertraining or too little data, not the architecture. The teacher implies
+no order among the other ablations. (Issue 11 expected both to come out worse: that held for the
+earlier 4-epoch preset, whose table compared undertrained models.)
 """
 
 from __future__ import annotations
@@ -16,11 +22,22 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from fefm_lab.report.statistics import WORSE
+from fefm_lab.report.statistics import BETTER, NOT_RESOLVED, WORSE
 
-# (dataset name, model) -> {ablation: the verdict the planted teacher implies against `none`}
+NOT_WORSE = "not worse"
+# What each expectation accepts as the study's verdict.
+ACCEPTED = {WORSE: {WORSE}, BETTER: {BETTER}, NOT_WORSE: {NOT_RESOLVED, BETTER}}
+# (dataset name, model) -> {ablation: what the planted teacher implies against `none`}
 EXPECTED_VERDICTS: dict[tuple[str, str], dict[str, str]] = {
-    ("synthetic", "deepfefm"): {"no_fefm_logit": WORSE, "shallow": WORSE},
+    ("synthetic", "deepfefm"): {"no_fefm_logit": NOT_WORSE, "shallow": NOT_WORSE},
+}
+# Why, in a few words (the module docstring has the argument).
+REASONS: dict[tuple[str, str], dict[str, str]] = {
+    ("synthetic", "deepfefm"): {
+        "no_fefm_logit": "its DNN receives the FEFM pair values, whose weighted sum is the "
+        "teacher's pair terms",
+        "shallow": "linear + FEFM logit is the teacher's own model family",
+    },
 }
 METRIC_NAMES = {"auc": "test AUC", "logloss": "test log loss"}
 
@@ -35,7 +52,7 @@ class ExpectationCheck:
 
     @property
     def recovered(self) -> bool:
-        return all(v == self.expected for v in self.observed.values())
+        return all(v in ACCEPTED[self.expected] for v in self.observed.values())
 
 
 def check_expectations(table: pd.DataFrame) -> list[ExpectationCheck]:
@@ -58,32 +75,35 @@ def check_expectations(table: pd.DataFrame) -> list[ExpectationCheck]:
 
 
 def expectation_text(checks: list[ExpectationCheck]) -> str:
-    """A Markdown paragraph: the implied ranking, then per ablation whether the study found it."""
+    """Markdown: what the teacher implies, then per ablation whether the study found it."""
     if not checks:
         return ""
     lines = []
     for (dataset, model), group in _by_group(checks).items():
-        worse = ", ".join(f"`{c.ablation}`" for c in group)
+        reasons = REASONS.get((dataset, model), {})
+        implied = "; ".join(
+            f"`{c.ablation}` {c.expected} than `none`"
+            + (f" ({reasons[c.ablation]})" if c.ablation in reasons else "")
+            for c in group
+        )
         lines.append(
-            f"**Planted teacher ({dataset}, {model}).** The teacher implies `none` above {worse} "
-            "(see fefm_lab/report/expectations.py for why); it implies no order among the other "
-            "ablations."
+            f"**Planted teacher ({dataset}, {model}).** Trained to convergence, the teacher "
+            f"implies: {implied}. It implies no order among the other ablations "
+            "(fefm_lab/report/expectations.py has the argument)."
         )
         for check in group:
             found = "; ".join(
-                f"{METRIC_NAMES[m]}: {v or 'not run'}" for m, v in check.observed.items()
+                f"{METRIC_NAMES[m]} {v or 'not run'}" for m, v in check.observed.items()
             )
-            status = "recovered" if check.recovered else "**not recovered**"
-            lines.append(
-                f"- `{check.ablation}`: expected {check.expected}; found {found}: {status}."
-            )
+            status = "as implied" if check.recovered else "**not as implied**"
+            lines.append(f"- `{check.ablation}`: {found}: {status}.")
         recovered = all(c.recovered for c in group)
         lines.append(
             "- The study "
             + (
-                "recovers the ranking the teacher implies."
+                "recovers what the teacher implies."
                 if recovered
-                else "does **not** recover the ranking the teacher implies."
+                else "does **not** recover what the teacher implies."
             )
         )
     return "\n".join(lines)

@@ -108,7 +108,7 @@ def report_html(
         f"<style>{STYLE}</style></head><body>\n"
         f"<h1>{title}</h1>\n{warnings}\n<p>{inline_markdown(explanation)}</p>\n"
         f"{html_table(readable, 'ablation-table')}\n"
-        f"{markdown_blocks(report.teacher)}\n"
+        f"{markdown_blocks(report.training)}\n{markdown_blocks(report.teacher)}\n"
         f'<img alt="test AUC per ablation with per-seed points and 95% confidence intervals" '
         f'src="data:image/png;base64,{chart}">\n'
         f"{gaps}\n</body></html>\n"

@@ -19,6 +19,7 @@ from fefm_lab.report.ablation import (
     paper_gap_seeds,
     runs_frame,
     sweep_runs,
+    training_note,
 )
 from fefm_lab.report.chart import plot_ablation_chart
 from fefm_lab.report.expectations import check_expectations, expectation_text
@@ -44,6 +45,7 @@ class Report:
     warnings: list[str]
     teacher: str
     gap_seeds: pd.DataFrame
+    training: str = ""
 
 
 @dataclass
@@ -144,6 +146,8 @@ def report_markdown(report: Report) -> str:
         warning_lines(report.warnings) + explanation() + "\n",
         markdown_table(readable_table(report.table)) + "\n",
     ]
+    if report.training:
+        parts.append(report.training + "\n")
     if report.teacher:
         parts.append(report.teacher + "\n")
     if not report.gap_seeds.empty:
@@ -162,6 +166,7 @@ def build_report(runs: pd.DataFrame, title: str) -> Report:
         warnings=consistency_warnings(runs),
         teacher=expectation_text(check_expectations(table)),
         gap_seeds=paper_gap_seeds(table),
+        training=training_note(runs),
     )
 
 

@@ -33,16 +33,26 @@ def test_prepare_caches_the_dataset(tmp_path: Path, capsys) -> None:
     assert directory.parent == tmp_path / "data" / "prepared"
 
 
-def test_ui_serves_the_configured_store_on_localhost(tmp_path, monkeypatch) -> None:
+def test_ui_serves_the_configured_store_on_localhost_lean(tmp_path, monkeypatch, capsys) -> None:
     calls = []
-    monkeypatch.setattr(cli.os, "execv", lambda path, argv: calls.append((path, argv)))
+    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
     assert cli.main(["ui", f"paths.root_dir={tmp_path}", "mlflow.ui_port=5999"]) == 0
-    ((path, argv),) = calls
+    ((path, argv, env),) = calls
     assert path == sys.executable
     assert argv[1:] == [
         "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        "--host", "127.0.0.1", "--port", "5999",
+        "--host", "127.0.0.1", "--port", "5999", "--workers", "1",
     ]  # fmt: skip
+    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
+    assert capsys.readouterr().out == "MLflow UI on http://127.0.0.1:5999 (Ctrl-C stops it)\n"
+
+
+def test_ui_names_an_unknown_sweep(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(cli.os, "execve", lambda *args: pytest.fail("must not start"))
+    assert cli.main(["ui", f"paths.root_dir={tmp_path}", "sweep=nope"]) == 2
+    err = capsys.readouterr().err
+    assert "sweep=nope: no such sweep in experiment 'fefm-lab'" in err
+    assert "sweeps there: none" in err
 
 
 @pytest.mark.parametrize("port", ["0", "70000", "abc"])

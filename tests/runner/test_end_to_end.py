@@ -86,6 +86,7 @@ def test_single_run_records_params_tags_metrics_artifacts(root, capsys) -> None:
 def test_sweep_children_resume_and_report(root, capsys) -> None:
     sweep = ["run", "-m", "ablation=none,no_linear", "seed=1,2", *_args(root, "sweep")]
     assert cli.main(sweep) == 0
+    printed = capsys.readouterr().out
     store = _store(root, "sweep")
     (parent,) = store.search("tags.role = 'sweep'")
     children = store.children(parent.info.run_id)
@@ -95,6 +96,12 @@ def test_sweep_children_resume_and_report(root, capsys) -> None:
     }  # fmt: skip
     parent = store.client.get_run(parent.info.run_id)
     assert parent.info.status == "FINISHED" and parent.data.metrics["runs_finished"] == 4
+    # the end of the sweep: the ablation report on the parent run and the UI comparison link
+    assert parent.data.tags["report"] == "logged"
+    assert "| synthetic | deepfefm | no_linear | 2 |" in printed
+    link = printed.split("compare sweep", 1)[1].splitlines()[1].strip()
+    assert link.startswith("http://127.0.0.1:5000/#/compare-runs?runs=")
+    assert all(c.info.run_id in link for c in children)
 
     capsys.readouterr()
     assert cli.main(sweep) == 0  # resume: nothing left to do
@@ -112,10 +119,11 @@ def test_sweep_children_resume_and_report(root, capsys) -> None:
         assert int(rows[ablation]["runs"]) == 2
         assert float(rows[ablation]["auc_mean"]) == pytest.approx(aucs.mean(), abs=1e-12)
         assert float(rows[ablation]["auc_std"]) == pytest.approx(aucs.std(ddof=1), abs=1e-12)
-    assert (out_dir / "ablation_differences.png").stat().st_size > 0
+    assert (out_dir / "ablation_chart.png").stat().st_size > 0
+    assert 'id="ablation-table"' in (out_dir / "ablation_report.html").read_text()
     assert "no_linear" in (out_dir / "ablation_table.md").read_text()
     logged = {a.path for a in store.client.list_artifacts(parent.info.run_id, "report")}
-    assert "report/ablation_table.csv" in logged
+    assert {"report/ablation_table.csv", "report/ablation_report.html"} <= logged
 
 
 @pytest.mark.slow  # about 25 s on 2 loaded cores: a two-job sweep

@@ -117,7 +117,8 @@ def test_finished_lookup_and_sweep_summary(store) -> None:
     assert parent_run.data.metrics["runs_failed"] == 1
     assert parent_run.data.metrics["runs_skipped"] == 1
     artifacts = {a.path for a in client.list_artifacts(parent)}
-    assert artifacts == {"sweep_summary.md", "sweep_summary.csv"}
+    assert artifacts == {"sweep_summary.md", "sweep_summary.csv", "report"}
+    assert parent_run.data.tags["report"] == "logged"  # from the two finished runs
 
 
 def test_log_params_flattens_everything(store) -> None:
