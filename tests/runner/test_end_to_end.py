@@ -132,10 +132,10 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(root, monkeypatch, capsys)
 
     real_fit = training.fit_and_evaluate
 
-    def diverge_without_linear(model, data, config, *, seed, on_epoch_end=None):
+    def diverge_without_linear(model, data, config, *, seed, **callbacks):
         if not any("linear" in layer.name for layer in model.layers):
             raise training.TrainingDiverged("training loss became nan in epoch 1")
-        return real_fit(model, data, config, seed=seed, on_epoch_end=on_epoch_end)
+        return real_fit(model, data, config, seed=seed, **callbacks)
 
     monkeypatch.setattr(training, "fit_and_evaluate", diverge_without_linear)
     arguments = ["run", "-m", "ablation=none,no_linear", "seed=3", *_args(root, "failing")]
