@@ -13,6 +13,10 @@ sure that however the launcher returns, the sweep ends with a status and a reaso
 | SIGTERM / SIGHUP to the launching process | KILLED | KILLED | 128 + signal |
 | a job in this process calls `sys.exit` (its own signal handling) | KILLED | KILLED | its code |
 
+Before a KILLED sweep marks its children, job processes of its own on this host that still run
+(submitit_local starts them apart from the launcher) get SIGTERM and a moment to stop and record
+themselves (`stop_local_jobs`).
+
 A SIGKILLed launcher cannot close anything: the next start of the same sweep reaps the runs
 whose process is gone (`TrackingStore.reap_dead_runs`), and is refused while a live launch of
 the same sweep has its parent open.
@@ -20,6 +24,8 @@ the same sweep has its parent open.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -33,11 +39,21 @@ from fefm_lab.sweep.callback import end_sweep
 from fefm_lab.sweep.job import SweepJobError, run_sweep_job
 from fefm_lab.sweep.parent import close_in_flight, parent_of
 from fefm_lab.sweep.plan import SweepPlan, plan_sweep
-from fefm_lab.tracking.liveness import HEARTBEAT_EVERY_S, TAG_HOST, TAG_PID, heartbeat
+from fefm_lab.tracking.liveness import (
+    HEARTBEAT_EVERY_S,
+    TAG_HOST,
+    TAG_PID,
+    TAG_PID_START,
+    heartbeat,
+    host_name,
+    pid_alive,
+)
 from fefm_lab.tracking.store import TrackingStore
 from fefm_lab.tracking.sweep import summarize_sweep
 from fefm_lab.training.signals import TrainingStopped
 
+# How long a stopped sweep waits for its jobs on this host to record their own end.
+STOP_WAIT_S = 60.0
 # Signals that end the launching process (besides SIGINT, which Python raises as Ctrl-C).
 TERMINATING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
@@ -134,9 +150,43 @@ def close_sweep(store: TrackingStore, invocation: str, status: str, reason: str)
             _say(f"{reason} (no sweep parent run was open)")
             return
         parent_id = parent.info.run_id
+        if status == "KILLED":
+            stop_local_jobs(store, parent_id)
         closed = close_in_flight(store, parent_id, status, reason)
         end_sweep(store, parent_id, status=status, reason=reason)
         _say(f"sweep parent run {parent_id} and {len(closed)} running job run(s) marked {status}")
+
+
+def stop_local_jobs(
+    store: TrackingStore, parent_run_id: str, timeout_s: float = STOP_WAIT_S
+) -> list[int]:
+    """SIGTERM the processes of the parent's RUNNING jobs on this host; the pids signalled.
+
+    Launchers that start jobs as processes of their own (submitit_local) leave them running when
+    the launching process stops. A job stops on SIGTERM after its current step, saves its
+    checkpoint and records itself KILLED; this waits up to `timeout_s` for that. Jobs in this
+    process (basic launcher) stop with it; jobs on other hosts are their launcher's to stop (Ray
+    ends a driver's tasks with it; a Slurm job runs on until it ends or is cancelled).
+    """
+    signalled: dict[int, str] = {}
+    for child in store.children(parent_run_id):
+        tags = child.data.tags
+        pid = tags.get(TAG_PID, "")
+        if child.info.status != "RUNNING" or tags.get(TAG_HOST) != host_name():
+            continue
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if pid_alive(int(pid), tags.get(TAG_PID_START)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+                signalled[int(pid)] = child.info.run_id
+    deadline = time.monotonic() + timeout_s
+    while signalled and time.monotonic() < deadline:
+        time.sleep(0.5)
+        for pid, run_id in list(signalled.items()):
+            if store.client.get_run(run_id).info.status != "RUNNING" or not pid_alive(pid):
+                del signalled[pid]
+    return list(signalled)
 
 
 def _jobs_started(store: TrackingStore, invocation: str, since_ms: int) -> bool:
