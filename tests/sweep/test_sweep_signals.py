@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from fefm_lab.sweep.launch import stop_local_jobs
+from fefm_lab.sweep.parent import open_parent
 from fefm_lab.tracking.store import TrackingStore, open_store
 
 pytestmark = pytest.mark.slow
@@ -158,3 +160,41 @@ def test_sigkill_then_the_same_sweep_again_leaves_one_finished_run_each(
         if job.info.status == "KILLED":
             assert job.data.tags["reason"].startswith("reaped: process ")
     assert parent.data.metrics["runs_finished"] == 2 and parent.data.metrics["runs_total"] == 2
+
+
+CHILD = """
+import signal, sys, time
+from fefm_lab.tracking.liveness import liveness_tags
+from fefm_lab.tracking.store import open_store
+store = open_store(sys.argv[1], sys.argv[2])
+tags = {"role": "job", "mlflow.parentRunId": sys.argv[3], **liveness_tags()}
+run_id = store.client.create_run(store.experiment_id, tags=tags).info.run_id
+def stop(number, frame):
+    store.client.set_tag(run_id, "reason", "stopped by SIGTERM")
+    store.client.set_terminated(run_id, "KILLED")
+    sys.exit(143)
+signal.signal(signal.SIGTERM, stop)
+while True:
+    time.sleep(0.1)
+"""
+
+
+def test_a_killed_sweep_stops_its_job_processes_on_this_host(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    store = open_store(uri, "apart")
+    parent_id, _ = open_parent(store, "apart", "token", {})
+    # A job process apart from the launcher, as submitit_local starts them.
+    job = subprocess.Popen([sys.executable, "-c", CHILD, uri, "apart", parent_id])
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not store.children(parent_id):
+            assert job.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        assert stop_local_jobs(store, parent_id) == []  # every signalled job stopped in time
+        assert job.wait(timeout=60) == 143
+        (run,) = store.children(parent_id)
+        assert run.info.status == "KILLED" and run.data.tags["reason"] == "stopped by SIGTERM"
+    finally:
+        if job.poll() is None:
+            job.kill()
+            job.wait()
