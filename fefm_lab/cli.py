@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "synth": "write a synthetic CTR data file",
     "report": "write the ablation report of an experiment under results/<experiment>/",
     "ui": "open the MLflow UI on 127.0.0.1 for the configured tracking store",
+    "server": "start an MLflow tracking server for a team or a cluster (server.* settings)",
     "show": "print the composed configuration",
 }
 
@@ -188,8 +189,16 @@ def command_ui(arguments: Sequence[str]) -> int:
     return 0  # not reached
 
 
+def command_server(arguments: Sequence[str]) -> int:
+    from fefm_lab.tracking.server import serve
+
+    serve(resolved_config(arguments)["server"])
+    return 0  # not reached: the server replaces this process
+
+
 COMMANDS = {
     "run": command_run,
+    "server": command_server,
     "show": command_show,
     "prepare": command_prepare,
     "synth": command_synth,
@@ -222,7 +231,12 @@ def groups_help() -> str:
     """Every config group with its options and each option's one-line description."""
     root = Path(config_dir())
     defaults = compose_config([], with_hydra=True).hydra.runtime.choices
-    groups = {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    # conf/hydra/ holds fefm-lab's versions of Hydra's own options (hydra/launcher=ray)
+    groups = {
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith("_") and p.name != "hydra"
+    }
     lines = ["Config groups (pick with group=option; the default is marked *):"]
     for group in sorted(groups | {"ablation"}):
         lines.append(f"  {group}:")

@@ -105,15 +105,9 @@ def _say(message: str) -> None:
 
 def prepare_data(resolved: Mapping[str, Any]):
     """The prepared dataset of the run (built once, then reused from its fingerprint)."""
-    from fefm_lab.data import prepare
+    from fefm_lab.cluster.shared_data import dataset_for_job
 
-    return prepare(
-        resolved["dataset"],
-        seed=resolved["seed"],
-        data_root=Path(resolved["paths"]["data_root"]),
-        # the passes over a raw file can take many minutes: show them as training's progress is
-        progress=bool(resolved["trainer"]["verbose"]),
-    )
+    return dataset_for_job(resolved)  # in a sweep: the one its launching process prepared
 
 
 def run_job(cfg: DictConfig) -> JobOutcome:

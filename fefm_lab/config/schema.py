@@ -321,7 +321,8 @@ class MlflowConfig:
     )
     artifact_location: str | None = option(
         "${paths.root_dir}/mlartifacts",
-        "where a newly created experiment stores artifacts (an existing one keeps its own)",
+        "where a newly created experiment stores artifacts (an existing one keeps its own); "
+        "a local path is not used with a tracking server (http://...), which stores them itself",
     )
     ui_port: int = option(5000, "`fefm-lab ui` serves on 127.0.0.1 at this port", PORT)
 
@@ -342,6 +343,43 @@ class SweepConfig:
     )
     parent_run_id: str | None = option(
         None, "filled in by each sweep job from the parent run it found; do not set"
+    )
+    data_fingerprints: list[str] = option(
+        [],
+        "filled in by `fefm-lab run -m`: fingerprints of the datasets it prepared before the "
+        "jobs started; a job then only reuses them from paths.data_root (shared storage). "
+        "Do not set.",
+    )
+
+
+@dataclass
+class ServerConfig:
+    """`fefm-lab server`: one MLflow tracking server for a team or a cluster; jobs log to it with
+    mlflow.tracking_uri=http://HOST:PORT (checked further by fefm_lab.tracking.server)."""
+
+    backend_store_uri: str | None = option(
+        None,
+        "the database the server keeps runs in (required): postgresql://USER[:PASSWORD]@HOST"
+        "[:PORT]/DB for many machines (driver: the `cluster` extra), or "
+        "sqlite:////ABSOLUTE/PATH.db for one machine",
+    )
+    artifacts_destination: str = option(
+        "${paths.root_dir}/mlartifacts",
+        "where the server stores run artifacts (jobs upload through it): a directory, made "
+        "absolute, or an object store URI (s3://...)",
+        NON_EMPTY_TEXT,
+    )
+    host: str = option(
+        "127.0.0.1",
+        "address to listen on; 0.0.0.0 = every interface (no authentication: trusted networks)",
+        NON_EMPTY_TEXT,
+    )
+    port: int = option(5000, "port to listen on", PORT)
+    workers: int = option(4, "server worker processes answering requests", int_at_least(1))
+    allowed_hosts: list[str] = option(
+        [],
+        "extra names clients use for this machine (DNS aliases), accepted in the Host header "
+        "besides the host itself, its name when host=0.0.0.0, and localhost",
     )
 
 
@@ -388,6 +426,9 @@ class FefmLabConfig:
     trainer: Any = option(MISSING, "how to train (group `trainer`; schema TrainerConfig)")
     paths: Any = option(MISSING, "where to read and write (group `paths`; schema PathsConfig)")
     mlflow: Any = option(MISSING, "the tracking store (group `mlflow`; schema MlflowConfig)")
+    server: Any = option(
+        MISSING, "`fefm-lab server` settings (group `server`; schema ServerConfig)"
+    )
     seed: int = option(
         1, "one seed drives the data split, the initialisation and the shuffling", int_at_least(0)
     )
@@ -415,6 +456,7 @@ class FefmLabConfig:
 SECTION_SCHEMAS: dict[str, type] = {
     "paths": PathsConfig,
     "mlflow": MlflowConfig,
+    "server": ServerConfig,
     "sweep": SweepConfig,
     "synth": SynthConfig,
     "report": ReportConfig,

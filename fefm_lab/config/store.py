@@ -15,6 +15,7 @@ from fefm_lab.config.schema import (
     FefmLabConfig,
     MlflowConfig,
     PathsConfig,
+    ServerConfig,
 )
 from fefm_lab.training.config import TrainerConfig
 
@@ -28,6 +29,7 @@ def register_configs() -> None:
     store.store(group=SCHEMA_GROUP, name="trainer", node=TrainerConfig)
     store.store(group=SCHEMA_GROUP, name="paths", node=PathsConfig)
     store.store(group=SCHEMA_GROUP, name="mlflow", node=MlflowConfig)
+    store.store(group=SCHEMA_GROUP, name="server", node=ServerConfig)
     for name, schema in MODEL_SCHEMAS.items():
         store.store(group=f"{SCHEMA_GROUP}/model", name=name, node=schema)
     for name, schema in DATASET_SCHEMAS.items():

@@ -174,10 +174,18 @@ def _field_plan(config: DatasetConfig, layout: SourceLayout, column_names) -> li
     return plan
 
 
-def _source_path(config: DatasetConfig, data_root: Path, progress) -> tuple[Path, str]:
-    if config.format == "synthetic":
-        from fefm_lab.data.synthetic import ensure_synthetic
+class PreparedDataMissing(DataError):
+    """`prepare(..., reuse_only=True)` found no complete prepared dataset for the settings."""
 
+
+def _source_path(
+    config: DatasetConfig, data_root: Path, progress, generate: bool = True
+) -> tuple[Path, str]:
+    if config.format == "synthetic":
+        from fefm_lab.data.synthetic import ensure_synthetic, synthetic_path
+
+        if not generate:
+            return synthetic_path(config.synthetic, data_root).absolute(), config.synthetic.format
         return ensure_synthetic(config.synthetic, data_root, progress=progress)
     return Path(os.path.expanduser(config.path)).absolute(), config.format
 
@@ -188,18 +196,20 @@ def prepare(
     seed: int,
     data_root: str | Path,
     progress: bool | ProgressCallback = True,
+    reuse_only: bool = False,
 ) -> PreparedData:
     """Prepare (or reuse) the dataset described by `dataset_cfg` under `data_root/prepared/`.
 
     `seed` decides the shuffled split unless `dataset.split_seed` is set. `progress`: True logs
     rows/s through the `fefm_lab.data` logger, a callable receives (stage, rows, seconds),
     False is silent. Raises ConfigError for bad settings and DataError for bad data, leaving no
-    prepared directory behind.
+    prepared directory behind. `reuse_only`: never generate or build (a sweep job whose launching
+    process prepared the data); raises PreparedDataMissing when no complete directory is found.
     """
     config = validate_dataset_config(dataset_cfg)
     data_root = Path(data_root)
     reporter = _Progress(progress)
-    source_path, raw_format = _source_path(config, data_root, progress)
+    source_path, raw_format = _source_path(config, data_root, progress, generate=not reuse_only)
     split_seed = config.split_seed if config.split_seed is not None else int(seed)
     settings = {**config.settings(), "split_seed": split_seed, "raw_format": raw_format}
     prepared_root = data_root / "prepared"
@@ -210,6 +220,11 @@ def prepare(
     reused = _reuse_from_index(index_path, source_path)
     if reused is not None:
         return reused
+    if reuse_only:
+        raise PreparedDataMissing(
+            f"no complete prepared dataset {config.name!r} for source {source_path} under "
+            f"{prepared_root}"
+        )
     fingerprint = source_fingerprint(source_path)
     digest = _digest({"source": fingerprint, "settings": settings, "layout": LAYOUT_VERSION})
     final = prepared_root / f"{config.name}-{digest}"

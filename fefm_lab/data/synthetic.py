@@ -389,14 +389,19 @@ def _manifest(generator, path, rows, seed, click_rate, split_seed, probabilities
     }
 
 
+def synthetic_path(source: SyntheticSource, data_root: Path) -> Path:
+    """Where `dataset=synthetic` keeps its generated raw file under `data_root/synthetic/`."""
+    suffix = "txt" if source.format == "criteo" else "csv"
+    return (
+        Path(data_root) / "synthetic" / f"{source.format}-{source.rows}-seed{source.seed}.{suffix}"
+    )
+
+
 def ensure_synthetic(
     source: SyntheticSource, data_root: Path, progress: bool | Any = True
 ) -> tuple[Path, str]:
     """The cached raw file of `dataset=synthetic` under `data_root/synthetic/`, made on demand."""
-    suffix = "txt" if source.format == "criteo" else "csv"
-    path = (
-        Path(data_root) / "synthetic" / f"{source.format}-{source.rows}-seed{source.seed}.{suffix}"
-    )
+    path = synthetic_path(source, data_root)
     if not (path.is_file() and manifest_path_for(path).is_file()):
         synthesize(
             path,

@@ -54,9 +54,14 @@ def latest_per_config(runs: Iterable[Run]) -> list[Run]:
     return list(latest.values())
 
 
-def _artifact_uri(location: str | None) -> str | None:
+def _artifact_uri(location: str | None, tracking_uri: str) -> str | None:
+    """Where a new experiment keeps artifacts. A tracking server (http[s]://) decides itself
+    (its --artifacts-destination; jobs upload through it): a local path would leave each job's
+    artifacts on the machine it ran on."""
     if location is None or "://" in location:
         return location
+    if tracking_uri.startswith(("http://", "https://")):
+        return None
     return Path(location).expanduser().resolve().as_uri()
 
 
@@ -190,7 +195,7 @@ def open_store(
         experiment = client.get_experiment_by_name(experiment_name)
         if experiment is None:
             experiment_id = client.create_experiment(
-                experiment_name, artifact_location=_artifact_uri(artifact_location)
+                experiment_name, artifact_location=_artifact_uri(artifact_location, tracking_uri)
             )
         else:
             experiment_id = experiment.experiment_id

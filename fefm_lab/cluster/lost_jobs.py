@@ -1,0 +1,50 @@
+"""A sweep job whose worker process died: its MLflow run must not stay RUNNING forever.
+
+The launching process learns from the launcher that a job's worker died (Ray: the task's
+worker crashed or its node was lost). The job's run is the RUNNING job run of the job's config
+hash under the sweep's parent run; it is marked KILLED with the reason, so repeating the sweep
+reruns that configuration.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from fefm_lab.tracking.store import (
+    ROLE_JOB,
+    TAG_CONFIG_HASH,
+    TAG_OUTCOME,
+    TAG_PARENT,
+    TAG_REASON,
+    TAG_ROLE,
+)
+
+
+def record_lost_job(sweep_config: DictConfig, reason: str) -> str | None:
+    """Mark the lost job's RUNNING run KILLED with `reason`; its run id (None if it never
+    started a run). Errors reaching the tracking store are reported, not raised: the other
+    jobs' results still come back."""
+    from fefm_lab.runner import resolve, store_for
+    from fefm_lab.tracking.confighash import config_hash
+
+    try:
+        resolved = resolve(sweep_config)
+        store = store_for(resolved)
+        parent = (resolved.get("sweep") or {}).get("parent_run_id")
+        query = (
+            f"tags.{TAG_CONFIG_HASH} = '{config_hash(resolved)}' and tags.{TAG_ROLE} = "
+            f"'{ROLE_JOB}' and attributes.status = 'RUNNING'"
+        )
+        if parent:
+            query += f" and tags.{TAG_PARENT} = '{parent}'"
+        runs = store.search(query)
+    except Exception as error:  # reported: the sweep's other results matter more
+        print(f"could not mark the lost job's run KILLED: {type(error).__name__}: {error}")
+        return None
+    if not runs:
+        return None
+    run_id = runs[-1].info.run_id
+    store.client.set_tag(run_id, TAG_OUTCOME, "killed")
+    store.client.set_tag(run_id, TAG_REASON, reason[:5000])
+    store.client.set_terminated(run_id, "KILLED")
+    return run_id
