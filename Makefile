@@ -17,10 +17,11 @@ help: ## List the targets
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e ".[dev,$(TF_BUILD)]"
+	@# compat: the checkout itself is on sys.path, so Hydra finds hydra_plugins/fefm_lab_launchers
+	$(PY) -m pip install -q -e ".[dev,cluster,$(TF_BUILD)]" --config-settings editable_mode=compat
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv (if missing) and install fefm-lab with its test tools
+setup: $(STAMP) ## Create .venv (if missing) and install fefm-lab with its test tools and cluster extra
 
 test: setup ## Run the test suite (slow checks excluded)
 	$(PY) -m pytest -m "not slow" -q

@@ -41,10 +41,7 @@ def _local_only_tracking(uri: str, placement: LauncherPlacement) -> str | None:
     if scheme == "sqlite":
         path = uri[len("sqlite:///") :]
         kind = "an absolute" if path.startswith("/") else "a relative"
-        return (
-            f"{kind} SQLite file (one machine's database: many machines cannot share it "
-            "safely)"
-        )
+        return f"{kind} SQLite file (one machine's database: many machines cannot share it safely)"
     host = parts.hostname
     if host and is_loopback_host(host) and not placement.loopback_cluster:
         return f"on {host}, which on every other machine is that machine itself"

@@ -122,10 +122,8 @@ def allowed_hosts(host: str, port: int, extra: list[str]) -> list[str]:
     one address is reached by that address; one bound to every interface (0.0.0.0 or ::) by this
     machine's names. Loopback names are always allowed (a client on the same machine).
     """
-    if host in ("0.0.0.0", "::"):
-        names = [socket.gethostname(), socket.getfqdn()]
-    else:
-        names = [host]
+    every_interface = host in ("0.0.0.0", "::")
+    names = [socket.gethostname(), socket.getfqdn()] if every_interface else [host]
     names += ["localhost", "127.0.0.1", *extra]
     seen: list[str] = []
     for name in names:

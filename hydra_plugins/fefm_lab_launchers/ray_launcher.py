@@ -93,7 +93,8 @@ class RayLauncher(Launcher):
         if not ray.is_initialized():
             ray.init(**_set_options(self.ray_cfg.get("init")))
         options = _set_options(self.ray_cfg.get("remote"))
-        remote_job = ray.remote(**options)(_run_in_worker) if options else ray.remote(_run_in_worker)
+        wrap = ray.remote(**options) if options else ray.remote
+        remote_job = wrap(_run_in_worker)
         log.info(f"Ray launcher: {len(job_overrides)} jobs, sweep output dir {sweep_dir}")
 
         submitted = []

@@ -1,0 +1,81 @@
+"""A sweep's datasets: prepared once by the launching process, only reused (and checked) by jobs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from fefm_lab import cli
+from fefm_lab.cluster.shared_data import (
+    dataset_for_job,
+    fingerprints_override,
+    prepare_sweep_datasets,
+)
+from fefm_lab.errors import DataError
+
+TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]
+
+
+def _config(root, *overrides: str) -> dict:
+    return cli.resolved_config([*TINY, f"paths.root_dir={root}", *overrides])
+
+
+def test_each_distinct_dataset_is_prepared_once(tmp_path) -> None:
+    jobs = [
+        _config(tmp_path, f"ablation={ablation}", f"seed={seed}")
+        for ablation in ("none", "no_linear")
+        for seed in (1, 2)
+    ]
+    prepared = prepare_sweep_datasets(jobs, progress=False)
+    # the split follows the seed: two datasets for four jobs, none for the ablation
+    assert len(prepared) == 2
+    assert sorted(p.manifest["settings"]["split_seed"] for p in prepared) == [1, 2]
+    assert len(list((tmp_path / "data" / "prepared").glob("synthetic-*"))) == 2
+    first, second = (p.manifest["fingerprint"] for p in prepared)
+    assert fingerprints_override(prepared) == [f"sweep.data_fingerprints=['{first}','{second}']"]
+
+    # a job handed these fingerprints reuses its dataset
+    job = _config(tmp_path, "seed=2", f"sweep.data_fingerprints=['{first}','{second}']")
+    assert dataset_for_job(job).directory == prepared[1].directory
+
+
+def test_a_job_that_does_not_see_the_prepared_data_fails_clearly(tmp_path) -> None:
+    driver_root, worker_root = tmp_path / "driver", tmp_path / "worker"
+    (prepared,) = prepare_sweep_datasets([_config(driver_root)], progress=False)
+    expected = f"sweep.data_fingerprints=['{prepared.manifest['fingerprint']}']"
+    with pytest.raises(DataError) as error:
+        dataset_for_job(_config(worker_root, expected))
+    text = str(error.value)
+    assert text.startswith(f"paths.data_root={worker_root}/data: this job (on host ")
+    assert "does not see the dataset the sweep's launching process prepared" in text
+    assert text.endswith(
+        "paths.data_root must be a directory every node sees, at the same path (a shared "
+        "filesystem)"
+    )
+    assert not (worker_root / "data").exists()  # nothing generated or prepared by the job
+
+
+def test_a_job_that_sees_other_data_fails_on_the_fingerprint(tmp_path) -> None:
+    (prepared,) = prepare_sweep_datasets([_config(tmp_path)], progress=False)
+    with pytest.raises(DataError) as error:
+        dataset_for_job(_config(tmp_path, "sweep.data_fingerprints=['0123456789abcdef']"))
+    assert str(error.value) == (
+        f"{prepared.directory}: prepared dataset fingerprint {prepared.manifest['fingerprint']} "
+        f"on host {_host()} is not one the sweep's launching process prepared "
+        f"(0123456789abcdef): paths.data_root={tmp_path}/data holds other data on this node"
+    )
+
+
+def test_the_raw_file_is_not_needed_by_a_job(tmp_path) -> None:
+    (prepared,) = prepare_sweep_datasets([_config(tmp_path)], progress=False)
+    shutil.rmtree(tmp_path / "data" / "synthetic")  # raw file only on the launching machine
+    expected = f"sweep.data_fingerprints=['{prepared.manifest['fingerprint']}']"
+    assert dataset_for_job(_config(tmp_path, expected)).directory == prepared.directory
+    assert not (tmp_path / "data" / "synthetic").exists()
+
+
+def _host() -> str:
+    import socket
+
+    return socket.gethostname()
