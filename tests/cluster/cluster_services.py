@@ -1,0 +1,333 @@
+"""Real services for the cluster tests: a network namespace with only loopback, PostgreSQL,
+`fefm-lab server`, and a two-node Ray cluster. Every process they start is ended by `stop`.
+
+Ray on Linux binds the machine's outward interface whatever `--node-ip-address` says (ray issue
+26293), so the tests run their services and sweeps inside a network namespace of their own where
+only loopback exists: there Ray, PostgreSQL and the MLflow server all use 127.0.0.1, and no port
+can clash with anyone else's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+def _postgres_bin() -> Path:
+    """The newest installed PostgreSQL's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name)
+    )
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _postgres_bin()
+CLONE_NEWNET = 0x40000000
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A port nobody listens on now (in the caller's network namespace)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until(check, timeout: float, what: str, interval: float = 0.5):
+    """Poll `check()` until it returns a truthy value; AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- network namespace
+
+
+def namespace_problem() -> str | None:
+    """Why this machine cannot give the tests a network namespace (None if it can)."""
+    if os.geteuid() != 0:
+        return "creating a network namespace needs root"
+    if shutil.which("ip") is None:
+        return "the `ip` command (iproute2) is not installed"
+    return None
+
+
+class LoopbackNamespace:
+    """A network namespace with only `lo` up, entered by the calling thread (and so inherited by
+    every process it starts) until `leave()`."""
+
+    def __init__(self) -> None:
+        self.name = f"fefm-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._home: int | None = None
+
+    def _setns(self, fd: int) -> None:
+        if self._libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into {self.name} failed")
+
+    def enter(self) -> None:
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        subprocess.run(
+            ["ip", "netns", "exec", self.name, "ip", "link", "set", "lo", "up"], check=True
+        )
+        self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        target = os.open(f"/var/run/netns/{self.name}", os.O_RDONLY)
+        try:
+            self._setns(target)
+        finally:
+            os.close(target)
+
+    def leave(self) -> None:
+        if self._home is not None:
+            self._setns(self._home)
+            os.close(self._home)
+            self._home = None
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _session_processes(session_id: int) -> list[int]:
+    """Pids in the given session (processes started with start_new_session=True and their
+    children, unless one made a session of its own)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[3]) == session_id:  # fields after the name: state ppid pgrp session ...
+            pids.append(int(entry.name))
+    return pids
+
+
+def end_session(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """SIGTERM a process started with start_new_session=True and everything in its session,
+    then SIGKILL whatever is left after `grace` seconds."""
+    session = process.pid
+    for pid in _session_processes(session):
+        with _ignore_gone():
+            os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    deadline = time.monotonic() + 5
+    while _session_processes(session) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in _session_processes(session):
+        with _ignore_gone():
+            os.kill(pid, signal.SIGKILL)
+    with _ignore_gone():
+        process.wait(timeout=5)
+
+
+class _ignore_gone:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, trace):
+        return kind in (ProcessLookupError, ChildProcessError, subprocess.TimeoutExpired)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (trust authentication, user postgres)."""
+
+    directory: Path
+    port: int
+
+    def uri(self, database: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        _as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), name])
+        return self.uri(name)
+
+    def stop(self) -> None:
+        _as_postgres(
+            [str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "stop"],
+            check=False,
+        )
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def postgres_problem() -> str | None:
+    if not (PG_BIN / "initdb").is_file():
+        return "PostgreSQL is not installed (/usr/lib/postgresql/*/bin); .ci/run installs it"
+    if os.geteuid() != 0:
+        return "starting PostgreSQL as the postgres user needs root"
+    return None
+
+
+def _as_postgres(command: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["runuser", "-u", "postgres", "--", *command],
+        check=check,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def start_postgres() -> Postgres:
+    directory = Path(tempfile.mkdtemp(prefix="fefm-test-pg-"))
+    shutil.chown(directory, "postgres", "postgres")
+    port = free_port()
+    data = directory / "data"
+    _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"])
+    _as_postgres(
+        [
+            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(directory / "server.log"), "-w",
+            "-o", f"-h 127.0.0.1 -p {port} -k {directory}", "start",
+        ]
+    )  # fmt: skip
+    return Postgres(directory, port)
+
+
+# ---------------------------------------------------------------- fefm-lab server
+
+
+@dataclass
+class TrackingServer:
+    process: subprocess.Popen
+    uri: str
+    log: Path
+
+    def stop(self) -> None:
+        end_session(self.process)
+
+
+def start_tracking_server(backend_uri: str, root: Path) -> TrackingServer:
+    port = free_port()
+    log = root / "server.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                str(VENV_BIN / "fefm-lab"), "server", f"paths.root_dir={root}",
+                f"server.backend_store_uri={backend_uri}", f"server.port={port}",
+                f"server.artifacts_destination={root}/server-artifacts",
+            ],
+            stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    server = TrackingServer(process, f"http://127.0.0.1:{port}", log)
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"fefm-lab server exited:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{server.uri}/health", timeout=2) as answer:
+                return answer.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, 120, "the tracking server's /health")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+# ---------------------------------------------------------------- Ray
+
+
+@dataclass
+class RayCluster:
+    """`ray start --head` on 127.0.0.1 plus worker nodes joining it by address."""
+
+    address: str
+    temp_dir: Path
+    nodes: list[subprocess.Popen] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            end_session(node)
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    def job_worker_pids(self) -> list[int]:
+        """Pids of Ray workers running a fefm-lab job (process title ray::_run_in_worker)."""
+        pids = []
+        for node in self.nodes:
+            for pid in _session_processes(node.pid):
+                try:
+                    title = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if title.startswith(b"ray::_run_in_worker"):
+                    pids.append(pid)
+        return pids
+
+
+def _ray_command(*arguments: str) -> list[str]:
+    return [
+        str(VENV_BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1",
+        "--num-cpus=1", "--disable-usage-stats", *arguments,
+    ]  # fmt: skip
+
+
+def alive_ray_nodes(address: str) -> int:
+    probe = (
+        f"import ray; ray.init(address={address!r}, logging_level='ERROR'); "
+        "print(sum(1 for n in ray.nodes() if n['Alive']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
+    )
+    lines = result.stdout.strip().splitlines()
+    return int(lines[-1]) if result.returncode == 0 and lines else 0
+
+
+def start_ray_cluster(nodes: int, root: Path) -> RayCluster:
+    port = free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="fefm-test-ray-"))
+    cluster = RayCluster(f"127.0.0.1:{port}", temp_dir)
+    logs = root / "ray-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        head = [
+            "--head",
+            f"--port={port}",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+        ]
+        for number in range(nodes):
+            arguments = head if number == 0 else [f"--address={cluster.address}"]
+            with (logs / f"node{number}.log").open("w") as output:
+                cluster.nodes.append(
+                    subprocess.Popen(
+                        _ray_command(*arguments),
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        cwd=root,
+                    )
+                )
+            if number == 0:
+                wait_until(lambda: alive_ray_nodes(cluster.address) >= 1, 180, "the Ray head")
+        wait_until(lambda: alive_ray_nodes(cluster.address) >= nodes, 180, f"{nodes} Ray nodes")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

@@ -1,0 +1,226 @@
+"""Sweeps on a real local cluster into a real `fefm-lab server` on PostgreSQL (slow).
+
+Everything runs inside a loopback-only network namespace (see cluster_services): PostgreSQL, the
+MLflow tracking server, a Ray head plus a second node joining it by address, and the
+`fefm-lab run -m` processes, on tiny synthetic data (3000 rows, a few steps, one thread per job
+so that two runs of one configuration give the same numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import cluster_services as services
+import pytest
+
+from fefm_lab.tracking.store import open_store
+
+pytestmark = pytest.mark.slow
+
+TINY = ["debug=tiny", "dataset.synthetic.rows=3000", "threads=1"]
+SWEEP = ["ablation=none,no_linear", "seed=1,2"]
+CONFIGS = {("none", "1"), ("none", "2"), ("no_linear", "1"), ("no_linear", "2")}
+
+
+def fefm_lab(*arguments: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [str(services.VENV_BIN / "fefm-lab"), *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def _explain(result: subprocess.CompletedProcess) -> str:
+    out, err = result.stdout[-4000:], result.stderr[-8000:]
+    return f"exit {result.returncode}\nstdout:\n{out}\nstderr:\n{err}"
+
+
+def _ray(cluster) -> list[str]:
+    return ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}"]
+
+
+def _jobs(store) -> list:
+    return store.search("tags.role = 'job'")
+
+
+def _by_config(runs) -> dict[tuple[str, str], object]:
+    found = {}
+    for run in runs:
+        key = (run.data.tags["ablation"], run.data.tags["seed"])
+        assert key not in found, f"two runs for {key}"
+        found[key] = run
+    return found
+
+
+def _report_rows(uri: str, experiment: str, root: Path) -> tuple[str, dict]:
+    result = fefm_lab(
+        "report", f"mlflow.tracking_uri={uri}", f"mlflow.experiment={experiment}",
+        f"paths.root_dir={root}", cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, _explain(result)
+    table = root / "results" / experiment / "ablation_table.csv"
+    with table.open() as handle:
+        rows = {row["ablation"]: row for row in csv.DictReader(handle)}
+    return table.read_text(), rows
+
+
+def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
+    tracking_server, ray_cluster, cluster_root
+) -> None:
+    root = cluster_root / "ray_vs_basic"
+    experiment = "ray_vs_basic"
+    result = fefm_lab(
+        "run", "-m", *SWEEP, *TINY, *_ray(ray_cluster),
+        f"mlflow.tracking_uri={tracking_server.uri}", f"mlflow.experiment={experiment}",
+        f"paths.root_dir={root}/ray", cwd=root / "ray",
+    )  # fmt: skip
+    assert result.returncode == 0, _explain(result)
+    store = open_store(tracking_server.uri, experiment)
+    (parent,) = store.search("tags.role = 'sweep'")
+    children = store.children(parent.info.run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    on_ray = _by_config(children)
+    assert set(on_ray) == CONFIGS
+    # artifacts went through the server to its destination, not to the jobs' disks
+    artifacts = {a.path for a in store.client.list_artifacts(children[0].info.run_id)}
+    assert {"config.yaml", "model", "training_curve.png"} <= artifacts
+    assert any((cluster_root / "server-artifacts").rglob("config.yaml"))
+    assert not (root / "ray" / "mlartifacts").exists()
+
+    result = fefm_lab(
+        "run", "-m", *SWEEP, *TINY, f"mlflow.experiment={experiment}",
+        f"paths.root_dir={root}/basic", cwd=root / "basic",
+    )  # fmt: skip
+    assert result.returncode == 0, _explain(result)
+    local = open_store(f"sqlite:///{root}/basic/mlflow.db", experiment)
+    on_basic = _by_config(_jobs(local))
+    for key in CONFIGS:  # same seeds -> same numbers, wherever the job ran
+        assert on_ray[key].data.metrics["test_auc"] == on_basic[key].data.metrics["test_auc"]
+        assert (
+            on_ray[key].data.metrics["test_logloss"] == (on_basic[key].data.metrics["test_logloss"])
+        )
+        assert on_ray[key].data.tags["config_hash"] == on_basic[key].data.tags["config_hash"]
+
+    ray_table, ray_rows = _report_rows(tracking_server.uri, experiment, root / "report_ray")
+    basic_uri = f"sqlite:///{root}/basic/mlflow.db"
+    basic_table, _ = _report_rows(basic_uri, experiment, root / "report_basic")
+    assert ray_table == basic_table
+    assert {name: row["runs"] for name, row in ray_rows.items()} == {"none": "2", "no_linear": "2"}
+
+
+def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(
+    tracking_server, ray_cluster, cluster_root
+) -> None:
+    root = cluster_root / "killed"
+    root.mkdir()
+    experiment = "killed_worker"
+    # more steps: the job is still training when its worker is killed
+    command = [
+        str(services.VENV_BIN / "fefm-lab"), "run", "-m", *SWEEP, *TINY,
+        "trainer.steps_per_epoch=40", *_ray(ray_cluster),
+        f"mlflow.tracking_uri={tracking_server.uri}", f"mlflow.experiment={experiment}",
+        f"paths.root_dir={root}",
+    ]  # fmt: skip
+    log = root / "sweep.log"
+    with log.open("w") as output:
+        sweep = subprocess.Popen(
+            command, cwd=root, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        store = open_store(tracking_server.uri, experiment)
+
+        def busy_workers() -> list[int]:
+            running = [r for r in _jobs(store) if r.info.status == "RUNNING"]
+            workers = ray_cluster.job_worker_pids()
+            # every busy worker has opened its run: killing one ends a run mid-training
+            return workers if running and len(running) == len(workers) else []
+
+        victim = services.wait_until(busy_workers, 300, "a job training on a Ray worker")[0]
+        os.kill(victim, signal.SIGKILL)
+        code = sweep.wait(timeout=600)
+    finally:
+        if sweep.poll() is None:
+            services.end_session(sweep)
+    assert code != 0, log.read_text()[-4000:]
+
+    runs = _jobs(store)
+    statuses = sorted(r.info.status for r in runs)
+    assert statuses == ["FINISHED", "FINISHED", "FINISHED", "KILLED"], log.read_text()[-4000:]
+    (killed,) = [r for r in runs if r.info.status == "KILLED"]
+    assert killed.data.tags["outcome"] == "killed"
+    assert killed.data.tags["reason"].startswith("Ray worker died (")
+
+    before = {r.info.run_id for r in runs}
+    result = fefm_lab(*command[1:], cwd=root)  # the same sweep again
+    assert result.returncode == 0, _explain(result)
+    runs = _jobs(store)
+    (rerun,) = [r for r in runs if r.info.run_id not in before]  # only the killed configuration
+    assert rerun.data.tags["config_hash"] == killed.data.tags["config_hash"]
+    assert rerun.info.status == "FINISHED"
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert set(_by_config(finished)) == CONFIGS  # exactly one FINISHED run per configuration
+
+    _, rows = _report_rows(tracking_server.uri, experiment, root / "report")
+    assert {name: row["runs"] for name, row in rows.items()} == {"none": "2", "no_linear": "2"}
+
+
+def test_two_sweeps_started_at_once_into_one_server(tracking_server, cluster_root) -> None:
+    root = cluster_root / "concurrent"
+    experiment = "concurrent"
+    sweeps = {"left": "seed=11,12", "right": "seed=13,14"}
+    processes = {}
+    for name, seeds in sweeps.items():
+        (root / name).mkdir(parents=True)
+        processes[name] = subprocess.Popen(
+            [
+                str(services.VENV_BIN / "fefm-lab"), "run", "-m", seeds, *TINY,
+                f"sweep.name={name}", f"mlflow.tracking_uri={tracking_server.uri}",
+                f"mlflow.experiment={experiment}", f"paths.root_dir={root}/{name}",
+            ],
+            cwd=root / name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    for name, process in processes.items():
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, f"{name}:\n{output[-6000:]}"
+
+    store = open_store(tracking_server.uri, experiment)
+    parents = {p.data.tags["sweep"]: p for p in store.search("tags.role = 'sweep'")}
+    assert set(parents) == {"left", "right"}
+    children = {name: store.children(p.info.run_id) for name, p in parents.items()}
+    assert sorted(c.data.tags["seed"] for c in children["left"]) == ["11", "12"]
+    assert sorted(c.data.tags["seed"] for c in children["right"]) == ["13", "14"]
+    jobs = _jobs(store)
+    assert len(jobs) == 4 and {j.info.status for j in jobs} == {"FINISHED"}
+    for name, runs in children.items():
+        assert {r.data.tags["sweep"] for r in runs} == {name}
+        assert all("test_auc" in r.data.metrics for r in runs)
+    for parent in parents.values():
+        parent = store.client.get_run(parent.info.run_id)
+        assert parent.info.status == "FINISHED" and parent.data.metrics["runs_finished"] == 2
+
+
+def test_submitit_local_runs_the_sweep_into_the_server(tracking_server, cluster_root) -> None:
+    root = cluster_root / "submitit"
+    experiment = "submitit_local"
+    result = fefm_lab(
+        "run", "-m", *SWEEP, *TINY, "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=15", f"mlflow.tracking_uri={tracking_server.uri}",
+        f"mlflow.experiment={experiment}", f"paths.root_dir={root}", cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, _explain(result)
+    store = open_store(tracking_server.uri, experiment)
+    (parent,) = store.search("tags.role = 'sweep'")
+    children = store.children(parent.info.run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    assert set(_by_config(children)) == CONFIGS
+    # the jobs ran as submitit processes: their logs are in the sweep's .submitit folder
+    assert len(list(root.glob("outputs/multirun/*/.submitit/*"))) >= 1
+    parent = store.client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED" and parent.data.metrics["runs_finished"] == 4
