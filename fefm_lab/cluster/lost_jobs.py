@@ -2,8 +2,8 @@
 
 The launching process learns from the launcher that a job's worker died (Ray: the task's
 worker crashed or its node was lost). The job's run is the RUNNING job run of the job's config
-hash under the sweep's parent run; it is marked KILLED with the reason, so repeating the sweep
-reruns that configuration.
+hash under the sweep's parent run (found by the launch's `sweep.invocation`); it is marked
+KILLED with the reason, so repeating the sweep reruns that configuration.
 """
 
 from __future__ import annotations
@@ -25,12 +25,15 @@ def record_lost_job(sweep_config: DictConfig, reason: str) -> str | None:
     started a run). Errors reaching the tracking store are reported, not raised: the other
     jobs' results still come back."""
     from fefm_lab.runner import resolve, store_for
+    from fefm_lab.sweep.parent import parent_of
     from fefm_lab.tracking.confighash import config_hash
 
     try:
         resolved = resolve(sweep_config)
         store = store_for(resolved)
-        parent = (resolved.get("sweep") or {}).get("parent_run_id")
+        invocation = (resolved.get("sweep") or {}).get("invocation")
+        parent_run = parent_of(store, str(invocation)) if invocation else None
+        parent = parent_run.info.run_id if parent_run is not None else None
         query = (
             f"tags.{TAG_CONFIG_HASH} = '{config_hash(resolved)}' and tags.{TAG_ROLE} = "
             f"'{ROLE_JOB}' and attributes.status = 'RUNNING'"

@@ -197,13 +197,17 @@ def _jobs_started(store: TrackingStore, invocation: str, since_ms: int) -> bool:
 
 
 def _launch(
-    plan: SweepPlan, overrides: Sequence[str], store: TrackingStore, invocation: str
+    plan: SweepPlan,
+    overrides: Sequence[str],
+    store: TrackingStore,
+    invocation: str,
+    data: Sequence[str],
 ) -> None:
     from fefm_lab.config.compose import config_dir
     from fefm_lab.hydra_app import launch_hydra
 
     # quoted: a generated name holds = and ,
-    extra = [f"sweep.name='{plan.name}'", f"sweep.invocation={invocation}"]
+    extra = [f"sweep.name='{plan.name}'", f"sweep.invocation={invocation}", *data]
     if plan.threads is not None and plan.configs[0].get("threads") is None:
         extra.append(f"threads={plan.threads}")
     with signals_raise(), parent_heartbeat(store, invocation):
@@ -233,16 +237,19 @@ def _conclude(store: TrackingStore, invocation: str, ui_port: int) -> int:
 
 def run_sweep(overrides: Sequence[str]) -> int:
     """Run the sweep the overrides describe; the command's exit code (see the module docstring)."""
+    from fefm_lab.cluster.plan import prepare_cluster_sweep
     from fefm_lab.runner import store_for
 
     plan = plan_sweep(overrides)
+    # settings the launcher's jobs cannot use are refused; each dataset is prepared once, here
+    data = prepare_cluster_sweep(plan.configs, plan.placement)
     store = store_for(plan.configs[0])  # database and experiment exist before any job starts
     refuse_if_running(store, plan.name)
     invocation = uuid.uuid4().hex
     _say(f"sweep {plan.name!r}: {len(plan.jobs)} jobs ({plan.launcher.rsplit('.', 1)[-1]})")
     started_ms = int(time.time() * 1000)
     try:
-        _launch(plan, overrides, store, invocation)
+        _launch(plan, plan.overrides, store, invocation, data)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
         number = getattr(interrupt, "signal_number", signal.SIGINT)
         if number == signal.SIGINT:

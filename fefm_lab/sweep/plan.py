@@ -23,6 +23,8 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fefm_lab.cluster.launchers import LauncherPlacement
+from fefm_lab.cluster.plan import placement_and_root
 from fefm_lab.errors import ConfigError
 
 # Overrides that do not change what a sweep computes: left out of its generated name.
@@ -38,6 +40,8 @@ class SweepPlan:
     configs: list[dict[str, Any]]
     launcher: str  # the launcher's `_target_`
     threads: int | None  # TensorFlow threads per job when the launcher runs jobs side by side
+    placement: LauncherPlacement  # where the launcher runs the jobs (fefm_lab.cluster)
+    overrides: list[str]  # the command line, plus an absolute paths.root_dir where jobs need it
 
     @property
     def tracking(self) -> dict[str, Any]:
@@ -95,8 +99,17 @@ def sweep_name(base: DictConfig, overrides: Sequence[str]) -> str:
 
 
 def threads_per_job(launcher: DictConfig) -> int | None:
-    """Cores / parallel jobs for the joblib launcher (its workers share this machine's cores)."""
-    if "joblib" not in str(launcher.get("_target_", "")):
+    """Cores / parallel jobs for the joblib launcher (its workers share this machine's cores);
+    the CPUs a job reserves for Ray (`ray.remote.num_cpus`) and Slurm (`cpus_per_task`)."""
+    target = str(launcher.get("_target_", ""))
+    reserved = None
+    if "ray_launcher" in target:
+        reserved = (launcher.get("ray") or {}).get("remote", {}).get("num_cpus")
+    elif "submitit_launcher" in target:
+        reserved = launcher.get("cpus_per_task")
+    if reserved is not None:
+        return max(1, int(reserved))
+    if "joblib" not in target:
         return None
     cores = os.cpu_count() or 1
     jobs = launcher.get("n_jobs", -1) or -1
@@ -109,6 +122,10 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
     from fefm_lab.config.compose import resolved_config
 
     jobs, base = expand_jobs(overrides)
+    placement, root = placement_and_root(base)
+    if root:  # jobs start in another working directory: a relative paths.root_dir made absolute
+        overrides = [*overrides, *root]
+        jobs, base = expand_jobs(overrides)
     configs = []
     for job in jobs:  # every job's config is checked before the first one starts
         try:
@@ -122,4 +139,6 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
         configs=configs,
         launcher=str(launcher.get("_target_", "")),
         threads=threads_per_job(base.hydra.launcher),
+        placement=placement,
+        overrides=list(overrides),
     )

@@ -32,11 +32,14 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from fefm_lab.sweep.job import SweepJobError
+
 log = logging.getLogger(__name__)
 
 
-class WorkerLost(RuntimeError):
-    """A job's Ray worker died before the job returned."""
+class WorkerLost(SweepJobError):
+    """A job's Ray worker died before the job returned (its run is marked KILLED); the sweep
+    ends FAILED after every other job has returned."""
 
 
 def _set_options(node: DictConfig | None) -> dict[str, Any]:

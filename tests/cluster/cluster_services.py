@@ -24,6 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+
 def _postgres_bin() -> Path:
     """The newest installed PostgreSQL's binaries (Debian: /usr/lib/postgresql/<major>/bin)."""
     found = sorted(

@@ -86,6 +86,7 @@ def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
     (parent,) = store.search("tags.role = 'sweep'")
     children = store.children(parent.info.run_id)
     assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    assert store.client.get_run(parent.info.run_id).info.status == "FINISHED"
     on_ray = _by_config(children)
     assert set(on_ray) == CONFIGS
     # artifacts went through the server to its destination, not to the jobs' disks
@@ -156,6 +157,9 @@ def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(
     (killed,) = [r for r in runs if r.info.status == "KILLED"]
     assert killed.data.tags["outcome"] == "killed"
     assert killed.data.tags["reason"].startswith("Ray worker died (")
+    (parent,) = store.search("tags.role = 'sweep'")
+    assert parent.info.status == "FAILED"  # the sweep ended, naming the lost job
+    assert "Ray worker died" in parent.data.tags["reason"]
 
     before = {r.info.run_id for r in runs}
     result = fefm_lab(*command[1:], cwd=root)  # the same sweep again
@@ -166,6 +170,7 @@ def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(
     assert rerun.info.status == "FINISHED"
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert set(_by_config(finished)) == CONFIGS  # exactly one FINISHED run per configuration
+    assert store.client.get_run(parent.info.run_id).info.status == "FINISHED"  # resumed, ended
 
     _, rows = _report_rows(tracking_server.uri, experiment, root / "report")
     assert {name: row["runs"] for name, row in rows.items()} == {"none": "2", "no_linear": "2"}
