@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from fefm_lab import cli
 from fefm_lab.cluster.lost_jobs import record_lost_job
-from fefm_lab.runner import resolve, store_for
+from fefm_lab.runner import prepare_data, resolve, run_identity, store_for
 from fefm_lab.sweep.parent import open_parent
-from fefm_lab.tracking.confighash import config_hash
 from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_PARENT, TAG_ROLE
 
 
 def test_the_lost_jobs_run_under_this_launch_is_killed_and_no_other(tmp_path) -> None:
-    job = cli.compose_config(
-        ["debug=tiny", f"paths.root_dir={tmp_path}", "seed=3", "sweep.invocation=launch-b"]
-    )
+    overrides = ["debug=tiny", "dataset.synthetic.rows=3000", f"paths.root_dir={tmp_path}"]
+    job = cli.compose_config([*overrides, "seed=3", "sweep.invocation=launch-b"])
     resolved = resolve(job)
-    digest = config_hash(resolved)
+    digest = run_identity(resolved, prepare_data(resolved).manifest).config_hash
     store = store_for(resolved)
     parents = {
         token: open_parent(store, f"sweep {token}", token, {})[0]
