@@ -24,7 +24,8 @@ def record_lost_job(sweep_config: DictConfig, reason: str) -> str | None:
     """Mark the lost job's RUNNING run KILLED with `reason`; its run id (None if it never
     started a run). Errors reaching the tracking store are reported, not raised: the other
     jobs' results still come back."""
-    from fefm_lab.runner import prepare_data, resolve, run_identity, store_for
+    from fefm_lab.config.compose import resolve
+    from fefm_lab.runner import prepare_data, run_identity, store_for
     from fefm_lab.sweep.parent import parent_of
 
     try:
