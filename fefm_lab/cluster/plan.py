@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fefm_lab.cluster.checks import check_launch, root_dir_override
 from fefm_lab.cluster.launchers import LauncherPlacement, launcher_placement
-from fefm_lab.cluster.shared_data import fingerprints_override, prepare_sweep_datasets
+from fefm_lab.cluster.shared_data import prepare_sweep_datasets
 
 
 def placement_and_root(base_cfg: DictConfig) -> tuple[LauncherPlacement, list[str]]:
@@ -25,4 +25,4 @@ def prepare_cluster_sweep(
     """Refuse local-only settings for the launcher, then prepare each distinct dataset once;
     the overrides that hand the jobs the prepared fingerprints."""
     check_launch(configs[0], placement)
-    return fingerprints_override(prepare_sweep_datasets(configs))
+    return prepare_sweep_datasets(configs).overrides()

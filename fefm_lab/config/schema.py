@@ -350,6 +350,11 @@ class SweepConfig:
         "jobs started; a job then only reuses them from paths.data_root (shared storage). "
         "Do not set.",
     )
+    unprepared: list[str] = option(
+        [],
+        "filled in by `fefm-lab run -m`: keys of the datasets it could not prepare (bad data); "
+        "their jobs prepare them and fail with the reason. Do not set.",
+    )
 
 
 @dataclass
