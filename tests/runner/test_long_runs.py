@@ -167,8 +167,8 @@ def test_uninterrupted_run_prints_plain_progress_lines_and_no_tensorflow_banner(
 def test_sigkilled_run_continues_in_the_same_mlflow_run_to_the_same_result(
     tmp_path: Path, data_root: Path, reference, pattern: str, where: str
 ) -> None:
-    code, _, _ = _run_until(tmp_path, data_root, pattern, signal.SIGKILL)
-    assert code == -signal.SIGKILL
+    code, _, stderr = _run_until(tmp_path, data_root, pattern, signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr[-3000:]
     (killed,) = _store(tmp_path).search()
     assert killed.info.status == "RUNNING"  # nobody could record anything
     state = _checkpoint(tmp_path).load()
@@ -191,7 +191,7 @@ def test_sigterm_saves_marks_killed_exits_nonzero_and_the_rerun_matches(
     tmp_path: Path, data_root: Path, reference
 ) -> None:
     code, _, stderr = _run_until(tmp_path, data_root, r"^epoch 2/4 +[2-5]\d\.\d%", signal.SIGTERM)
-    assert code == 128 + signal.SIGTERM
+    assert code == 128 + signal.SIGTERM, stderr[-3000:]
     assert re.search(
         r"stopped: stopped by SIGTERM: checkpoint at epoch 2, batch \d+, step \d+ saved to "
         r".*checkpoint\.npz; the same command continues it",
@@ -215,8 +215,8 @@ def test_sigterm_saves_marks_killed_exits_nonzero_and_the_rerun_matches(
 def test_truncated_checkpoint_is_ignored_and_the_run_starts_over(
     tmp_path: Path, data_root: Path, reference
 ) -> None:
-    code, _, _ = _run_until(tmp_path, data_root, r"^epoch 3/4 +\d", signal.SIGKILL)
-    assert code == -signal.SIGKILL
+    code, _, stderr = _run_until(tmp_path, data_root, r"^epoch 3/4 +\d", signal.SIGKILL)
+    assert code == -signal.SIGKILL, stderr[-3000:]
     checkpoint = _checkpoint(tmp_path).path
     with open(checkpoint, "r+b") as handle:
         handle.truncate(checkpoint.stat().st_size // 3)
