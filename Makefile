@@ -10,7 +10,7 @@ STAMP := $(VENV)/.fefm-lab-installed
 # TensorFlow build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); see README "Running on a GPU"
 TF_BUILD ?= cpu
 
-.PHONY: help setup test test-all lint format run sweep report ui bench bench-peer clean
+.PHONY: help setup test test-all lint format run sweep report ui bench bench-peer bench-cluster clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -53,7 +53,12 @@ ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
 
 bench: setup ## Benchmarks (preparation, FEFM layer, input pipeline, vocabulary size) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows; --smoke: seconds)
 	$(PY) -m scripts.bench all $(BENCH_ARGS)
+	@# sweeps on a local cluster (root + PostgreSQL; minutes): not in a --smoke run
+	@if [[ "$(BENCH_ARGS)" != *--smoke* ]]; then $(PY) -m scripts.bench cluster; fi
 	$(PY) scripts/embed_results.py README.md
+
+bench-cluster: setup ## Launcher + tracking overhead per job and Ray jobs/hour, 1 vs 2 nodes -> results/bench/cluster.md (root, PostgreSQL)
+	$(PY) -m scripts.bench cluster
 
 bench-peer: setup ## Side-by-side with the reference DeepCTR DeepFEFM (own venv .bench-peer-venv) -> results/bench/
 	$(PY) -m scripts.bench peer $(BENCH_PEER_ARGS)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from scripts.bench import checkpoint, layer, prepare, step_profile, training
+from scripts.bench import checkpoint, cluster, layer, prepare, step_profile, training
 from scripts.bench.machine import describe_machine
 from scripts.bench.measure import ROOT
 from scripts.bench.peer import compare
@@ -51,6 +51,7 @@ PARTS: tuple[Part, ...] = (
     checkpoint.PART,
     compare.PART,
     step_profile.PART,
+    cluster.PART,
 )
 ALL = "all"
 BENCH_PARTS = tuple(part.name for part in PARTS if part.in_bench_report)
