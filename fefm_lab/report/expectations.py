@@ -8,7 +8,8 @@ form. What that implies for a model trained to convergence:
 - `shallow` (linear + FEFM logit, no DNN) is the teacher's own model family: not worse.
 - `no_fefm_logit` keeps the FEFM layer feeding its pair values r to the DNN; the teacher's pair
   terms are a weighted sum of r, which a ReLU layer passes through exactly: not worse at
-  convergence (it learns them more slowly: 15-25 epochs instead of about 10 at 40k rows).
+  convergence, though it learns them far more slowly (at 40k rows still improving after 40
+  epochs, where the others stop after 8-16).
 
 So the study is expected NOT to find these two worse (verdict "not resolved" or "better"); a
 "worse" verdict means undertraining or too little data, not the architecture. The teacher implies

@@ -31,7 +31,10 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FEFM_LAB = str(Path(sys.executable).with_name("fefm-lab"))
-SWEEP = ["debug=tiny", "dataset.synthetic.rows=3000", "ablation=none,no_linear", "seed=1,2"]
+SWEEP = [
+    "debug=tiny", "dataset.synthetic.rows=3000", "trainer.steps_per_epoch=null",
+    "ablation=none,no_linear", "seed=1,2",
+]  # fmt: skip
 
 
 def _free_port() -> int:

@@ -14,7 +14,10 @@ from fefm_lab.tracking.store import open_store
 
 pytestmark = pytest.mark.slow
 
-SWEEP = ["debug=tiny", "dataset.synthetic.rows=3000", "ablation=none,no_linear", "seed=1"]
+SWEEP = [
+    "debug=tiny", "dataset.synthetic.rows=3000", "trainer.steps_per_epoch=null",
+    "ablation=none,no_linear", "seed=1",
+]  # fmt: skip
 
 
 def _sweep(root: Path) -> list[str]:
