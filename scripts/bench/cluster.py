@@ -109,7 +109,10 @@ def _overhead(server_uri: str, ray_address: str, work: Path, jobs: int) -> Secti
             f"The same {jobs}-job sweep of a tiny job (synthetic data, 3000 rows, 2 epochs x 15 "
             "steps, DeepFEFM k=4, one TensorFlow thread) under each launcher. Overhead per job = "
             "(sweep wall time - sum of the runs' training seconds) / jobs: process start, "
-            "imports, data loading, the launcher and the tracking store."
+            "imports, data loading, the launcher and the tracking store. The basic launcher "
+            "runs the jobs one after another; Ray (2 nodes x 1 CPU) two and submitit_local all "
+            "of them at once, so their overheads overlap: this is the sweep's wall-clock "
+            "overhead per job, not one process's."
         ),
         headers=HEADERS,
         rows=rows,
