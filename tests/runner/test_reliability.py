@@ -134,7 +134,14 @@ def test_saturating_learning_rate_fails_and_stays_out_of_the_report(tmp_path: Pa
 
     assert cli.main(["run", *_args(tmp_path, "saturated", "seed=1")]) == 0
     assert (
-        cli.main(["run", *_args(tmp_path, "saturated", "seed=2", "trainer.learning_rate=1e6")]) == 1
+        cli.main(
+            [
+                "run",
+                *_args(tmp_path, "saturated", "seed=2", "trainer.learning_rate=1e6"),
+                "trainer.steps_per_epoch=3",  # saturated, not yet collapsed (it is at 16 steps)
+            ]
+        )
+        == 1
     )
     err = capsys.readouterr().err
     assert "TrainingDiverged: saturated: validation log loss" in err
