@@ -54,7 +54,9 @@ ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
 bench: setup ## Benchmarks (preparation, FEFM layer, input pipeline, vocabulary size) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows; --smoke: seconds)
 	$(PY) -m scripts.bench all $(BENCH_ARGS)
 	@# sweeps on a local cluster (root + PostgreSQL; minutes): not in a --smoke run
-	@if [[ "$(BENCH_ARGS)" != *--smoke* ]]; then $(PY) -m scripts.bench cluster; fi
+	@if [[ "$(BENCH_ARGS)" == *--smoke* ]]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then $(PY) -m scripts.bench cluster; \
+	else echo "bench cluster skipped: it needs root (a network namespace); run 'make bench-cluster' as root"; fi
 	$(PY) scripts/embed_results.py README.md
 
 bench-cluster: setup ## Launcher + tracking overhead per job and Ray jobs/hour, 1 vs 2 nodes -> results/bench/cluster.md (root, PostgreSQL)

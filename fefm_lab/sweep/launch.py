@@ -28,11 +28,10 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.callback import end_sweep
@@ -44,6 +43,7 @@ from fefm_lab.tracking.liveness import (
     TAG_HOST,
     TAG_PID,
     TAG_PID_START,
+    beating,
     heartbeat,
     host_name,
     pid_alive,
@@ -113,33 +113,21 @@ def refuse_if_running(store: TrackingStore, name: str) -> None:
         )
 
 
-@contextmanager
 def parent_heartbeat(
     store: TrackingStore, invocation: str, every_s: float = HEARTBEAT_EVERY_S
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Refresh the heartbeat of this launch's parent run while the block runs.
 
     What tells another host that the launch is alive (on this host the pid tells it). The parent
     is opened inside Hydra, so each beat looks it up by the launch's token.
     """
-    stop = threading.Event()
 
     def beat() -> None:
-        while not stop.wait(every_s):
-            try:
-                parent = parent_of(store, invocation)
-                if parent is not None:
-                    heartbeat(store.client, parent.info.run_id)
-            except Exception:  # a missed beat (store briefly away) is retried at the next one
-                pass
+        parent = parent_of(store, invocation)
+        if parent is not None:
+            heartbeat(store.client, parent.info.run_id)
 
-    thread = threading.Thread(target=beat, name="sweep-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    return beating(beat, every_s, "sweep-heartbeat")
 
 
 def close_sweep(store: TrackingStore, invocation: str, status: str, reason: str) -> None:

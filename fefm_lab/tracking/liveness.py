@@ -17,8 +17,8 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 from mlflow.entities import Run
@@ -74,28 +74,33 @@ def heartbeat(client: MlflowClient, run_id: str) -> None:
 
 
 @contextmanager
-def keep_alive(
-    client: MlflowClient, run_id: str, every_s: float = HEARTBEAT_EVERY_S
-) -> Iterator[None]:
-    """Refresh the run's heartbeat from a daemon thread while the block runs.
+def beating(beat: Callable[[], None], every_s: float, name: str) -> Iterator[None]:
+    """Call `beat` from a daemon thread every `every_s` seconds while the block runs.
 
-    A failed refresh (tracking server briefly away) is retried at the next beat: a run is only
-    reaped after HEARTBEAT_TIMEOUT_S of silence.
+    A failed beat (tracking server briefly away) is retried at the next one: a run is only
+    reaped after HEARTBEAT_TIMEOUT_S of silence, so one miss is not the job's failure.
     """
     stop = threading.Event()
 
-    def beat() -> None:
+    def loop() -> None:
         while not stop.wait(every_s):
-            with suppress(Exception):  # a missed beat is not the job's failure
-                heartbeat(client, run_id)
+            with suppress(Exception):
+                beat()
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{run_id[:8]}", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def keep_alive(
+    client: MlflowClient, run_id: str, every_s: float = HEARTBEAT_EVERY_S
+) -> AbstractContextManager[None]:
+    """Refresh the run's heartbeat while the block runs (see `beating`)."""
+    return beating(lambda: heartbeat(client, run_id), every_s, f"heartbeat-{run_id[:8]}")
 
 
 def pid_alive(pid: int, start_ticks: str | None = None) -> bool:
