@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from planted_data import prepare_planted
 
-from fefm_lab.data import prepare
 from fefm_lab.model import build_model
 from fefm_lab.training import TrainerConfig, fit_and_evaluate
 from fefm_lab.training.checkpoint import CheckpointDirectory, CheckpointInUse
@@ -22,28 +22,15 @@ HASH = "0123456789abcdef"
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory):
     """1,500 rows (960 train: 8 batches of 128, the last one short); a planted pair a x b."""
-    root = tmp_path_factory.mktemp("checkpoint")
-    rng = np.random.default_rng(11)
-    values = rng.integers(0, 6, size=(1500, len(FIELDS)))
-    logit = -1.0 + 2.0 * ((values[:, 0] + values[:, 1]) % 2 == 0)
-    labels = (rng.random(1500) < 1 / (1 + np.exp(-logit))).astype(int)
-    path = root / "rows.csv"
-    rows = [f"{y}," + ",".join(f"v{v}" for v in row) for y, row in zip(labels, values, strict=True)]
-    path.write_text("label," + ",".join(FIELDS) + "\n" + "\n".join(rows) + "\n")
-    config = {
-        "name": "ckpt",
-        "format": "generic",
-        "path": str(path),
-        "separator": ",",
-        "header": True,
-        "label": "label",
-        "categorical": FIELDS,
-        "numeric": [],
-        "split": "shuffled",
-        "split_fractions": [0.64, 0.16, 0.20],
-        "min_count": 1,
-    }
-    return prepare(config, seed=0, data_root=root / "prepared", progress=False)
+    return prepare_planted(
+        tmp_path_factory.mktemp("checkpoint"),
+        name="ckpt",
+        fields=FIELDS,
+        rows=1500,
+        values_per_field=6,
+        seed=11,
+        logit=lambda v: -1.0 + 2.0 * ((v[:, 0] + v[:, 1]) % 2 == 0),
+    )
 
 
 def _model(data, seed: int = 3):

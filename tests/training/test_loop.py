@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from planted_data import prepare_planted
 
-from fefm_lab.data import prepare
 from fefm_lab.data.input import eval_dataset
 from fefm_lab.model import build_model
 from fefm_lab.training import Trainer, TrainerConfig, TrainingDiverged, fit_and_evaluate
@@ -20,31 +20,15 @@ FIELDS = ["a", "b", "c", "d"]
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory: pytest.TempPathFactory):
     """6,000 rows; the click depends on whether fields a and b carry the same value (mod 2)."""
-    root = tmp_path_factory.mktemp("loop")
-    rng = np.random.default_rng(3)
-    values = rng.integers(0, 8, size=(6000, len(FIELDS)))
-    logit = -1.2 + 2.4 * ((values[:, 0] + values[:, 1]) % 2 == 0) - 0.3 * (values[:, 2] > 4)
-    labels = (rng.random(6000) < 1 / (1 + np.exp(-logit))).astype(int)
-    path = root / "planted.csv"
-    lines = ["label," + ",".join(FIELDS)]
-    lines += [
-        f"{y}," + ",".join(f"v{v}" for v in row) for y, row in zip(labels, values, strict=True)
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    config = {
-        "name": "planted",
-        "format": "generic",
-        "path": str(path),
-        "separator": ",",
-        "header": True,
-        "label": "label",
-        "categorical": FIELDS,
-        "numeric": [],
-        "split": "shuffled",
-        "split_fractions": [0.64, 0.16, 0.20],
-        "min_count": 1,
-    }
-    return prepare(config, seed=0, data_root=root / "prepared", progress=False)
+    return prepare_planted(
+        tmp_path_factory.mktemp("loop"),
+        name="planted",
+        fields=FIELDS,
+        rows=6000,
+        values_per_field=8,
+        seed=3,
+        logit=lambda v: -1.2 + 2.4 * ((v[:, 0] + v[:, 1]) % 2 == 0) - 0.3 * (v[:, 2] > 4),
+    )
 
 
 def _model(data, seed: int = 1):
