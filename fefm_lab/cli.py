@@ -125,6 +125,7 @@ def command_synth(arguments: Sequence[str]) -> int:
             rows=settings["rows"],
             seed=settings["seed"],
             click_rate=settings["click_rate"],
+            teacher=settings["teacher"],
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"synth: {error}") from None

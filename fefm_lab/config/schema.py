@@ -272,6 +272,12 @@ class SyntheticSourceSchema:
     seed: int = option(
         0, "generator seed: values, teacher and labels are a function of it and rows"
     )
+    teacher: str = option(
+        "pairs",
+        "the planted teacher: pairs (linear + 4 FEFM-form field pairs; linear + FEFM is its own "
+        "family) | deep (8 pairs + a threshold of a sum over 6 fields that only a DNN "
+        "expresses; fefm_lab/data/synthetic.py)",
+    )
 
 
 @dataclass
@@ -409,6 +415,7 @@ class SynthConfig:
     rows: int = option(100000, "rows to write (>= 1)")
     seed: int = option(0, "generator seed")
     click_rate: float = option(0.22, "share of clicks, in (0, 1)")
+    teacher: str = option("pairs", "the planted teacher: pairs | deep (dataset.synthetic.teacher)")
     path: str = option(
         "${paths.data_root}/raw/synthetic_${synth.format}_${synth.rows}_seed${synth.seed}.txt",
         "the file to write",

@@ -18,6 +18,7 @@ INTEGER_ENCODINGS = ("categorical", "log_bucket", "dense_minmax")
 BAD_ROW_POLICIES = ("error", "skip")
 FILE_TYPES = ("csv", "parquet")
 SYNTHETIC_FORMATS = ("criteo", "avazu")
+SYNTHETIC_TEACHERS = ("pairs", "deep")
 SYNTHETIC_KEY = "dataset.synthetic"
 
 
@@ -28,6 +29,7 @@ class SyntheticSource:
     format: str = "criteo"
     rows: int = 150_000
     seed: int = 0
+    teacher: str = "pairs"
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,7 @@ def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
         format=_choice(synthetic_values, "format", SYNTHETIC_FORMATS, "criteo", SYNTHETIC_KEY),
         rows=_int(synthetic_values, "rows", 150_000, 1, SYNTHETIC_KEY),
         seed=_int(synthetic_values, "seed", 0, 0, SYNTHETIC_KEY),
+        teacher=_choice(synthetic_values, "teacher", SYNTHETIC_TEACHERS, "pairs", SYNTHETIC_KEY),
     )
     separator = values.get("separator", ",")
     if not isinstance(separator, str) or len(separator) != 1 or separator in '\n\r"':

@@ -11,6 +11,18 @@ per value. b is calibrated on the first chunk so the click rate is `click_rate`.
 cannot express the pair terms; a field-pair model can. The manifest beside the file
 (`<file>.synth.json`) records the planted pairs and the teacher's own AUC (the ceiling).
 
+Teacher kinds (`teacher`):
+- `pairs` (the default, what `make run` trains on): the logit above with PLANTED_PAIRS pairs. Linear
+  + FEFM (the shallow model) is its own family.
+- `deep`: DEEP_PAIRS planted pairs (more FEFM-form signal, which the direct FEFM logit expresses
+  with one weight per pair) plus a threshold term t * sign(z), z = sum over THRESHOLD_FIELDS
+  complete fields of a_f(value), each a_f centred under its field's value distribution and z
+  scaled to unit variance. sign(z) is a function of all those fields at once: its best
+  approximation by per-field and per-pair terms (what linear + FEFM can express) leaves about a
+  third of its variance (the Hermite terms of order >= 3 of a step), while one ReLU layer over
+  the field embeddings approximates a step of a weighted sum closely. So only a model with a DNN
+  can reach the teacher.
+
 Everything is a function of (seed, rows): rows are generated in chunks of CHUNK_ROWS, chunk c from
 `default_rng([seed, c])`.
 """
@@ -42,6 +54,10 @@ EMBEDDING_DIM = 4
 PLANTED_PAIRS = 4
 PAIR_STRENGTH = 1.2
 LINEAR_SCALE = 0.15
+TEACHERS = ("pairs", "deep")
+DEEP_PAIRS = 8
+THRESHOLD_FIELDS = 6
+THRESHOLD_STRENGTH = 1.5
 
 CRITEO_ROWS = 45_840_617
 CRITEO_CARDINALITY = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683,
@@ -98,20 +114,30 @@ def _normal(tag: int, index: np.ndarray) -> np.ndarray:
 class _Teacher:
     """The planted model: per-value weights and embeddings derived from hashes."""
 
-    def __init__(self, seed: int, fields: list[_Field], integer_columns: tuple[str, ...]):
+    def __init__(
+        self,
+        seed: int,
+        fields: list[_Field],
+        integer_columns: tuple[str, ...],
+        kind: str = "pairs",
+        cdfs: dict[int, np.ndarray] | None = None,
+    ):
+        if kind not in TEACHERS:
+            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, received {kind!r}")
         self.seed = seed
+        self.kind = kind
         self.fields = fields
         self.integer_columns = integer_columns
         rng = np.random.default_rng([seed, 7919])
         # Pairs among the smaller fields, whose value pairs recur often enough to be learnt.
+        planted = PLANTED_PAIRS if kind == "pairs" else DEEP_PAIRS
         by_size = sorted((f for f in fields if f.cardinality >= 3), key=lambda f: f.cardinality)
         candidates = [f.index for f in by_size if f.cardinality <= 200]
-        if len(candidates) < 2 * PLANTED_PAIRS:
-            candidates = [f.index for f in by_size[: 2 * PLANTED_PAIRS]]
-        chosen = rng.choice(candidates, size=2 * PLANTED_PAIRS, replace=False)
+        if len(candidates) < 2 * planted:
+            candidates = [f.index for f in by_size[: 2 * planted]]
+        chosen = rng.choice(candidates, size=2 * planted, replace=False)
         self.pairs = sorted(
-            tuple(sorted((int(chosen[2 * p]), int(chosen[2 * p + 1]))))
-            for p in range(PLANTED_PAIRS)
+            tuple(sorted((int(chosen[2 * p]), int(chosen[2 * p + 1])))) for p in range(planted)
         )
         self.pair_matrices = []
         for _ in self.pairs:
@@ -119,6 +145,46 @@ class _Teacher:
             symmetric = (raw + raw.T) / 2.0
             self.pair_matrices.append(symmetric / np.sqrt((symmetric**2).sum() / EMBEDDING_DIM))
         self.integer_weights = rng.normal(scale=0.2, size=len(integer_columns))
+        self.threshold_fields: list[int] = []
+        self.threshold_means: dict[int, float] = {}
+        self.threshold_scale = 1.0
+        if kind == "deep":
+            self._plant_threshold(cdfs if cdfs is not None else {})
+
+    def _plant_threshold(self, cdfs: dict[int, np.ndarray]) -> None:
+        """Pick the threshold term's fields (complete, small) and centre their scores."""
+        rng = np.random.default_rng([self.seed, 7919, 1])
+        complete = [f for f in self.fields if f.missing_rate == 0 and 3 <= f.cardinality <= 200]
+        if len(complete) < THRESHOLD_FIELDS:
+            complete = sorted(self.fields, key=lambda f: (f.missing_rate, f.cardinality))
+        chosen = rng.choice([f.index for f in complete], size=THRESHOLD_FIELDS, replace=False)
+        self.threshold_fields = sorted(int(i) for i in chosen)
+        variance = 0.0
+        by_index = {f.index: f for f in self.fields}
+        for index in self.threshold_fields:
+            field = by_index[index]
+            cdf = cdfs.get(index, _zipf_cdf(field.cardinality))
+            probabilities = np.diff(cdf, prepend=0.0)
+            scores = self.score(field, np.arange(field.cardinality))
+            mean = float(probabilities @ scores)
+            self.threshold_means[index] = mean
+            variance += float(probabilities @ (scores - mean) ** 2)
+        self.threshold_scale = 1.0 / np.sqrt(variance)
+
+    def score(self, field: _Field, ranks: np.ndarray) -> np.ndarray:
+        """a_f(value): the per-value score the threshold term sums (uncentred)."""
+        return _normal(_mix_tag(self.seed, 4, field.index), ranks)
+
+    def threshold(self, ranks: dict[int, np.ndarray]) -> np.ndarray:
+        """t * sign(z), z = sum_f (a_f - E a_f) / sqrt(sum_f Var a_f); zeros for `pairs`."""
+        n = len(next(iter(ranks.values())))
+        if not self.threshold_fields:
+            return np.zeros(n)
+        by_index = {f.index: f for f in self.fields}
+        z = np.zeros(n)
+        for index in self.threshold_fields:
+            z += self.score(by_index[index], ranks[index]) - self.threshold_means[index]
+        return THRESHOLD_STRENGTH * np.sign(z * self.threshold_scale)
 
     def linear(self, field: _Field, ranks: np.ndarray) -> np.ndarray:
         return LINEAR_SCALE * _normal(_mix_tag(self.seed, 1, field.index), ranks)
@@ -131,8 +197,11 @@ class _Teacher:
 
     def logit(
         self, ranks: dict[int, np.ndarray], missing: dict[int, np.ndarray], integers: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(teacher logit without the bias, its pair terms); `integers`: log1p(x) - median."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(teacher logit without the bias, its pair terms, its threshold term).
+
+        `integers`: log1p(x) - median per integer column (zero where missing).
+        """
         n = integers.shape[0]
         total = integers @ self.integer_weights if integers.shape[1] else np.zeros(n)
         for field in self.fields:
@@ -145,7 +214,10 @@ class _Teacher:
             term = np.einsum("nk,kl,nl->n", left, matrix, right) / np.sqrt(EMBEDDING_DIM)
             present = ~(missing[a] | missing[b])
             pairs += np.where(present, PAIR_STRENGTH * term, 0.0)
-        return total + pairs, pairs
+        if self.kind == "pairs":
+            return total + pairs, pairs, np.zeros(n)
+        threshold = self.threshold(ranks)
+        return total + pairs + threshold, pairs, threshold
 
 
 def _zipf_cdf(cardinality: int) -> np.ndarray:
@@ -178,7 +250,7 @@ def _value_codes(seed: int, field: _Field, ranks: np.ndarray) -> np.ndarray:
 
 
 class _Generator:
-    def __init__(self, raw_format: str, rows: int, seed: int):
+    def __init__(self, raw_format: str, rows: int, seed: int, teacher: str = "pairs"):
         self.format = raw_format
         self.rows = rows
         self.seed = seed
@@ -209,12 +281,14 @@ class _Generator:
         else:
             raise ValueError(f"synthetic format must be criteo or avazu, received {raw_format!r}")
         self.cdfs = {f.index: _zipf_cdf(f.cardinality) for f in self.fields}
-        self.teacher = _Teacher(seed, self.fields, self.integer_columns)
+        self.teacher = _Teacher(seed, self.fields, self.integer_columns, teacher, self.cdfs)
         self.hour_weights = np.random.default_rng([seed, 24]).normal(scale=0.3, size=24)
         self.bias = 0.0
 
-    def chunk(self, index: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-        """(columns, logits without bias, their pair terms, label uniforms) of chunk `index`."""
+    def chunk(
+        self, index: int
+    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(columns, logits without bias, pair terms, threshold terms, label uniforms)."""
         start = index * CHUNK_ROWS
         n = min(CHUNK_ROWS, self.rows - start)
         rng = np.random.default_rng([self.seed, index])
@@ -235,7 +309,7 @@ class _Generator:
             integers[:, j] -= CRITEO_INT_LOG_MEDIAN[j]
             integers[absent, j] = 0.0
             columns[name] = pa.array(values, mask=absent)
-        logits, pair_terms = self.teacher.logit(ranks, missing, integers)
+        logits, pair_terms, threshold_terms = self.teacher.logit(ranks, missing, integers)
         if self.format == "avazu":
             hour_index = (np.arange(start, start + n) * 240) // self.rows
             hour_of_day = hour_index % 24
@@ -251,11 +325,11 @@ class _Generator:
                 columns[field.name] = pa.array(
                     ranks[field.index] + 1000 * (field.index + 1), mask=missing[field.index]
                 )
-        return columns, logits, pair_terms, rng.random(n)
+        return columns, logits, pair_terms, threshold_terms, rng.random(n)
 
     def calibrate(self, click_rate: float) -> None:
         """Bias so the first chunk's mean teacher probability equals `click_rate` (bisection)."""
-        _, logits, _, _ = self.chunk(0)
+        _, logits, _, _, _ = self.chunk(0)
         low, high = -20.0, 20.0
         for _ in range(60):
             middle = (low + high) / 2
@@ -284,13 +358,15 @@ def synthesize(
     click_rate: float = 0.22,
     split_seed: int | None = None,
     progress: bool = True,
+    teacher: str = "pairs",
 ) -> dict[str, Any]:
     """Write `rows` rows of raw Criteo-format TSV or Avazu-format CSV to `path` (.gz: gzip).
 
     Deterministic from `seed`. Written atomically with its manifest `<path>.synth.json`
     (returned), which records the planted pairs, the bias, the click rate and the teacher's AUC on
     all rows and on the test split of the default shuffled 0.64/0.16/0.20 split with `split_seed`
-    (default: `seed`).
+    (default: `seed`). `teacher`: pairs (default) | deep (module docstring); a deep teacher's
+    manifest also records its threshold fields and the AUC of its logit without the threshold term.
     """
     if rows < 1:
         raise ValueError(f"rows must be >= 1, received {rows!r}")
@@ -298,11 +374,12 @@ def synthesize(
         raise ValueError(f"click_rate must be in (0, 1), received {click_rate!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    generator = _Generator(format, rows, seed)
+    generator = _Generator(format, rows, seed, teacher)
     generator.calibrate(click_rate)
     split_seed = seed if split_seed is None else split_seed
     probabilities = np.empty(rows, dtype=np.float32)
     without_pairs = np.empty(rows, dtype=np.float32)
+    without_threshold = np.empty(rows, dtype=np.float32)
     labels = np.empty(rows, dtype=np.int8)
     started = time.perf_counter()
     separator = "\t" if format == "criteo" else ","
@@ -319,12 +396,13 @@ def synthesize(
             if format == "avazu":
                 sink.write(separator.join(AVAZU_COLUMNS).encode() + b"\n")
             for index in range(-(-rows // CHUNK_ROWS)):
-                columns, logits, pair_terms, coins = generator.chunk(index)
+                columns, logits, pair_terms, threshold_terms, coins = generator.chunk(index)
                 start = index * CHUNK_ROWS
                 chunk_probabilities = 1.0 / (1.0 + np.exp(-(logits + generator.bias)))
                 chunk_labels = (coins < chunk_probabilities).astype(np.int8)
                 probabilities[start : start + len(logits)] = chunk_probabilities
                 without_pairs[start : start + len(logits)] = logits - pair_terms
+                without_threshold[start : start + len(logits)] = logits - threshold_terms
                 labels[start : start + len(logits)] = chunk_labels
                 pacsv.write_csv(generator.table(columns, chunk_labels), sink, write_options)
                 if progress:
@@ -339,6 +417,13 @@ def synthesize(
             "all": _auc(labels, without_pairs),
             "test": _auc(labels[test], without_pairs[test]),
         }
+        if teacher == "deep":
+            # What the teacher reaches without its threshold term: the share no
+            # per-field-plus-pair model can take.
+            manifest["teacher_auc_without_threshold"] = {
+                "all": _auc(labels, without_threshold),
+                "test": _auc(labels[test], without_threshold[test]),
+            }
         manifest["seconds"] = round(time.perf_counter() - started, 3)
     atomic_write_text(manifest_path_for(path), json.dumps(manifest, indent=2) + "\n")
     return manifest
@@ -374,6 +459,15 @@ def _manifest(generator, path, rows, seed, click_rate, split_seed, probabilities
         "bias": generator.bias,
         "planted_pairs": [[names[a], names[b]] for a, b in generator.teacher.pairs],
         "pair_strength": PAIR_STRENGTH,
+        "teacher": generator.teacher.kind,
+        **(
+            {
+                "threshold_fields": [names[i] for i in generator.teacher.threshold_fields],
+                "threshold_strength": THRESHOLD_STRENGTH,
+            }
+            if generator.teacher.kind == "deep"
+            else {}
+        ),
         "cardinalities": {f.name: f.cardinality for f in generator.fields},
         "teacher_auc": {
             "all": _auc(labels, probabilities),
@@ -392,9 +486,10 @@ def _manifest(generator, path, rows, seed, click_rate, split_seed, probabilities
 def synthetic_path(source: SyntheticSource, data_root: Path) -> Path:
     """Where `dataset=synthetic` keeps its generated raw file under `data_root/synthetic/`."""
     suffix = "txt" if source.format == "criteo" else "csv"
-    return (
-        Path(data_root) / "synthetic" / f"{source.format}-{source.rows}-seed{source.seed}.{suffix}"
-    )
+    # the default teacher keeps the name files had before teachers had kinds
+    kind = "" if source.teacher == "pairs" else f"-{source.teacher}"
+    name = f"{source.format}-{source.rows}-seed{source.seed}{kind}.{suffix}"
+    return Path(data_root) / "synthetic" / name
 
 
 def ensure_synthetic(
@@ -409,5 +504,6 @@ def ensure_synthetic(
             rows=source.rows,
             seed=source.seed,
             progress=progress is True,
+            teacher=source.teacher,
         )
     return path.absolute(), source.format

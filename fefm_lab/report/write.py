@@ -164,7 +164,7 @@ def build_report(runs: pd.DataFrame, title: str) -> Report:
         table=table,
         runs=runs,
         warnings=consistency_warnings(runs),
-        teacher=expectation_text(check_expectations(table)),
+        teacher=expectation_text(check_expectations(table, runs)),
         gap_seeds=paper_gap_seeds(table),
         training=training_note(runs),
     )

@@ -10,8 +10,19 @@ import numpy as np
 import pytest
 
 from fefm_lab.data import prepare, synthesize
+from fefm_lab.data.config import SyntheticSource, validate_dataset_config
 from fefm_lab.data.layout import AVAZU_COLUMNS
-from fefm_lab.data.synthetic import manifest_path_for, scaled_cardinality
+from fefm_lab.data.synthetic import (
+    THRESHOLD_STRENGTH,
+    _Generator,
+    _mix_tag,
+    _normal,
+    _value_codes,
+    manifest_path_for,
+    scaled_cardinality,
+    synthetic_path,
+)
+from fefm_lab.errors import ConfigError
 
 
 def _digest(path):
@@ -117,3 +128,80 @@ def test_deepfefm_finds_the_planted_pairs_that_lr_cannot(tmp_path):
 def data_manifest_teacher_auc(data_root, rows):
     raw = data_root / "synthetic" / f"criteo-{rows}-seed0.txt"
     return json.loads(manifest_path_for(raw).read_text())["teacher_auc"]["test"]
+
+
+def test_default_teacher_bytes_are_pinned(tmp_path):
+    # The `pairs` teacher's file as it was before teachers had kinds: `make run` trains on it.
+    synthesize(tmp_path / "a.txt", rows=3000, seed=4, progress=False)
+    assert _digest(tmp_path / "a.txt") == (
+        "3b1d623c9da257879793b9bc153d017e8b3790e40bbf8a2bfb54039e06adc144"
+    )
+
+
+def _threshold_from_file(path, rows, seed):
+    """t * sign(z) recomputed in float64 from the written values and the hashed scores."""
+    generator = _Generator("criteo", rows, seed, "deep")
+    lines = [line.split("\t") for line in path.read_text().splitlines()]
+    manifest = json.loads(manifest_path_for(path).read_text())
+    by_name = {f.name: f for f in generator.fields}
+    z = np.zeros(len(lines))
+    variance = 0.0
+    for name in manifest["threshold_fields"]:
+        field = by_name[name]
+        all_ranks = np.arange(field.cardinality)
+        codes = _value_codes(seed, field, all_ranks)
+        rank_of = {f"{int(c):08x}": r for r, c in enumerate(codes)}
+        column = 1 + 13 + field.index
+        ranks = np.array([rank_of[row[column]] for row in lines])
+        scores = _normal(_mix_tag(seed, 4, field.index), all_ranks)
+        weights = (all_ranks + 1.0) ** -1.1
+        probabilities = weights / weights.sum()
+        mean = probabilities @ scores
+        variance += probabilities @ (scores - mean) ** 2
+        z += scores[ranks] - mean
+    return THRESHOLD_STRENGTH * np.sign(z / np.sqrt(variance)), generator
+
+
+def test_deep_teacher_threshold_term_recomputed_from_the_file(tmp_path):
+    path = tmp_path / "deep.txt"
+    manifest = synthesize(path, rows=2000, seed=3, progress=False, teacher="deep")
+    assert manifest["teacher"] == "deep" and manifest["threshold_strength"] == THRESHOLD_STRENGTH
+    assert len(manifest["planted_pairs"]) == 8 and len(manifest["threshold_fields"]) == 6
+    expected, generator = _threshold_from_file(path, 2000, seed=3)
+    _, _, _, threshold, _ = generator.chunk(0)
+    np.testing.assert_allclose(threshold, expected, rtol=0, atol=1e-12)
+    assert set(np.unique(expected)) <= {-THRESHOLD_STRENGTH, 0.0, THRESHOLD_STRENGTH}
+    assert 0.3 < np.mean(expected > 0) < 0.7  # a centred sum: both sides of the step are common
+    # the threshold carries signal that the rest of the teacher does not
+    assert manifest["teacher_auc"]["all"] - manifest["teacher_auc_without_threshold"]["all"] > 0.02
+
+
+def test_deep_threshold_is_mostly_not_per_field(tmp_path):
+    """The per-field conditional means of t * sign(z) (what linear terms fit) leave much of it."""
+    generator = _Generator("criteo", 40_000, 0, "deep")
+    rng = np.random.default_rng(5)
+    ranks = {
+        f.index: np.searchsorted(generator.cdfs[f.index], rng.random(400_000))
+        for f in generator.fields
+    }
+    term = generator.teacher.threshold(ranks)
+    residual = term - term.mean()
+    for index in generator.teacher.threshold_fields:
+        sums = np.bincount(ranks[index], weights=residual)
+        counts = np.bincount(ranks[index])
+        residual = residual - (sums / np.maximum(counts, 1))[ranks[index]]
+    assert residual.var() / term.var() > 0.25
+
+
+def test_teacher_kind_is_checked_and_names_the_cached_file(tmp_path):
+    with pytest.raises(ValueError, match="teacher must be one of pairs, deep, received 'wide'"):
+        synthesize(tmp_path / "x.txt", rows=10, teacher="wide", progress=False)
+    assert synthetic_path(SyntheticSource(rows=40, seed=2), tmp_path).name == "criteo-40-seed2.txt"
+    deep = SyntheticSource(rows=40, seed=2, teacher="deep")
+    assert synthetic_path(deep, tmp_path).name == "criteo-40-seed2-deep.txt"
+    expected = r"dataset\.synthetic\.teacher must be one of pairs, deep"
+    with pytest.raises(ConfigError, match=expected):
+        validate_dataset_config({"format": "synthetic", "synthetic": {"teacher": "wide"}})
+    assert validate_dataset_config({"synthetic": {"teacher": "deep"}}).synthetic == deep.__class__(
+        teacher="deep"
+    )

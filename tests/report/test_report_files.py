@@ -68,6 +68,8 @@ def _sweep(store, name: str, code_version: str = "v1", failed: str | None = None
             run = store.client.create_run(
                 store.experiment_id, run_name=f"deepfefm {ablation} seed={seed}", tags=tags
             ).info.run_id
+            # runs on the embedded synthetic data (default teacher): the report checks its ranking
+            store.client.log_param(run, "dataset.format", "synthetic")
             if failed == f"{ablation}-{seed}":
                 store.client.set_terminated(run, "FAILED")
                 continue
