@@ -4,6 +4,9 @@ Useful work counted (per batch of B rows, P pairs, k-dim embeddings): the forwar
 r = v_i^T W_p v_j costs 2 B P k^2 flops (the k x k matrix-vector product; the final dot adds
 2 B P k, left out); the backward pass does two more of the same size (gradient to the embeddings,
 gradient to the field matrices), so forward + backward = 3 x 2 B P k^2.
+
+The layer runs the way the trainer runs it: inside a `tf.function`, XLA-compiled only if the
+trainer's `jit_compile` default says so (off: XLA was slower for FEFM on this CPU).
 """
 
 from __future__ import annotations
@@ -24,22 +27,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer-repeats", type=int, default=10, help="timed calls (median)")
 
 
+def trainer_jit_compile() -> bool:
+    """Whether the trainer XLA-compiles its forward and backward pass by default."""
+    from fefm_lab.training import TrainerConfig
+
+    return TrainerConfig().jit_compile
+
+
 def time_fefm_layer(fields: int, k: int, batch: int, repeats: int) -> dict[str, float]:
-    """Median seconds of the layer's forward pass and of forward + backward (XLA-compiled)."""
+    """Median seconds of the layer's forward pass and of forward + backward, compiled as the
+    trainer compiles its step."""
     import tensorflow as tf
 
     from fefm_lab.layers import FEFMInteraction
+
+    jit_compile = trainer_jit_compile()
 
     layer = FEFMInteraction(seed=0)
     embeddings = tf.random.stateless_normal((batch, fields, k), seed=(5, 6))
     layer.build(embeddings.shape)
     weights = layer.trainable_variables
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def forward(x):
         return layer(x)
 
-    @tf.function(jit_compile=True)
+    @tf.function(jit_compile=jit_compile)
     def forward_backward(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
@@ -111,7 +124,8 @@ def run(args: argparse.Namespace) -> PartResult:
         text=(
             f"Float32 matmul rate measured in the same run: {matmul_flops / 1e9:.0f} GFLOP/s "
             f"(best of {matmul_size} x {matmul_size} products). Useful work: forward 2·B·P·k² "
-            f"flops, forward + backward 3 x that; median of {repeats} XLA-compiled calls."
+            f"flops, forward + backward 3 x that; median of {repeats} calls in a tf.function "
+            f"as the trainer runs them (XLA {'on' if trainer_jit_compile() else 'off'})."
         ),
         headers=[
             "k",

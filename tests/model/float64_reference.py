@@ -21,6 +21,26 @@ def fefm_reference(v: np.ndarray, u: np.ndarray, symmetric: bool = True) -> np.n
     return np.stack(scores, axis=1)
 
 
+def fefm_gradients_reference(
+    v: np.ndarray, u: np.ndarray, upstream: np.ndarray, symmetric: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """dL/dv and dL/dU of L = sum_{b,p} upstream[b, p] r_bp, pair by pair in float64.
+
+    dr/dv_i = W_p v_j, dr/dv_j = W_p^T v_i, dr/dW_p = v_i v_j^T, and dW/dU: U + U^T (symmetric).
+    """
+    v, u, g = (np.asarray(a, "float64") for a in (v, u, upstream))
+    n, d_v, d_u, p = v.shape[1], np.zeros_like(v), np.zeros_like(u), 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            w = u[p] + u[p].T if symmetric else u[p]
+            d_v[:, i] += g[:, p, None] * (v[:, j] @ w.T)
+            d_v[:, j] += g[:, p, None] * (v[:, i] @ w)
+            d_w = np.einsum("b,bk,bl->kl", g[:, p], v[:, i], v[:, j])
+            d_u[p] = d_w + d_w.T if symmetric else d_w
+            p += 1
+    return d_v, d_u
+
+
 def pair_dots(v: np.ndarray) -> np.ndarray:
     """<v_i, v_j> for the pairs i < j in lexicographic order, (B, P) in float64."""
     v = np.asarray(v, "float64")
