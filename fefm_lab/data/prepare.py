@@ -1,9 +1,11 @@
 """Raw file -> prepared dataset directory, streaming in two passes.
 
 Pass 1 reads the source once, assigns splits, counts each sparse field's values on the train split
-(hashed 64-bit keys, np.unique per chunk, merged) and the dense fields' train min/max. Pass 2 reads
-it again and writes ids and scaled values to Arrow IPC shards per split. Memory holds one chunk and
-the per-field counts, never the file.
+(hashed 64-bit keys, distinct per chunk, spilled to the temporary directory partitioned by key hash
+and counted a group of hash buckets at a time) and the dense fields' train min/max. Pass 2 reads
+it again and writes ids and scaled values to Arrow IPC shards per split. Memory holds one chunk,
+a bounded number of pending counts per field and one bucket group, never the file nor a table of
+every distinct value.
 
 The directory is named `<name>-<digest>`, the digest a hash of the source fingerprint (size, mtime
 and SHA-256 of its first and last MiB) and every setting that changes the content. It is built in a
@@ -42,7 +44,7 @@ from fefm_lab.data.prepared import (
     PreparedData,
     shard_schema,
 )
-from fefm_lab.data.reader import count_data_rows, open_source
+from fefm_lab.data.reader import count_data_rows, open_source, prefetched
 from fefm_lab.data.split import TRAIN, assign_splits
 from fefm_lab.data.vocab import MISSING_ID, OOV_ID, ValueCounter
 from fefm_lab.errors import DataError
@@ -306,69 +308,40 @@ def _build(
             rows, config.split, config.split_fractions, settings["split_seed"], total_rows
         )
 
-    # pass 1: statistics of the train split
-    reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)", source)
-    plan: list[tuple[str, str]] | None = None
-    counters: dict[str, ValueCounter] = {}
-    dense_range: dict[str, list[float]] = {}
-    rows_seen = bad_rows = 0
-    for chunk in source.chunks():
-        if plan is None:
-            plan = _field_plan(
-                config, layout, getattr(source, "column_names", None) or layout.used_columns
-            )
-            counters = {name: ValueCounter() for name, enc in plan if enc != "dense_minmax"}
-            dense_range = {name: [np.inf, -np.inf] for name, enc in plan if enc == "dense_minmax"}
-        bad_rows += chunk.bad_rows
-        train = splits_of(chunk.rows) == TRAIN
-        train_rows = chunk.rows[train]
-        for name, encoding in plan:
-            if encoding == "dense_minmax":
-                values = dense_values(chunk, name)[train]
-                if len(values):
-                    dense_range[name][0] = min(dense_range[name][0], float(values.min()))
-                    dense_range[name][1] = max(dense_range[name][1], float(values.max()))
-                continue
-            keys, missing = sparse_keys(chunk, name, encoding)
-            present = ~missing[train]
-            counters[name].add(keys[train][present], train_rows[present])
-        rows_seen += len(chunk.rows) + chunk.bad_rows
-        reporter.update(len(chunk.rows) + chunk.bad_rows)
-    pass1_s = reporter.update(0, final=True)
-    if plan is None or rows_seen == bad_rows:
-        raise DataError(f"{source_path}: no valid data rows (bad rows skipped: {bad_rows})")
-
-    vocabularies = {
-        name: counter.vocabulary(config.min_count) for name, counter in counters.items()
-    }
-    del counters
-    fields = []
-    for name, encoding in plan:
-        if encoding == "dense_minmax":
-            low, high = dense_range[name]
-            if not np.isfinite(low):
-                low = high = 0.0
-            fields.append(FieldSpec(name, DENSE, encoding, scale_min=low, scale_max=high))
-        else:
-            vocab = vocabularies[name]
-            fields.append(
-                FieldSpec(
-                    name,
-                    SPARSE,
-                    encoding,
-                    vocabulary_size=vocab.size,
-                    missing_id=MISSING_ID,
-                    oov_id=OOV_ID,
-                    distinct_train_values=vocab.distinct_values,
-                )
-            )
-    feature_map = FeatureMap(tuple(fields), label=layout.label)
-
     final.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(final)
     temporary = final.parent / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temporary.mkdir()
     try:
+        counting = temporary / "counts"
+        plan, vocabularies, dense_range, rows_seen, bad_rows, pass1_s = _count_train_values(
+            config, source, splits_of, layout, counting, reporter
+        )
+        shutil.rmtree(counting, ignore_errors=True)
+        if plan is None or rows_seen == bad_rows:
+            raise DataError(f"{source_path}: no valid data rows (bad rows skipped: {bad_rows})")
+        fields = []
+        for name, encoding in plan:
+            if encoding == "dense_minmax":
+                low, high = dense_range[name]
+                if not np.isfinite(low):
+                    low = high = 0.0
+                fields.append(FieldSpec(name, DENSE, encoding, scale_min=low, scale_max=high))
+            else:
+                vocab = vocabularies[name]
+                fields.append(
+                    FieldSpec(
+                        name,
+                        SPARSE,
+                        encoding,
+                        vocabulary_size=vocab.size,
+                        missing_id=MISSING_ID,
+                        oov_id=OOV_ID,
+                        distinct_train_values=vocab.distinct_values,
+                    )
+                )
+        feature_map = FeatureMap(tuple(fields), label=layout.label)
+
         split_stats, pass2_s = _write_shards(
             config, source, plan, vocabularies, feature_map, splits_of, temporary, reporter
         )
@@ -406,6 +379,48 @@ def _build(
     return PreparedData.open(final)
 
 
+def _count_train_values(config, source, splits_of, layout, spill_directory, reporter):
+    """Pass 1: the field plan, each sparse field's vocabulary and each dense field's [min, max]
+    on the train split, rows seen and bad rows, and the pass's seconds. Value counts spill to
+    `spill_directory` (one file per field) so memory stays bounded at any data size."""
+    reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)", source)
+    plan: list[tuple[str, str]] | None = None
+    counters: dict[str, ValueCounter] = {}
+    dense_range: dict[str, list[float]] = {}
+    rows_seen = bad_rows = 0
+    for chunk in prefetched(source.chunks()):
+        if plan is None:
+            plan = _field_plan(
+                config, layout, getattr(source, "column_names", None) or layout.used_columns
+            )
+            counters = {
+                name: ValueCounter(spill_directory / f"field-{index:04d}.bin")
+                for index, (name, enc) in enumerate(plan)
+                if enc != "dense_minmax"
+            }
+            dense_range = {name: [np.inf, -np.inf] for name, enc in plan if enc == "dense_minmax"}
+        bad_rows += chunk.bad_rows
+        train = splits_of(chunk.rows) == TRAIN
+        train_rows = chunk.rows[train]
+        for name, encoding in plan:
+            if encoding == "dense_minmax":
+                values = dense_values(chunk, name)[train]
+                if len(values):
+                    dense_range[name][0] = min(dense_range[name][0], float(values.min()))
+                    dense_range[name][1] = max(dense_range[name][1], float(values.max()))
+                continue
+            keys, missing = sparse_keys(chunk, name, encoding)
+            present = ~missing[train]
+            counters[name].add(keys[train][present], train_rows[present])
+        rows_seen += len(chunk.rows) + chunk.bad_rows
+        reporter.update(len(chunk.rows) + chunk.bad_rows)
+    pass1_s = reporter.update(0, final=True)
+    vocabularies = {}
+    for name in list(counters):
+        vocabularies[name] = counters.pop(name).vocabulary(config.min_count)
+    return plan, vocabularies, dense_range, rows_seen, bad_rows, pass1_s
+
+
 def _write_shards(config, source, plan, vocabularies, feature_map, splits_of, directory, reporter):
     schema = pa.schema(shard_schema(feature_map))
     writers = {split: _ShardWriter(directory, split, schema, config.shard_rows) for split in SPLITS}
@@ -413,7 +428,7 @@ def _write_shards(config, source, plan, vocabularies, feature_map, splits_of, di
     fields = {spec.name: spec for spec in feature_map.fields}
     reporter.begin(f"prepare {config.name}: pass 2/2 (shards)", source)
     try:
-        for chunk in source.chunks():
+        for chunk in prefetched(source.chunks()):
             codes = splits_of(chunk.rows)
             columns: dict[str, np.ndarray] = {}
             for name, encoding in plan:

@@ -10,11 +10,13 @@ never depends on which other rows were skipped.
 from __future__ import annotations
 
 import gzip
+import queue
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -474,6 +476,55 @@ class ParquetSource:
             numbers=numbers,
             bad_rows=int(bad.sum()),
         )
+
+
+T = TypeVar("T")
+_END = object()
+
+
+def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """`items` in order, the next `depth` produced by a background thread while the caller works
+    on the current one: pyarrow's parser and most numpy work release the GIL, so on two cores
+    reading and parsing a chunk overlaps encoding the previous one. An exception in the producer
+    is raised here, at the position it happened; closing this iterator stops the producer."""
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+        except BaseException as err:  # handed to the consumer, raised there
+            put((_END, err))
+            return
+        put((_END, None))
+
+    producer = threading.Thread(target=produce, name="fefm-lab-prefetch", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item, error = handoff.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        producer.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def open_source(path: Path, layout: SourceLayout, on_bad_rows: str, block_bytes: int):

@@ -17,9 +17,10 @@ from scripts.bench.report import Part, PartResult, Section, Target, format_numbe
 PROBE = "scripts.bench.prepare_probe"
 GIB = 2**30
 FULL_CRITEO_ROWS = 45_840_617
-ROWS_PER_SECOND_GOAL = 200_000
-PEAK_MEMORY_GOAL_GIB = 4.0
-MEMORY_GROWTH_GOAL = 1.5  # x: peak at the largest size over the smallest ("roughly flat")
+# Issue 10's goals, end to end on a quiet machine at full Criteo size (45.8M rows, --full).
+ROWS_PER_SECOND_GOAL = 300_000
+PEAK_MEMORY_GOAL_GIB = 2.0
+MEMORY_GROWTH_GOAL = 1.3  # x: peak at the largest size over the next smaller one (45.8M / 10M)
 
 
 def generated_criteo_file(rows: int, work: Path) -> Path:
@@ -83,9 +84,10 @@ def run(args: argparse.Namespace) -> PartResult:
                 result["peak_rss_bytes"] / GIB,
             ]
         )
-    smallest, largest = min(sizes), max(sizes)
+    ordered = sorted(set(sizes))
+    largest, smaller = ordered[-1], ordered[-2] if len(ordered) > 1 else ordered[-1]
     mine_large = results[(largest, "fefm-lab")]
-    mine_small = results[(smallest, "fefm-lab")]
+    mine_small = results[(smaller, "fefm-lab")]
     targets = [
         Target(
             f"preparation rows/s at {largest:,} rows",
@@ -103,15 +105,15 @@ def run(args: argparse.Namespace) -> PartResult:
             unit=" GiB",
         ),
     ]
-    if largest > smallest:
+    if largest > smaller:
         targets.append(
             Target(
-                f"preparation memory flat: peak at {largest:,} / peak at {smallest:,} rows",
+                f"preparation memory flat: peak at {largest:,} / peak at {smaller:,} rows",
                 mine_large["peak_rss_bytes"] / mine_small["peak_rss_bytes"],
                 MEMORY_GROWTH_GOAL,
                 higher_is_better=False,
                 unit="x",
-                note="'roughly flat' read as at most 1.5x",
+                note=f"{largest / smaller:.1f}x the rows",
             )
         )
     section = Section(

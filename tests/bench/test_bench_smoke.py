@@ -31,6 +31,7 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
         "Preparation at scale",
         "FEFM layer versus the machine (P = 15, batch 64)",
         "Input pipeline",
+        "Input pipeline streaming cold shards",
         "Vocabulary size (training step time)",
         "Checkpoint overhead",
     ]
@@ -41,6 +42,7 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
         "preparation memory flat: peak at 4,000 / peak at 2,000 rows",
         "FEFM layer forward+backward at k=8, share of matmul rate",
         "input pipeline batches/s over training steps/s",
+        "input pipeline streaming cold shards (split > memory budget), samples/s",
         "step time at 500 vs 50 rows per table (l2_mode=batch)",
         "checkpoint overhead with the default settings, 500 rows per table",
     ]
@@ -54,6 +56,10 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
         "4000/fefm-lab": 4000,
         "4000/pandas": 4000,
     }
+    streamed = payload["sections"]["Input pipeline streaming cold shards"]
+    # 6,000 rows at the shuffled 0.64 / 0.16 / 0.20 split, each train row streamed once
+    assert streamed["samples"] == streamed["split_bytes"] // 160 > 3_000
+    assert streamed["shards"] >= 3 and streamed["split_bytes"] > streamed["budget_bytes"]
     markdown = (out / "bench.md").read_text()
     assert "SMOKE RUN" in markdown and "## Targets" in markdown
     assert not (out / "summary.md").exists()  # smoke figures never reach the README
