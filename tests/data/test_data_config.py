@@ -82,6 +82,10 @@ def test_composed_hydra_configs_validate():
 
     from hydra import compose, initialize_config_dir
 
+    from fefm_lab.config.store import register_configs
+
+    register_configs()  # the `ablation` group that config.yaml's defaults name
+
     conf = Path(__file__).resolve().parents[2] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
         synthetic = validate_dataset_config(compose("config").dataset)
