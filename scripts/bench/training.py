@@ -237,7 +237,8 @@ def _run_streaming(args: argparse.Namespace) -> tuple[Section, Target]:
         STREAMING_SAMPLES_GOAL,
         unit=" samples/s",
         note=f"{result['samples']:,} rows, {split_gib:.2f} GiB in {result['shards']} shards; "
-        f"budget {budget / MIB:.0f} MiB, resident growth {growth_mib:.0f} MiB",
+        f"budget {format_number(budget / MIB)} MiB, "
+        f"resident growth {format_number(growth_mib)} MiB",
     )
     section = Section(
         "Input pipeline streaming cold shards",
