@@ -8,7 +8,6 @@ Hydra's compose API.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -165,11 +164,19 @@ def command_report(arguments: Sequence[str]) -> int:
 def command_ui(arguments: Sequence[str]) -> int:
     """`fefm-lab ui [sweep=NAME] [overrides]`: print the sweep's comparison link, serve the UI."""
     from fefm_lab.runner import store_for
-    from fefm_lab.tracking.ui import latest_sweep, lean_server_command, sweep_links, ui_base_url
+    from fefm_lab.tracking.ui import (
+        bind_ui_socket,
+        check_servable,
+        latest_sweep,
+        serve_ui,
+        sweep_links,
+        ui_base_url,
+    )
 
     sweeps = [a.split("=", 1)[1] for a in arguments if a.startswith("sweep=")]
     resolved = resolved_config([a for a in arguments if not a.startswith("sweep=")])
     tracking = resolved["mlflow"]
+    check_servable(tracking["tracking_uri"])
     port = int(tracking["ui_port"])
     store = store_for(resolved)
     sweep = sweeps[-1] if sweeps else latest_sweep(store)
@@ -179,15 +186,14 @@ def command_ui(arguments: Sequence[str]) -> int:
             f"sweep={sweep}: no such sweep in experiment {store.experiment_name!r} "
             f"({tracking['tracking_uri']}); sweeps there: {', '.join(known) or 'none'}"
         )
+    listener = bind_ui_socket(port)
     print(f"MLflow UI on {ui_base_url(port)} (Ctrl-C stops it)")
     for line in sweep_links(store, sweep, port) if sweep else []:
         print(line)
     sys.stdout.flush()
-    sys.stderr.flush()
-    command, environment = lean_server_command(tracking["tracking_uri"], port)
-    # Replace this process: Ctrl-C and kill reach the server itself, no orphan is left behind.
-    os.execve(sys.executable, command, environment)
-    return 0  # not reached
+    stopped_by = serve_ui(tracking["tracking_uri"], listener)
+    print(f"MLflow UI stopped ({stopped_by})")
+    return 0
 
 
 def command_server(arguments: Sequence[str]) -> int:

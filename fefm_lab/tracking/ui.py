@@ -13,19 +13,23 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from urllib.parse import quote
+import signal
+import socket
+import uuid
+import warnings
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from fefm_lab.errors import ConfigError, UserError
 from fefm_lab.tracking.store import TAG_ROLE, TAG_SWEEP, TrackingStore, _quote
 
 KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
 DESCRIPTION_TAG = "mlflow.note.content"  # the experiment's description in the UI
 UI_HOST = "127.0.0.1"
-LEAN_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 def experiment_description(name: str) -> str:
@@ -116,13 +120,101 @@ def sweep_links(store: TrackingStore, sweep: str, port: int) -> list[str]:
     return lines
 
 
-def lean_server_command(tracking_uri: str, port: int) -> tuple[list[str], dict[str, str]]:
-    """`mlflow ui` on 127.0.0.1 with one worker and no job runner: the command and environment."""
-    command = [
-        sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", tracking_uri,
-        "--host", UI_HOST,
-        "--port", str(port),
-        "--workers", "1",
-    ]  # fmt: skip
-    return command, {**os.environ, **LEAN_SERVER_ENV}
+def check_servable(tracking_uri: str) -> None:
+    """`fefm-lab ui` serves a store it opens itself; a tracking server serves its own UI."""
+    if urlsplit(tracking_uri).scheme.lower() in ("http", "https"):
+        raise ConfigError(
+            f"mlflow.tracking_uri={tracking_uri}: that tracking server serves the MLflow UI "
+            f"itself (open {tracking_uri} in a browser); `fefm-lab ui` serves a database store "
+            "(sqlite:///..., postgresql://...)"
+        )
+
+
+def bind_ui_socket(port: int, host: str = UI_HOST) -> socket.socket:
+    """The listening socket of the UI, bound before anything is printed (a taken port is one
+    clear line, not a log message from inside uvicorn)."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise UserError(
+            f"mlflow.ui_port={port}: cannot listen on {host}:{port} ({error.strerror}); "
+            f"another program (an earlier `fefm-lab ui`?) uses it; pick another port with "
+            "mlflow.ui_port=PORT"
+        ) from None
+    listener.listen(128)
+    return listener
+
+
+class UiStopped(Exception):
+    """SIGINT or SIGTERM reached `fefm-lab ui` (after uvicorn's graceful shutdown, if serving)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signal_name = signal.Signals(signum).name
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise UiStopped(signum)
+
+
+def _server_environment(tracking_uri: str) -> dict[str, str]:
+    """What `mlflow ui --backend-store-uri URI` puts in its server's environment (mlflow 3.x,
+    `mlflow.server._run_server`), job execution off. Artifacts: served (`mlflow ui`'s default),
+    new experiments under `mlflow-artifacts:/`; runs fefm-lab logged keep their own location."""
+    from mlflow.environment_variables import (
+        _MLFLOW_IN_JOB_EXECUTOR,
+        _MLFLOW_SERVER_BOOT_ID,
+        _MLFLOW_SGI_NAME,
+        MLFLOW_ENABLE_WORKSPACES,
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION,
+    )
+    from mlflow.server import constants
+    from mlflow.utils.server_cli_utils import resolve_default_artifact_root
+
+    return {
+        constants.BACKEND_STORE_URI_ENV_VAR: tracking_uri,
+        constants.REGISTRY_STORE_URI_ENV_VAR: tracking_uri,
+        constants.ARTIFACT_ROOT_ENV_VAR: resolve_default_artifact_root(True, None, tracking_uri),
+        constants.SERVE_ARTIFACTS_ENV_VAR: "true",
+        MLFLOW_ENABLE_WORKSPACES.name: "false",
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name: "false",
+        _MLFLOW_SERVER_BOOT_ID.name: uuid.uuid4().hex,
+        _MLFLOW_IN_JOB_EXECUTOR.name: "false",
+        _MLFLOW_SGI_NAME.name: "uvicorn",
+    }
+
+
+def serve_ui(tracking_uri: str, listener: socket.socket) -> str:
+    """Serve MLflow's UI and REST API for `tracking_uri` on `listener` in this process until
+    SIGINT or SIGTERM; returns the signal's name. uvicorn runs the app on one event loop (no
+    worker processes); Flask handlers run in its thread pool."""
+    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        # uvicorn imported first: `mlflow.server` installs its host/CORS security middleware
+        # only when it finds itself running under a server (`uvicorn` in sys.modules).
+        import uvicorn
+        from mlflow import server as mlflow_server
+
+        # MLflow's own app module imports starlette's deprecated WSGI middleware: not ours to fix.
+        warnings.filterwarnings("ignore", message="starlette.middleware.wsgi is deprecated")
+        environment = _server_environment(tracking_uri)
+        os.environ.update(environment)
+        artifact_root = environment[mlflow_server.ARTIFACT_ROOT_ENV_VAR]
+        mlflow_server.handlers.initialize_backend_stores(tracking_uri, tracking_uri, artifact_root)
+        from mlflow.server.fastapi_app import app
+
+        log_config = Path(mlflow_server.__file__).with_name("uvicorn_log_config.yaml")
+        config = uvicorn.Config(app, log_config=str(log_config), timeout_graceful_shutdown=5)
+        # uvicorn handles SIGINT/SIGTERM while serving, shuts down, then re-raises the signal,
+        # which lands in `_raise_stopped`.
+        uvicorn.Server(config).run(sockets=[listener])
+        return "stopped"
+    except UiStopped as stopped:
+        return stopped.signal_name
+    finally:
+        listener.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
+import socket
 from pathlib import Path
 
 import pytest
 
 from fefm_lab import cli
+from fefm_lab.tracking import ui
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def test_synth_writes_the_configured_file(tmp_path: Path, capsys) -> None:
@@ -33,22 +40,46 @@ def test_prepare_caches_the_dataset(tmp_path: Path, capsys) -> None:
     assert directory.parent == tmp_path / "data" / "prepared"
 
 
-def test_ui_serves_the_configured_store_on_localhost_lean(tmp_path, monkeypatch, capsys) -> None:
+def test_ui_serves_the_configured_store_on_localhost(tmp_path, monkeypatch, capsys) -> None:
     calls = []
-    monkeypatch.setattr(cli.os, "execve", lambda path, argv, env: calls.append((path, argv, env)))
-    assert cli.main(["ui", f"paths.root_dir={tmp_path}", "mlflow.ui_port=5999"]) == 0
-    ((path, argv, env),) = calls
-    assert path == sys.executable
-    assert argv[1:] == [
-        "-m", "mlflow", "ui", "--backend-store-uri", f"sqlite:///{tmp_path}/mlflow.db",
-        "--host", "127.0.0.1", "--port", "5999", "--workers", "1",
-    ]  # fmt: skip
-    assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    assert capsys.readouterr().out == "MLflow UI on http://127.0.0.1:5999 (Ctrl-C stops it)\n"
+
+    def record(tracking_uri, listener):
+        calls.append((tracking_uri, listener.getsockname(), listener.fileno() >= 0))
+        listener.close()
+        return "SIGINT"
+
+    monkeypatch.setattr(ui, "serve_ui", record)
+    port = _free_port()
+    assert cli.main(["ui", f"paths.root_dir={tmp_path}", f"mlflow.ui_port={port}"]) == 0
+    assert calls == [(f"sqlite:///{tmp_path}/mlflow.db", ("127.0.0.1", port), True)]
+    assert capsys.readouterr().out == (
+        f"MLflow UI on http://127.0.0.1:{port} (Ctrl-C stops it)\nMLflow UI stopped (SIGINT)\n"
+    )
+
+
+def test_ui_names_a_taken_port(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(ui, "serve_ui", lambda *args: pytest.fail("must not serve"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert cli.main(["ui", f"paths.root_dir={tmp_path}", f"mlflow.ui_port={port}"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no link to a UI that is not there
+    assert f"error: mlflow.ui_port={port}: cannot listen on 127.0.0.1:{port} (" in captured.err
+    assert "pick another port with mlflow.ui_port=PORT" in captured.err
+
+
+def test_ui_refuses_a_tracking_server_uri(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(ui, "serve_ui", lambda *args: pytest.fail("must not serve"))
+    uri = "http://127.0.0.1:1"
+    assert cli.main(["ui", f"paths.root_dir={tmp_path}", f"mlflow.tracking_uri={uri}"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: mlflow.tracking_uri={uri}: that tracking server serves the MLflow UI" in err
 
 
 def test_ui_names_an_unknown_sweep(tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(cli.os, "execve", lambda *args: pytest.fail("must not start"))
+    monkeypatch.setattr(ui, "serve_ui", lambda *args: pytest.fail("must not serve"))
     assert cli.main(["ui", f"paths.root_dir={tmp_path}", "sweep=nope"]) == 2
     err = capsys.readouterr().err
     assert "sweep=nope: no such sweep in experiment 'fefm-lab'" in err
