@@ -5,17 +5,22 @@
 - the resolved `dataset`, `model`, `trainer` and `seed` config, minus `SPEED_ONLY_KEYS` (settings
   that change how fast, not what, a run computes; the raw file's path is among them);
 - the prepared data's content fingerprint (`data_fingerprint`), in place of the path string;
-- the code version of the maths (`code_version`): modules `CODE_VERSION_MODULES` parsed, their
-  docstrings dropped, dumped by `ast.dump` without positions and hashed. Comments, docstrings
-  and formatting do not change it; any change to code (a statement, a constant, an error
-  message) in those modules does. It depends on the Python minor version (ast.dump's format).
+- the code version of the maths (`code_version`): the tokens of the modules
+  `CODE_VERSION_MODULES`, normalised (`code_tokens`) and hashed. Comments, docstrings, blank
+  lines, line breaks, indentation width, quote style and the parentheses or trailing commas a
+  formatter adds or removes do not change it; any change to the code (a name, a constant, an
+  operator, a statement, an error message) in those modules does. It is the same on every
+  Python >= 3.11 (tokens, unlike `ast.dump`, do not change with the Python version).
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
+import keyword
+import tokenize
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -125,26 +130,159 @@ def data_fingerprint(manifest: Mapping[str, Any]) -> str:
     )
 
 
-class _DropDocstrings(ast.NodeTransformer):
-    def _strip(self, node):
-        self.generic_visit(node)
-        body = node.body
-        if (
-            body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-        return node
+# Tokens that only lay out code: comments, blank lines, continuation lines, the file's end.
+_LAYOUT = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
+_BLOCK = {tokenize.NEWLINE: "<newline>", tokenize.INDENT: "<indent>", tokenize.DEDENT: "<dedent>"}
+_STATEMENT_START = {"<newline>", "<indent>", "<dedent>", ";"}
+_CLOSING = {")": "(", "]": "[", "}": "{"}
+# Where a parenthesised expression is a whole statement part, its parentheses are redundant:
+# after these tokens and followed by the end of the statement (or `:` after if/elif/while).
+_ASSIGNING = {"=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "@=", "&=", "|=", "^=", ">>=",
+              "<<=", "return"}  # fmt: skip
+_CONDITION = {"if", "elif", "while"}
 
-    visit_Module = visit_ClassDef = visit_FunctionDef = visit_AsyncFunctionDef = _strip
+
+def _raw_tokens(source: str) -> list[tuple[str, str]]:
+    """(kind, text) per token, layout dropped; an f-string (several tokens from Python 3.12 on,
+    one before) is one STRING of its source text."""
+    offsets = [0]
+    for line in io.StringIO(source).readlines():  # the lines tokenize numbers
+        offsets.append(offsets[-1] + len(line))
+
+    def text_between(start: tuple[int, int], end: tuple[int, int]) -> str:
+        return source[offsets[start[0] - 1] + start[1] : offsets[end[0] - 1] + end[1]]
+
+    tokens: list[tuple[str, str]] = []
+    nested: list[tuple[int, int]] = []  # start positions of open f-strings (3.12+)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        name = tokenize.tok_name[token.type]
+        if name.endswith("STRING_START"):  # FSTRING_START (3.12), TSTRING_START (3.14)
+            nested.append(token.start)
+        elif name.endswith("STRING_END"):
+            start = nested.pop()
+            if not nested:
+                tokens.append(("STRING", text_between(start, token.end)))
+        elif nested or token.type in _LAYOUT:
+            continue
+        elif token.type in _BLOCK:
+            tokens.append(("BLOCK", _BLOCK[token.type]))
+        elif token.type == tokenize.STRING:
+            tokens.append(("STRING", token.string))
+        else:
+            tokens.append((name if token.type != tokenize.OP else "OP", token.string))
+    return tokens
+
+
+def _without_docstrings(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Statements made only of string literals (docstrings; they compute nothing) dropped; a
+    block left empty gets `pass` (the code it stands for)."""
+    kept: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        at_start = not kept or kept[-1][1] in _STATEMENT_START
+        j = i
+        while j < len(tokens) and tokens[j][0] == "STRING":
+            j += 1
+        if at_start and j > i and j < len(tokens) and tokens[j][1] in ("<newline>", ";"):
+            i = j + 1
+            continue
+        if tokens[i][1] == "<dedent>" and kept and kept[-1][1] == "<indent>":
+            kept += [("NAME", "pass"), ("BLOCK", "<newline>")]
+        kept.append(tokens[i])
+        i += 1
+    return kept
+
+
+def _string_value(text: str) -> str:
+    """A plain string or bytes literal by its value (quote style and escapes do not count); an
+    f-string by its source text."""
+    prefix = text[: len(text) - len(text.lstrip("rRbBuUfFtT"))].lower()
+    if "f" in prefix or "t" in prefix:
+        return text
+    return repr(ast.literal_eval(text))
+
+
+def _matching_brackets(tokens: list[tuple[str, str]]) -> dict[int, int]:
+    """Index of each opening bracket -> index of its closing one."""
+    pairs, stack = {}, []
+    for i, (kind, text) in enumerate(tokens):
+        if kind == "OP" and text in "([{":
+            stack.append(i)
+        elif kind == "OP" and text in _CLOSING and stack:
+            pairs[stack.pop()] = i
+    return pairs
+
+
+def _top_level_commas(tokens: list[tuple[str, str]], start: int, end: int) -> int:
+    depth, commas = 0, 0
+    for kind, text in tokens[start + 1 : end]:
+        if kind == "OP" and text in "([{":
+            depth += 1
+        elif kind == "OP" and text in _CLOSING:
+            depth -= 1
+        elif depth == 0 and (kind, text) == ("OP", ","):
+            commas += 1
+    return commas
+
+
+def _is_call_or_subscript(tokens: list[tuple[str, str]], opening: int) -> bool:
+    """Whether the bracket at `opening` follows an expression (a call, a def's parameters, a
+    subscript) rather than starting a display or a parenthesised expression."""
+    if opening == 0:
+        return False
+    kind, text = tokens[opening - 1]
+    if kind == "NAME":
+        return not (keyword.iskeyword(text) or keyword.issoftkeyword(text))
+    return kind in ("STRING", "NUMBER") or text in (")", "]", "}")
+
+
+def _formatting_dropped(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Trailing commas and statement-level parentheses that cannot change the code dropped.
+
+    A comma before a closing bracket is dropped when the bracket holds another top-level comma,
+    closes a call or a def's parameters, or closes a list, set or dict display (not `(a,)` nor
+    `x[a,]`, which are tuples). Parentheses around a whole right-hand side, return value or
+    if/elif/while condition are dropped unless they make a tuple (a comma, or nothing inside).
+    """
+    pairs = _matching_brackets(tokens)
+    dropped: set[int] = set()
+    for opening, closing in pairs.items():
+        bracket = tokens[opening][1]
+        commas = _top_level_commas(tokens, opening, closing)
+        if closing - 1 > opening and tokens[closing - 1] == ("OP", ","):
+            after_expression = _is_call_or_subscript(tokens, opening)
+            if (
+                commas > 1
+                or (bracket == "(" and after_expression)
+                or (bracket == "[" and not after_expression)
+                or bracket == "{"
+            ):
+                dropped.add(closing - 1)
+                commas -= 1
+        if bracket != "(" or commas or closing == opening + 1 or opening == 0:
+            continue
+        before = tokens[opening - 1][1]
+        after = tokens[closing + 1][1] if closing + 1 < len(tokens) else "<newline>"
+        if (before in _ASSIGNING and after in ("<newline>", ";")) or (
+            before in _CONDITION and after == ":"
+        ):
+            dropped.update((opening, closing))
+    return [token for i, token in enumerate(tokens) if i not in dropped]
+
+
+def code_tokens(source: str) -> list[str]:
+    """A module's code as tokens without what only formats it: comments, blank lines, line
+    continuations, indentation width (blocks stay, as markers), docstrings, quote style, and
+    the redundant parentheses and trailing commas of `_formatting_dropped`. Each token is its
+    text; a string literal is its value's repr."""
+    tokens = _formatting_dropped(_without_docstrings(_raw_tokens(source)))
+    return [_string_value(text) if kind == "STRING" else text for kind, text in tokens]
 
 
 def source_version(source: str) -> str:
-    """Hash of a module's code without comments, docstrings or formatting."""
-    tree = _DropDocstrings().visit(ast.parse(source))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    """sha256 of a module's `code_tokens` (JSON list: unambiguous whatever the tokens hold)."""
+    encoded = json.dumps(code_tokens(source), ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
 
 
 @cache
