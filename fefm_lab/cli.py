@@ -80,7 +80,7 @@ def command_run(arguments: Sequence[str]) -> int:
             _print_result(outcome, resolved)
             return 0
         if outcome.status == "skipped":
-            print(f"not run: {outcome.reason}", file=sys.stderr)
+            print(f"not run: {outcome.reason} (recorded as run {outcome.run_id})", file=sys.stderr)
             return 1
         if outcome.run_id is None:  # refused before a run was opened (data, checkpoint lock)
             print(f"error: {outcome.reason}", file=sys.stderr)

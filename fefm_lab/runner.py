@@ -77,6 +77,10 @@ class JobOutcome:
     test_logloss: float | None = None
     reason: str = ""
     user_error: bool = False
+    # A job that did not finish: its one line (the job's name or run id and the reason). Not
+    # printed here: `fefm-lab run` prints its own error line with the reason (once), a sweep
+    # job prints this line (`fefm_lab.sweep.job`).
+    message: str = ""
 
 
 def store_for(resolved: Mapping[str, Any]) -> TrackingStore:
@@ -130,8 +134,8 @@ def run_job(cfg: DictConfig) -> JobOutcome:
         reason = str(error) if user_error else f"{type(error).__name__}: {error}"
         if not user_error:
             traceback.print_exc()
-        _say(f"{name}: data not prepared: {reason}")
-        return JobOutcome("failed", "", name, reason=reason, user_error=user_error)
+        message = f"{name}: data not prepared: {reason}"
+        return JobOutcome("failed", "", name, reason=reason, user_error=user_error, message=message)
     identity = run_identity(resolved, data.manifest)
     digest = identity.config_hash
     for reaped_id, why in store.reap_dead_runs(config_hash=digest):
@@ -143,8 +147,8 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             run_id, tags = previous.info.run_id, previous.data.tags
             if tags.get(TAG_OUTCOME) == "skipped":
                 reason = tags.get(TAG_REASON, "")
-                _say(f"skipped {name}: {reason} (as in run {run_id})")
-                return JobOutcome("skipped", digest, name, run_id, reason=reason)
+                message = f"skipped {name}: {reason} (as in run {run_id})"
+                return JobOutcome("skipped", digest, name, run_id, reason=reason, message=message)
             metrics = previous.data.metrics
             _say(
                 f"skipping {name}: already FINISHED as run {run_id} "
@@ -162,8 +166,10 @@ def run_job(cfg: DictConfig) -> JobOutcome:
     try:
         continuation = find_continuation(store, resolved["paths"]["checkpoint_dir"], digest)
     except CheckpointInUse as busy:
-        _say(f"not running {name}: {busy}")
-        return JobOutcome("failed", digest, name, reason=str(busy), user_error=True)
+        message = f"not running {name}: {busy}"
+        return JobOutcome(
+            "failed", digest, name, reason=str(busy), user_error=True, message=message
+        )
     checkpoints = continuation.checkpoints
     keep_checkpoints = trainer_config(resolved).keep_checkpoints
     run_id = None
@@ -207,7 +213,6 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             client.set_tag(run_id, TAG_REASON, reason[:5000])
             log_text(client, run_id, traceback.format_exc(), "traceback.txt")
             client.set_terminated(run_id, "FAILED")
-            _say(f"run {run_id} FAILED: {reason}")
             return JobOutcome(
                 "failed",
                 digest,
@@ -215,6 +220,7 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 run_id,
                 reason=reason,
                 user_error=isinstance(error, UserError),
+                message=f"run {run_id} FAILED: {reason}",
             )
         client.set_terminated(run_id, "FINISHED")
         _finish_checkpoints(checkpoints, keep_checkpoints)
@@ -272,8 +278,8 @@ def _train_and_log(
         reason = f"invalid model configuration: {refused}"
         client.set_tag(run_id, TAG_OUTCOME, "skipped")
         client.set_tag(run_id, TAG_REASON, reason[:5000])
-        _say(f"skipped {name}: {reason}")
-        return JobOutcome("skipped", digest, name, run_id, reason=reason)
+        message = f"skipped {name}: {reason}"
+        return JobOutcome("skipped", digest, name, run_id, reason=reason, message=message)
 
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
@@ -52,6 +53,8 @@ def run_sweep_job(cfg: DictConfig):
     with read_write(cfg):
         OmegaConf.update(cfg, "sweep.parent_run_id", parent_id)
     outcome = run_job(cfg)
+    if outcome.message:  # the job's own line in the sweep's output (the summary repeats it)
+        print(outcome.message, file=sys.stderr, flush=True)
     if outcome.status == "already_finished" and outcome.run_id:
         record_reuse(store, parent_id, outcome.config_hash, outcome.run_id)
     elif outcome.status == "failed" and not outcome.run_id:

@@ -61,6 +61,20 @@ def _by_config(runs) -> dict[tuple[str, str], object]:
     return found
 
 
+def _finished_sweep(uri: str, experiment: str) -> tuple[object, object, dict]:
+    """The experiment's one sweep, checked: its parent run FINISHED with one FINISHED child per
+    configuration of CONFIGS. Returns the store, the parent run and the children by config."""
+    store = open_store(uri, experiment)
+    (parent,) = store.search("tags.role = 'sweep'")
+    children = store.children(parent.info.run_id)
+    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
+    parent = store.client.get_run(parent.info.run_id)
+    assert parent.info.status == "FINISHED"
+    by_config = _by_config(children)
+    assert set(by_config) == CONFIGS
+    return store, parent, by_config
+
+
 def _report_rows(uri: str, experiment: str, root: Path) -> tuple[str, dict]:
     result = fefm_lab(
         "report", f"mlflow.tracking_uri={uri}", f"mlflow.experiment={experiment}",
@@ -84,15 +98,9 @@ def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
         f"paths.root_dir={root}/ray", cwd=root / "ray",
     )  # fmt: skip
     assert result.returncode == 0, _explain(result)
-    store = open_store(tracking_server.uri, experiment)
-    (parent,) = store.search("tags.role = 'sweep'")
-    children = store.children(parent.info.run_id)
-    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
-    assert store.client.get_run(parent.info.run_id).info.status == "FINISHED"
-    on_ray = _by_config(children)
-    assert set(on_ray) == CONFIGS
+    store, _, on_ray = _finished_sweep(tracking_server.uri, experiment)
     # artifacts went through the server to its destination, not to the jobs' disks
-    artifacts = {a.path for a in store.client.list_artifacts(children[0].info.run_id)}
+    artifacts = {a.path for a in store.client.list_artifacts(on_ray["none", "1"].info.run_id)}
     assert {"config.yaml", "model", "training_curve.png"} <= artifacts
     assert any((cluster_root / "server-artifacts").rglob("config.yaml"))
     assert not (root / "ray" / "mlartifacts").exists()
@@ -222,12 +230,7 @@ def test_submitit_local_runs_the_sweep_into_the_server(tracking_server, cluster_
         f"mlflow.experiment={experiment}", f"paths.root_dir={root}", cwd=root,
     )  # fmt: skip
     assert result.returncode == 0, _explain(result)
-    store = open_store(tracking_server.uri, experiment)
-    (parent,) = store.search("tags.role = 'sweep'")
-    children = store.children(parent.info.run_id)
-    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
-    assert set(_by_config(children)) == CONFIGS
+    _, parent, _ = _finished_sweep(tracking_server.uri, experiment)
+    assert parent.data.metrics["runs_finished"] == 4
     # the jobs ran as submitit processes: their logs are in the sweep's .submitit folder
     assert len(list(root.glob("outputs/multirun/*/.submitit/*"))) >= 1
-    parent = store.client.get_run(parent.info.run_id)
-    assert parent.info.status == "FINISHED" and parent.data.metrics["runs_finished"] == 4

@@ -147,6 +147,27 @@ def test_failed_job_is_recorded_and_the_sweep_goes_on(root, monkeypatch, capsys)
     failed = next(r for r in runs if r.info.status == "FAILED")
     assert failed.data.tags["ablation"] == "no_linear"
     assert failed.data.tags["reason"].startswith("TrainingDiverged")
+    # the job's own line as it failed, and the sweep's summary at the end
+    assert f"run {failed.info.run_id} FAILED: TrainingDiverged" in err
+    assert err.count("TrainingDiverged: training loss became nan") == 2
+
+
+@pytest.mark.slow  # one tiny job through the command line
+def test_a_failed_single_run_says_why_once_and_records_it(root, monkeypatch, capsys) -> None:
+    import fefm_lab.training as training
+
+    def diverge(*args, **kwargs):
+        raise training.TrainingDiverged("training loss became nan in epoch 1")
+
+    monkeypatch.setattr(training, "fit_and_evaluate", diverge)
+    assert cli.main(["run", *_args(root, "failing_once"), "seed=5"]) == 1
+    err = capsys.readouterr().err
+    (run,) = _store(root, "failing_once").search()
+    reason = "TrainingDiverged: training loss became nan in epoch 1"
+    assert err.endswith(f"run {run.info.run_id} FAILED: {reason}\n")
+    assert err.count(reason) == 1
+    assert run.info.status == "FAILED" and run.data.tags["reason"] == reason
+    assert run.data.tags["outcome"] == "failed"
 
 
 def test_interrupt_marks_the_run_killed(root, monkeypatch) -> None:

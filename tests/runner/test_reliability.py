@@ -45,8 +45,23 @@ def test_directory_as_dataset_path_is_a_clear_error(tmp_path: Path, capsys) -> N
     assert cli.main(["run", *base, "mlflow.experiment=dir"]) == 2
     err = capsys.readouterr().err
     assert err.endswith(expected) and "Traceback" not in err
+    assert err.count("a directory; dataset.path must name a data file") == 1  # said once
     assert _store(tmp_path, "dir").search() == []  # no FAILED run left behind
     assert not list((tmp_path / "data" / "prepared").glob("criteo-*"))
+
+
+def test_a_bad_data_file_in_a_single_run_is_one_error_line(tmp_path: Path, capsys) -> None:
+    """The job's reason reaches the terminal once (as the command's error), and no run is made."""
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1\tnot\ta\tcriteo\trow\n")
+    arguments = ["run", f"paths.root_dir={tmp_path}", "dataset=criteo", f"dataset.path={bad}"]
+    assert cli.main([*arguments, "mlflow.experiment=bad"]) == 2
+    captured = capsys.readouterr()
+    reason = f"{bad}, line 1: expected 40 columns, found 5: '1\\tnot\\ta\\tcriteo\\trow'"
+    assert captured.err.endswith(f"error: {reason}\n")
+    assert captured.err.count("expected 40 columns") == 1
+    assert "data not prepared" not in captured.err and captured.out == ""
+    assert _store(tmp_path, "bad").search() == []  # no run: the data never got to one
 
 
 @pytest.mark.slow
