@@ -180,7 +180,9 @@ class FEFMInteraction(_ConfiguredLayer):
         return cls(**{k: v for k, v in config.items() if k != "implementation"})
 
 
-def _fefm_scores_tensorflow(inputs: Any, pair_matrices: Any, left: Any, right: Any) -> Any:
+def _fefm_scores_tensorflow(
+    inputs: Any, pair_matrices: Any, left: np.ndarray, right: np.ndarray
+) -> Any:
     """The FEFM scores r_p = v_i^T W_p v_j on TensorFlow, with a hand-written gradient.
 
     The forward pass is the pair-batched contraction of `FEFMInteraction.call`. Autodiff's
@@ -196,7 +198,7 @@ def _fefm_scores_tensorflow(inputs: Any, pair_matrices: Any, left: Any, right: A
     """
     import tensorflow as tf
 
-    fields = int(inputs.shape[1])
+    by_right = np.argsort(right, kind="stable").astype("int32")
 
     @tf.custom_gradient
     def scores(v: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Any]:
@@ -212,10 +214,11 @@ def _fefm_scores_tensorflow(inputs: Any, pair_matrices: Any, left: Any, right: A
             d_left = tf.matmul(g_right, w, transpose_b=True)  # g_p W_p v_j, as rows
             d_right = g * projected
             d_w = tf.matmul(v_left, g_right, transpose_a=True)  # (P, k, k)
-            d_by_field = tf.math.unsorted_segment_sum(
-                d_left, left, fields
-            ) + tf.math.unsorted_segment_sum(d_right, right, fields)
-            return tf.transpose(d_by_field, (1, 0, 2)), d_w
+            # Sorted segment sums (threaded, 3x less CPU than unsorted ones): pairs come sorted
+            # by left field; right fields are sorted by one gather. Field n-1 is never a left one.
+            from_left = tf.pad(tf.math.segment_sum(d_left, left), [[0, 1], [0, 0], [0, 0]])
+            from_right = tf.math.segment_sum(tf.gather(d_right, by_right), right[by_right])
+            return tf.transpose(from_left + from_right, (1, 0, 2)), d_w
 
         return result, gradient
 
