@@ -1,8 +1,9 @@
 """Part `profile`: where a DeepFEFM training step goes, against the machine's matmul roofline.
 
 For each Criteo shape (39 fields, batch 1024) it times the forward pass, forward + backward, and
-the whole step (with the row-sparse AdaGrad update), and compares them with the time the step's
-useful matrix work would take at the float32 matmul rate measured in the same run:
+the whole step (with the row-sparse AdaGrad update), the FEFM layer's own forward + backward (as
+the trainer runs it), and compares them with the time the step's useful matrix work would take at
+the float32 matmul rate measured in the same run:
 
     forward flops = 2 B P k^2 (FEFM) + 2 B sum(fan_in * fan_out) (DNN);  fwd + bwd = 3x forward.
 
@@ -16,6 +17,7 @@ import itertools
 
 import numpy as np
 
+from scripts.bench.layer import time_fefm_layer
 from scripts.bench.machine import matmul_flops_per_second
 from scripts.bench.measure import median_seconds
 from scripts.bench.report import Part, PartResult, Section
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace) -> PartResult:
     rows = []
     for k, hidden in shapes:
         times = profile(k, hidden, fields, batch, repeats)
+        fefm_ms = 1000 * time_fefm_layer(fields, k, batch, repeats)["forward_backward_seconds"]
         bound_ms = 3 * forward_flops(k, hidden, fields, batch) / rate * 1000
         rows.append(
             [
@@ -85,6 +88,7 @@ def run(args: argparse.Namespace) -> PartResult:
                 "x".join(map(str, hidden)),
                 times["forward"],
                 times["gradients"],
+                fefm_ms,
                 times["step"],
                 times["step"] - times["gradients"],
                 bound_ms,
@@ -100,13 +104,15 @@ def run(args: argparse.Namespace) -> PartResult:
             f"AdaGrad, l2_mode batch, median of {repeats} calls. Float32 matmul rate measured "
             f"in the same run: {rate / 1e9:.0f} GFLOP/s. 'matmul bound' is the step's useful "
             "matrix work (FEFM contraction and DNN, forward and backward) at that rate: no "
-            "implementation of the same float32 maths on this machine can take less."
+            "implementation of the same float32 maths on this machine can take less. 'FEFM layer "
+            "fwd+bwd' is the layer alone on random embeddings, inside the step's fwd+bwd."
         ),
         headers=[
             "k",
             "DNN",
             "forward (ms)",
             "fwd+bwd (ms)",
+            "FEFM layer fwd+bwd (ms)",
             "step (ms)",
             "optimizer (ms)",
             "matmul bound (ms)",
