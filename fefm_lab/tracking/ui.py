@@ -4,9 +4,13 @@ MLflow 3.x's UI opens in its GenAI layout unless an experiment says it is model 
 experiment tag `mlflow.experimentKind=custom_model_development` and the URL parameter
 `workflowType=machine_learning` select the model-training layout. The page
 `#/compare-runs?runs=[...]&experiments=[...]` puts chosen runs side by side with their parameter
-and metric tables (test AUC and log loss included) without further clicks. The server started
-with `MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false` and one worker has no job runner and no worker
-pool: one server process instead of about ten.
+and metric tables (test AUC and log loss included) without further clicks.
+
+`fefm-lab ui` serves MLflow's own ASGI app (`mlflow.server.fastapi_app:app`, what `mlflow ui`
+runs under uvicorn) in its own process, on 127.0.0.1: no launcher, no uvicorn worker process, no
+job runner (`mlflow ui --workers 1` is a launcher plus a uvicorn process; with job execution on,
+also a job runner and its pool). The environment `mlflow ui` hands its server is set before the
+app is imported, and the stores are opened as its CLI opens them.
 """
 
 from __future__ import annotations

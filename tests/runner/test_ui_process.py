@@ -1,8 +1,9 @@
 """`fefm-lab ui` as a real process: one process, the printed link's runs served, clean stop (slow).
 
 The UI serves MLflow's app in its own process: while it serves, `ps --ppid` lists nothing under
-it, the REST calls the printed comparison page makes return the sweep's runs with their test
-metrics, and SIGINT (Ctrl-C) or SIGTERM ends it with exit status 0, the port free again.
+it; the REST calls the printed comparison page makes return the sweep's runs with their test
+metrics (and refuse a foreign Host header, as under `mlflow ui`); SIGINT (Ctrl-C) or SIGTERM
+ends it with exit status 0 and the port free again.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -114,6 +116,14 @@ def test_ui_is_one_process_serves_the_link_and_stops_cleanly(tmp_path, stop) -> 
             run = _get_json(f"{base}/ajax-api/2.0/mlflow/runs/get?run_id={run_id}")["run"]
             metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
             assert metrics["test_auc"] == aucs[run_id]
+        # MLflow's DNS-rebinding guard is on, as under `mlflow ui`: a foreign Host is refused
+        foreign = urllib.request.Request(
+            f"{base}/ajax-api/2.0/mlflow/runs/get?run_id={run_ids[0]}",
+            headers={"Host": "attacker.example"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(foreign, timeout=30)
+        assert refused.value.code == 403
     finally:
         ui.send_signal(stop)
         try:
