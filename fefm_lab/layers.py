@@ -180,6 +180,17 @@ class FEFMInteraction(_ConfiguredLayer):
         return cls(**{k: v for k, v in config.items() if k != "implementation"})
 
 
+def _in_xla_context() -> bool:
+    """Whether the graph being traced is XLA-compiled (`jit_compile=True`).
+
+    TensorFlow has no public API for this; its own layers ask the same private helper.
+    """
+    import tensorflow as tf
+    from tensorflow.python.ops import control_flow_util
+
+    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+
+
 def _fefm_scores_tensorflow(
     inputs: Any, pair_matrices: Any, left: np.ndarray, right: np.ndarray
 ) -> Any:
@@ -199,6 +210,7 @@ def _fefm_scores_tensorflow(
     import tensorflow as tf
 
     by_right = np.argsort(right, kind="stable").astype("int32")
+    fields = int(right.max()) + 1
 
     @tf.custom_gradient
     def scores(v: tf.Tensor, w: tf.Tensor) -> tuple[tf.Tensor, Any]:
@@ -214,6 +226,10 @@ def _fefm_scores_tensorflow(
             d_left = tf.matmul(g_right, w, transpose_b=True)  # g_p W_p v_j, as rows
             d_right = g * projected
             d_w = tf.matmul(v_left, g_right, transpose_a=True)  # (P, k, k)
+            if _in_xla_context():  # XLA has no SegmentSum kernel
+                by_field = tf.math.unsorted_segment_sum(d_left, left, fields)
+                by_field += tf.math.unsorted_segment_sum(d_right, right, fields)
+                return tf.transpose(by_field, (1, 0, 2)), d_w
             # Sorted segment sums (threaded, 3x less CPU than unsorted ones): pairs come sorted
             # by left field; right fields are sorted by one gather. Field n-1 is never a left one.
             from_left = tf.pad(tf.math.segment_sum(d_left, left), [[0, 1], [0, 0], [0, 0]])
