@@ -15,8 +15,8 @@ logit's own form. Trained to convergence:
 `deep` (what `experiment=synthetic_ablation` trains on): eight planted pairs plus a threshold
 t * sign(z) of a centred sum z over six complete fields.
 - `shallow`: worse. sign(z) depends on six fields at once; per-field and per-pair terms (all a
-  linear + FEFM model can express) leave about a third of its variance, which only a DNN over
-  the field embeddings can take.
+  linear + FEFM model can express) leave more than a quarter of its variance, which only a DNN
+  over the field embeddings can take.
 - `no_fefm_logit`: worse. Its DNN must carry the eight pair terms (a signed sum of 8 of the
   P pair values r) beside the threshold, through ReLU layers whose input weights start at
   1/sqrt(fan-in); the direct FEFM logit adds each r with weight one. Early stopping on

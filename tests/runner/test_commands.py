@@ -32,6 +32,17 @@ def test_synth_rejects_bad_values_with_exit_2(tmp_path: Path, capsys) -> None:
     assert "synth: rows must be >= 1" in capsys.readouterr().err
 
 
+def test_synth_teacher_kind(tmp_path: Path, capsys) -> None:
+    arguments = ["synth", f"paths.root_dir={tmp_path}", "synth.rows=400", "synth.teacher=deep"]
+    assert cli.main(arguments) == 0
+    written = tmp_path / "data" / "raw" / "synthetic_criteo_400_seed0.txt"
+    manifest = json.loads(written.with_name(written.name + ".synth.json").read_text())
+    assert manifest["teacher"] == "deep" and len(manifest["threshold_fields"]) == 6
+    capsys.readouterr()
+    assert cli.main(["synth", f"paths.root_dir={tmp_path}", "synth.teacher=wide"]) == 2
+    assert "synth: teacher must be one of pairs, deep, received 'wide'" in capsys.readouterr().err
+
+
 def test_prepare_caches_the_dataset(tmp_path: Path, capsys) -> None:
     arguments = ["prepare", f"paths.root_dir={tmp_path}", "dataset.synthetic.rows=500"]
     assert cli.main(arguments) == 0
