@@ -220,6 +220,19 @@ class _Teacher:
         return total + pairs + threshold, pairs, threshold
 
 
+def teacher_settings(kind: str) -> dict[str, Any]:
+    """The constants a teacher kind's labels depend on (recorded in the manifest: a cached file
+    made with other settings is regenerated)."""
+    settings: dict[str, Any] = {
+        "kind": kind,
+        "pairs": PLANTED_PAIRS if kind == "pairs" else DEEP_PAIRS,
+        "pair_strength": PAIR_STRENGTH,
+    }
+    if kind == "deep":
+        settings |= {"threshold_fields": THRESHOLD_FIELDS, "threshold_strength": THRESHOLD_STRENGTH}
+    return settings
+
+
 def _zipf_cdf(cardinality: int) -> np.ndarray:
     weights = (np.arange(cardinality, dtype=np.float64) + 1.0) ** -ZIPF_EXPONENT
     cdf = np.cumsum(weights)
@@ -460,6 +473,7 @@ def _manifest(generator, path, rows, seed, click_rate, split_seed, probabilities
         "planted_pairs": [[names[a], names[b]] for a, b in generator.teacher.pairs],
         "pair_strength": PAIR_STRENGTH,
         "teacher": generator.teacher.kind,
+        "teacher_settings": teacher_settings(generator.teacher.kind),
         **(
             {
                 "threshold_fields": [names[i] for i in generator.teacher.threshold_fields],
@@ -492,12 +506,26 @@ def synthetic_path(source: SyntheticSource, data_root: Path) -> Path:
     return Path(data_root) / "synthetic" / name
 
 
+def _made_by(manifest_path: Path, kind: str) -> bool:
+    """Whether the manifest says its file was made with `kind`'s current teacher settings (files
+    from before teacher kinds were recorded used the `pairs` teacher)."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    recorded = manifest.get("teacher_settings", teacher_settings("pairs"))
+    if recorded == teacher_settings(kind):
+        return True
+    LOG.info("%s was made with teacher %s; regenerating it", manifest_path.name, recorded)
+    return False
+
+
 def ensure_synthetic(
     source: SyntheticSource, data_root: Path, progress: bool | Any = True
 ) -> tuple[Path, str]:
     """The cached raw file of `dataset=synthetic` under `data_root/synthetic/`, made on demand."""
     path = synthetic_path(source, data_root)
-    if not (path.is_file() and manifest_path_for(path).is_file()):
+    if not (path.is_file() and _made_by(manifest_path_for(path), source.teacher)):
         synthesize(
             path,
             format=source.format,

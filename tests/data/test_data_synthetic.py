@@ -19,6 +19,7 @@ from fefm_lab.data.synthetic import (
     _mix_tag,
     _normal,
     _value_codes,
+    ensure_synthetic,
     manifest_path_for,
     scaled_cardinality,
     synthetic_path,
@@ -213,3 +214,36 @@ def test_teacher_kind_is_checked_and_names_the_cached_file(tmp_path):
     assert validate_dataset_config({"synthetic": {"teacher": "deep"}}).synthetic == deep.__class__(
         teacher="deep"
     )
+
+
+def test_cached_file_of_other_teacher_settings_is_regenerated(tmp_path):
+    source = SyntheticSource(rows=300, seed=1, teacher="deep")
+    path, _ = ensure_synthetic(source, tmp_path, progress=False)
+    first = path.read_bytes()
+    manifest_path = manifest_path_for(path)
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["teacher_settings"] == {
+        "kind": "deep", "pairs": 8, "pair_strength": 1.2, "threshold_fields": 6,
+        "threshold_strength": THRESHOLD_STRENGTH,
+    }  # fmt: skip
+    stamp = path.stat().st_mtime_ns
+    assert ensure_synthetic(source, tmp_path, progress=False)[0] == path
+    assert path.stat().st_mtime_ns == stamp  # same settings: reused
+    # a file made when the threshold was weaker: regenerated with today's settings
+    manifest["teacher_settings"]["threshold_strength"] = 1.0
+    manifest_path.write_text(json.dumps(manifest))
+    path.write_bytes(b"stale")
+    ensure_synthetic(source, tmp_path, progress=False)
+    assert path.read_bytes() == first
+    assert json.loads(manifest_path.read_text())["teacher_settings"]["threshold_strength"] == (
+        THRESHOLD_STRENGTH
+    )
+    # a default file from before teacher kinds were recorded is still the pairs teacher's
+    pairs = SyntheticSource(rows=300, seed=1)
+    pairs_path, _ = ensure_synthetic(pairs, tmp_path, progress=False)
+    legacy = json.loads(manifest_path_for(pairs_path).read_text())
+    del legacy["teacher_settings"], legacy["teacher"]
+    manifest_path_for(pairs_path).write_text(json.dumps(legacy))
+    stamp = pairs_path.stat().st_mtime_ns
+    ensure_synthetic(pairs, tmp_path, progress=False)
+    assert pairs_path.stat().st_mtime_ns == stamp
