@@ -57,7 +57,7 @@ def _print_result(outcome, resolved: dict[str, Any]) -> None:
         f"MLflow run    {outcome.run_id} (experiment {resolved['mlflow']['experiment']!r}, "
         f"{resolved['mlflow']['tracking_uri']})"
     )
-    print(f"look at it    {ui_command(resolved)}   (or: fefm-lab ui)")
+    print(f"look at it    {ui_command(resolved)}")
 
 
 def command_run(arguments: Sequence[str]) -> int:

@@ -324,9 +324,10 @@ def _train_and_log(
 
 
 def ui_command(resolved: Mapping[str, Any]) -> str:
-    """The shell command that opens the MLflow UI on this config's tracking store."""
+    """The `fefm-lab ui` command that opens the MLflow UI on this run's store and experiment."""
     tracking = resolved["mlflow"]
     return (
-        f"mlflow ui --backend-store-uri {tracking['tracking_uri']} "
-        f"--host 127.0.0.1 --port {tracking.get('ui_port', 5000)}"
+        f"fefm-lab ui mlflow.tracking_uri={tracking['tracking_uri']} "
+        f"mlflow.experiment={tracking['experiment']}   "
+        f"(serves http://127.0.0.1:{tracking.get('ui_port', 5000)})"
     )

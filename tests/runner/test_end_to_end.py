@@ -48,7 +48,9 @@ def test_single_run_records_params_tags_metrics_artifacts(root, capsys) -> None:
     store = _store(root, "single")
     (run,) = store.search()
     assert run.info.status == "FINISHED"
-    assert run.info.run_id in out and "mlflow ui --backend-store-uri" in out
+    assert run.info.run_id in out
+    ui_line = f"look at it    fefm-lab ui mlflow.tracking_uri=sqlite:///{root}/mlflow.db"
+    assert f"{ui_line} mlflow.experiment=single   (serves http://127.0.0.1:" in out
     metrics = run.data.metrics
     assert f"test AUC      {metrics['test_auc']:.5f}" in out
     assert f"test log loss {metrics['test_logloss']:.5f}" in out
