@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from fefm_lab.data.feature_map import DENSE
 from fefm_lab.data.prepared import PreparedData, check_split
+from fefm_lab.data.reader import prefetched
 
 DEFAULT_MEMORY_BUDGET_BYTES = 2 << 30
 DEFAULT_SUPERBATCH = 32
@@ -96,16 +97,26 @@ def _shard_stream(
 
 
 def _streamed_blocks(stream: Iterator[Arrays], batch_size: int, superbatch: int):
-    """Whole batches across shard boundaries: leftover rows join the next shard's."""
+    """Whole batches across shard boundaries: leftover rows lead the next shard's first batch
+    (one batch is concatenated, never the whole shard)."""
     carry: Arrays | None = None
-    for features, labels in stream:
-        if carry is not None:
-            features = {n: np.concatenate([carry[0][n], v]) for n, v in features.items()}
-            labels = np.concatenate([carry[1], labels])
-        full = len(labels) // batch_size * batch_size
-        if full:
-            head = ({n: v[:full] for n, v in features.items()}, labels[:full])
-            yield from _blocks(head, None, batch_size, superbatch)
+    for features, labels in prefetched(stream):
+        start = 0
+        if carry is not None and len(carry[1]):
+            start = min(batch_size - len(carry[1]), len(labels))
+            features_head = {n: v[:start] for n, v in features.items()}
+            joined = (
+                {n: np.concatenate([carry[0][n], v]) for n, v in features_head.items()},
+                np.concatenate([carry[1], labels[:start]]),
+            )
+            if len(joined[1]) < batch_size:  # a shard smaller than the rest of a batch
+                carry = joined
+                continue
+            yield from _blocks(joined, None, batch_size, superbatch)
+        full = start + (len(labels) - start) // batch_size * batch_size
+        if full > start:
+            body = ({n: v[start:full] for n, v in features.items()}, labels[start:full])
+            yield from _blocks(body, None, batch_size, superbatch)
         carry = ({n: v[full:] for n, v in features.items()}, labels[full:])
     if carry is not None and len(carry[1]):
         yield from _blocks(carry, None, batch_size, superbatch)
