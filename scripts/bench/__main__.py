@@ -13,7 +13,7 @@ Parts (in bench.md in this order; the preparation probes run before this process
 tables in memory):
 - prepare:  preparation rows/s and peak memory at 1M and 10M rows, beside the pandas route
 - layer:    FEFM layer forward / backward throughput as a share of the matmul rate
-- pipeline: input pipeline batches/s versus training steps/s
+- pipeline: input pipeline batches/s versus training steps/s; samples/s streaming cold shards
 - vocab:    training step time with 10k versus 1M rows per embedding table
 - checkpoint: step time with and without checkpoints; overhead at the default interval
 - peer:     fefm-lab against the reference DeepFEFM (own report, own venv; not in bench.md)
