@@ -91,7 +91,8 @@ def _shard_stream(
         labels = labels.reshape(-1, 1)
         if rng is not None:
             order = rng.permutation(len(labels))
-            features = {name: values[order] for name, values in features.items()}
+            for name in list(features):  # column by column: one unpermuted column at a time
+                features[name] = features[name][order]
             labels = labels[order]
         yield features, labels
 
