@@ -19,9 +19,11 @@ t * sign(z) of a centred sum z over six complete fields.
   over the field embeddings can take.
 - `no_fefm_logit`: worse. Its DNN must carry the eight pair terms (a signed sum of 8 of the
   P pair values r) beside the threshold, through ReLU layers whose input weights start at
-  1/sqrt(fan-in); the direct FEFM logit adds each r with weight one. Early stopping on
-  validation log loss ends the DNN-only model before it has learnt them: a loss of statistical
-  efficiency at this data size, not of expressiveness.
+  1/sqrt(fan-in), from pair values that start near zero (quadratic in embeddings initialised
+  at 1e-4); the direct FEFM logit adds each r with weight one. Measured at 40k rows (seeds 1-5):
+  the full model stops after 12-19 epochs, the DNN-only one creeps for 27 to 40+ epochs and ends
+  at test AUC 0.71-0.74 against 0.75-0.79. A loss of learning speed under early stopping and an
+  epoch cap, not of expressiveness: given many more epochs it would catch up.
 Neither teacher implies an order among the other ablations.
 """
 
