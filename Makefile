@@ -51,8 +51,9 @@ report: setup ## Rebuild the ablation report of the synthetic sweep under result
 ui: setup ## Open the MLflow UI on 127.0.0.1 for the configured tracking store
 	$(FEFM) ui
 
-bench: setup ## Benchmarks (preparation, FEFM layer, input pipeline, vocabulary size) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows; --smoke: seconds)
+bench: setup ## Benchmarks (preparation, FEFM layer, input pipeline, vocabulary size, checkpoints, step profile) -> results/bench/ (BENCH_ARGS=--full: 45.8M rows; --smoke: seconds)
 	$(PY) -m scripts.bench all $(BENCH_ARGS)
+	$(PY) -m scripts.bench profile $(BENCH_ARGS:--full=)
 	@# sweeps on a local cluster (root + PostgreSQL; minutes): not in a --smoke run
 	@if [[ "$(BENCH_ARGS)" == *--smoke* ]]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then $(PY) -m scripts.bench cluster; \

@@ -178,11 +178,15 @@ def write_report(
     return markdown_path, json_path
 
 
-SUMMARY_SOURCES = (("peer", "Against the reference (DeepCTR 0.9.4)"), ("bench", "fefm-lab alone"))
+SUMMARY_SOURCES = (
+    ("peer", "Against the reference (DeepCTR 0.9.4)"),
+    ("bench", "fefm-lab alone"),
+    ("step_profile", "A training step against the machine's matmul bound"),
+)
 
 
 def write_summary(out_dir: Path) -> Path | None:
-    """`summary.md`: every target of `peer.json` and `bench.json` found in `out_dir`, in one table.
+    """`summary.md`: every target of the SUMMARY_SOURCES reports found in `out_dir`, in tables.
 
     The README embeds this file; the per-benchmark details stay in peer.md and bench.md.
     """

@@ -7,7 +7,8 @@ the float32 matmul rate measured in the same run:
 
     forward flops = 2 B P k^2 (FEFM) + 2 B sum(fan_in * fan_out) (DNN);  fwd + bwd = 3x forward.
 
-Writes step_profile.md / .json (`python -m scripts.bench profile`); not part of bench.md.
+Writes step_profile.md / .json (`python -m scripts.bench profile`, run by `make bench`); its
+targets (step time within 1.5x of the bound) are in summary.md.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import numpy as np
 from scripts.bench.layer import time_fefm_layer
 from scripts.bench.machine import matmul_flops_per_second
 from scripts.bench.measure import median_seconds
-from scripts.bench.report import Part, PartResult, Section
+from scripts.bench.report import Part, PartResult, Section, Target
 
 FIELDS, BATCH, REPEATS = 39, 1024, 10
 SHAPES = ((16, (256, 128, 64)), (48, (256, 128, 64)), (16, (1024,) * 3), (48, (1024,) * 3))
 SMOKE_SHAPES = ((4, (8,)),)
+BOUND_SHARE_GOAL = 100 / 1.5  # %: a step within 1.5x of its matmul bound (issue 10)
 
 
 def forward_flops(
@@ -67,6 +69,17 @@ def profile(
     }
 
 
+def bound_target(k: int, hidden: tuple[int, ...], step_ms: float, bound_ms: float) -> Target:
+    """The issue-10 goal for one shape: bound / step >= 1 / 1.5, in percent."""
+    return Target(
+        f"training step within 1.5x of the matmul bound, k={k}, DNN {'x'.join(map(str, hidden))}",
+        100 * bound_ms / step_ms,
+        BOUND_SHARE_GOAL,
+        unit="%",
+        note=f"step {step_ms:.1f} ms, bound {bound_ms:.1f} ms",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile-repeats", type=int, default=REPEATS, help="timed calls")
 
@@ -77,7 +90,7 @@ def run(args: argparse.Namespace) -> PartResult:
         shapes, fields, batch, repeats, matmul_size = SMOKE_SHAPES, 6, 64, 2, 256
     pairs = fields * (fields - 1) // 2
     rate = matmul_flops_per_second(matmul_size)
-    rows = []
+    rows, targets = [], []
     for k, hidden in shapes:
         times = profile(k, hidden, fields, batch, repeats)
         fefm_ms = 1000 * time_fefm_layer(fields, k, batch, repeats)["forward_backward_seconds"]
@@ -96,6 +109,7 @@ def run(args: argparse.Namespace) -> PartResult:
                 batch / times["step"] * 1000,
             ]
         )
+        targets.append(bound_target(k, hidden, times["step"], bound_ms))
         print(rows[-1], flush=True)
     section = Section(
         "Where a training step goes",
@@ -122,7 +136,7 @@ def run(args: argparse.Namespace) -> PartResult:
         rows=rows,
         data={"matmul_flops_per_second": rate, "rows": rows},
     )
-    return PartResult([section])
+    return PartResult([section], targets)
 
 
 PART = Part(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scripts.bench.step_profile import forward_flops, profile
+from scripts.bench.step_profile import bound_target, forward_flops, profile
 
 
 def test_forward_flops_counts_fefm_and_dnn_matmuls() -> None:
@@ -18,3 +18,12 @@ def test_profile_times_each_part_of_a_step() -> None:
     times = profile(2, (4,), fields=4, batch=32, repeats=2)
     assert set(times) == {"forward", "gradients", "step"}
     assert all(value > 0 for value in times.values())
+
+
+def test_bound_target_is_met_within_one_and_a_half_times_the_bound() -> None:
+    missed = bound_target(16, (256, 128, 64), step_ms=70.0, bound_ms=17.5)
+    assert missed.name == "training step within 1.5x of the matmul bound, k=16, DNN 256x128x64"
+    assert missed.measured == 25.0 and not missed.met
+    assert missed.note == "step 70.0 ms, bound 17.5 ms"
+    assert bound_target(48, (1024,) * 3, step_ms=150.0, bound_ms=100.0).met  # exactly 1.5x
+    assert not bound_target(48, (1024,) * 3, step_ms=151.0, bound_ms=100.0).met
