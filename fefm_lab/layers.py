@@ -183,12 +183,18 @@ class FEFMInteraction(_ConfiguredLayer):
 def _in_xla_context() -> bool:
     """Whether the graph being traced is XLA-compiled (`jit_compile=True`).
 
-    TensorFlow has no public API for this; its own layers ask the same private helper.
+    TensorFlow has no public API for this; its own layers ask the same private helper. Should a
+    TensorFlow release drop it, the answer is True: the unsorted sums are right everywhere, only
+    slower outside XLA.
     """
     import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
 
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):
+        return True
 
 
 def _fefm_scores_tensorflow(
