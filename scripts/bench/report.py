@@ -40,6 +40,14 @@ class Target:
             return self.measured / self.goal if self.goal else math.inf
         return self.goal / self.measured if self.measured else math.inf
 
+    @property
+    def margin_text(self) -> str:
+        """The margin as a ratio; past a goal at or below zero (an AUC gap), as a difference."""
+        if self.goal <= 0 or self.measured <= 0:
+            past = self.measured - self.goal if self.higher_is_better else self.goal - self.measured
+            return f"{past:+.4g} past goal"
+        return f"{self.margin:.2f}x of goal"
+
     def as_row(self) -> list[str]:
         sign = ">=" if self.higher_is_better else "<="
         status = "met" if self.met else "**missed**"
@@ -48,7 +56,7 @@ class Target:
             f"{format_number(self.measured)}{self.unit}",
             f"{sign} {format_number(self.goal)}{self.unit}",
             status,
-            f"{self.margin:.2f}x of goal",
+            self.margin_text,
             self.note,
         ]
 

@@ -29,6 +29,13 @@ from scripts.bench.report import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def test_margin_past_a_negative_goal_is_a_difference():
+    gap = Target("test AUC vs reference", 0.0017, -0.002)
+    assert gap.met and gap.margin_text == "+0.0037 past goal"
+    assert Target("gap", -0.003, -0.002).margin_text == "-0.001 past goal"
+    assert Target("speed", 6.0, 5.0).margin_text == "1.20x of goal"
+
+
 def test_target_higher_is_better_met_and_margin():
     target = Target("speed", measured=6.0, goal=5.0, unit="x")
     assert target.met
