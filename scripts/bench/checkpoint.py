@@ -26,30 +26,10 @@ import numpy as np
 
 from scripts.bench.measure import median_seconds
 from scripts.bench.report import Part, PartResult, Section, Target, format_number
-from scripts.bench.training import BATCH, EMBEDDING_DIM, FIELDS, build_default_model
+from scripts.bench.training import BATCH, EMBEDDING_DIM, FIELDS, random_id_trainer
 
 OVERHEAD_GOAL = 0.02  # fraction of training time at the default interval, at most
 HASH = "bench000checkpnt"
-
-
-def _trainer_and_batches(rows: int):
-    import keras
-    import tensorflow as tf
-
-    from fefm_lab.features import SparseFeat
-    from fefm_lab.training import Trainer, TrainerConfig
-
-    keras.backend.clear_session()
-    columns = [SparseFeat(f"C{i}", rows, EMBEDDING_DIM) for i in range(FIELDS)]
-    trainer = Trainer(build_default_model(columns, "batch"), TrainerConfig(verbose=False))
-    rng = np.random.default_rng(0)
-    batches = []
-    for _ in range(4):
-        ids = rng.integers(0, rows, size=(BATCH, FIELDS), dtype=np.int32)
-        features = {f"C{i}": tf.constant(ids[:, i : i + 1]) for i in range(FIELDS)}
-        labels = tf.constant((rng.random((BATCH, 1)) < 0.25).astype(np.float32))
-        batches.append((features, labels))
-    return trainer, batches
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +57,7 @@ def run(args: argparse.Namespace) -> PartResult:
         rows, steps, every, saves = 500, 6, 3, 2
     defaults = TrainerConfig()
     interval_seconds = 60.0 * defaults.checkpoint_every_minutes
-    trainer, batches = _trainer_and_batches(rows)
+    trainer, batches = random_id_trainer(rows)
     directory = CheckpointDirectory(args.work / "checkpoint-bench", HASH)
     # A run keeps the best epoch's weights in memory and in every checkpoint.
     best = [np.array(w) for w in trainer.model.get_weights()]

@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.local_ui import free_port, wait_for_ui
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,12 +37,6 @@ SWEEP = [
     "debug=tiny", "dataset.synthetic.rows=3000", "trainer.steps_per_epoch=null",
     "ablation=none,no_linear", "seed=1,2",
 ]  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def format_metric(value: float) -> str:
@@ -100,7 +96,7 @@ def study(tmp_path_factory):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does it)")
     root = tmp_path_factory.mktemp("browser")
-    port = _free_port()
+    port = free_port()
     common = [f"paths.root_dir={root}", f"mlflow.ui_port={port}", "mlflow.experiment=browser"]
     sweep = subprocess.run(
         [FEFM_LAB, "run", "-m", *SWEEP, *common, "sweep.name=browser_sweep"],
@@ -120,17 +116,7 @@ def study(tmp_path_factory):
         start_new_session=True,  # its own process group: the teardown ends all of it
     )
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert ui.poll() is None, ui.stdout.read()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "fefm-lab ui did not answer within 180 s"
-            time.sleep(1)
+        wait_for_ui(ui, port)
         yield {"root": root, "port": port, "sweep_out": sweep.stdout, "ui": ui}
     finally:
         os.killpg(ui.pid, signal.SIGTERM)

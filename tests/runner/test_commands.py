@@ -10,12 +10,7 @@ import pytest
 
 from fefm_lab import cli
 from fefm_lab.tracking import ui
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.local_ui import free_port
 
 
 def test_synth_writes_the_configured_file(tmp_path: Path, capsys) -> None:
@@ -60,7 +55,7 @@ def test_ui_serves_the_configured_store_on_localhost(tmp_path, monkeypatch, caps
         return "SIGINT"
 
     monkeypatch.setattr(ui, "serve_ui", record)
-    port = _free_port()
+    port = free_port()
     assert cli.main(["ui", f"paths.root_dir={tmp_path}", f"mlflow.ui_port={port}"]) == 0
     assert calls == [(f"sqlite:///{tmp_path}/mlflow.db", ("127.0.0.1", port), True)]
     assert capsys.readouterr().out == (

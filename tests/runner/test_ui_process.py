@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,17 +21,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 
 from fefm_lab.tracking.store import open_store
+from tests.local_ui import free_port, wait_for_ui
 
 pytestmark = pytest.mark.slow
 
 FEFM_LAB = str(Path(sys.executable).with_name("fefm-lab"))
 AUC = {1: 0.7812, 2: 0.7745}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _sweep(root: Path) -> dict[str, float]:
@@ -69,24 +63,10 @@ def _get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-def _wait_for_health(ui: subprocess.Popen, port: int) -> None:
-    deadline = time.monotonic() + 180
-    while True:
-        assert ui.poll() is None, ui.communicate()[0]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, "fefm-lab ui did not answer within 180 s"
-        time.sleep(0.5)
-
-
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ui_is_one_process_serves_the_link_and_stops_cleanly(tmp_path, stop) -> None:
     aucs = _sweep(tmp_path)
-    port = _free_port()
+    port = free_port()
     ui = subprocess.Popen(
         [FEFM_LAB, "ui", f"paths.root_dir={tmp_path}", f"mlflow.ui_port={port}"],
         stdout=subprocess.PIPE,
@@ -95,7 +75,7 @@ def test_ui_is_one_process_serves_the_link_and_stops_cleanly(tmp_path, stop) -> 
         cwd=tmp_path,
     )
     try:
-        _wait_for_health(ui, port)
+        wait_for_ui(ui, port)
         assert _children(ui.pid) == []  # no launcher, no uvicorn worker, no job runner
 
         # the printed comparison link: its runs are the sweep's, served with their test AUC
