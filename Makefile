@@ -7,6 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FEFM := $(VENV)/bin/fefm-lab
 STAMP := $(VENV)/.fefm-lab-installed
+KERNELS_STAMP := $(VENV)/.fefm-lab-kernels
 # TensorFlow build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); see README "Running on a GPU"
 TF_BUILD ?= cpu
 
@@ -21,7 +22,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,cluster,$(TF_BUILD)]" --config-settings editable_mode=compat
 	@touch $(STAMP)
 
-setup: $(STAMP) ## Create .venv (if missing) and install fefm-lab with its test tools and cluster extra
+# C++ kernels (fefm_lab/kernels/*.cc) against the installed TensorFlow; without a compiler the
+# TensorFlow-ops path is used (the build says so)
+$(KERNELS_STAMP): $(STAMP) $(wildcard fefm_lab/kernels/*.cc) fefm_lab/kernels/build.py
+	$(PY) -m fefm_lab.kernels.build
+	@touch $(KERNELS_STAMP)
+
+setup: $(STAMP) $(KERNELS_STAMP) ## Create .venv (if missing), install fefm-lab with its test tools and cluster extra, build the C++ kernels
 
 test: setup ## Run the test suite (slow checks excluded)
 	$(PY) -m pytest -m "not slow" -q

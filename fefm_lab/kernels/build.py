@@ -1,0 +1,99 @@
+"""Build every kernel in fefm_lab/kernels: `python -m fefm_lab.kernels.build [--force]`.
+
+Compiles `<name>.cc` against the installed TensorFlow's headers (tf.sysconfig) into
+`_<name>.so` and writes `_<name>.build.json` (source digest, TensorFlow version) beside it.
+Up-to-date libraries are kept. A machine without a C++ compiler, or a kernel that fails to
+compile, keeps the TensorFlow-ops path: the build says so and exits 0, unless --strict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from fefm_lab.kernels import (
+    kernel_names,
+    library_path,
+    source_digest,
+    source_path,
+    stale_reason,
+    stamp_path,
+)
+
+# -O3 only: no -ffast-math (it would reorder the maths) and no -march=native (a checkout shared by
+# cluster nodes must load on each node's CPU); kernels pick wider instructions at run time.
+OPTIMISATION_FLAGS = ["-O3", "-fPIC", "-shared"]
+
+
+def compiler() -> str | None:
+    """The C++ compiler: $CXX, else g++ or c++ on PATH."""
+    candidates = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++"]
+    for candidate in candidates:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    return None
+
+
+def build(name: str, cxx: str) -> None:
+    """Compile one kernel; the library and its stamp appear only when the compile succeeded."""
+    import tensorflow as tf
+
+    target = library_path(name)
+    with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as tmp:
+        partial = tmp.name
+    command = [
+        cxx,
+        *OPTIMISATION_FLAGS,
+        str(source_path(name)),
+        "-o",
+        partial,
+        *tf.sysconfig.get_compile_flags(),
+        *tf.sysconfig.get_link_flags(),
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip().splitlines()[-20:])
+        os.replace(partial, target)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    stamp = {"source_sha256": source_digest(name), "tensorflow": tf.__version__, "command": command}
+    stamp_path(name).write_text(json.dumps(stamp, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--force", action="store_true", help="rebuild up-to-date kernels too")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a kernel fails to build")
+    args = parser.parse_args(argv)
+    cxx = compiler()
+    failed = []
+    for name in kernel_names():
+        if not args.force and stale_reason(name) is None:
+            print(f"kernel {name}: up to date ({library_path(name).name})")
+            continue
+        if cxx is None:
+            print(f"kernel {name}: no C++ compiler (g++; or set CXX): TensorFlow-ops path used")
+            failed.append(name)
+            continue
+        try:
+            build(name, cxx)
+        except RuntimeError as error:
+            print(f"kernel {name}: build failed, TensorFlow-ops path used:", file=sys.stderr)
+            for line in error.args[0]:
+                print(f"  {line}", file=sys.stderr)
+            failed.append(name)
+            continue
+        print(f"kernel {name}: built {library_path(name).name}")
+    return 1 if failed and args.strict else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
