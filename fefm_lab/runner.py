@@ -202,7 +202,8 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             client.set_tag(run_id, TAG_OUTCOME, "killed")
             client.set_tag(run_id, TAG_REASON, reason[:5000])
             client.set_terminated(run_id, "KILLED")
-            _say(f"run {run_id} KILLED: {reason}")
+            # the reason is the caller's to print (the CLI says it once, with how to continue)
+            _say(f"run {run_id} marked KILLED in MLflow")
             raise
         except Exception as error:  # recorded, not raised: a sweep goes on
             reason = f"{type(error).__name__}: {error}"
