@@ -1,4 +1,4 @@
-"""What the tests that start `fefm-lab ui` share: a free loopback port, and waiting for it."""
+"""Loopback helpers for tests that start servers: a free port, and waiting for `fefm-lab ui`."""
 
 from __future__ import annotations
 

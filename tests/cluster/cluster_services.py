@@ -14,7 +14,6 @@ import ctypes
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.local_ui import free_port  # probes the caller's network namespace
 
 
 def _postgres_bin() -> Path:
@@ -36,13 +37,6 @@ def _postgres_bin() -> Path:
 PG_BIN = _postgres_bin()
 CLONE_NEWNET = 0x40000000
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A port nobody listens on now (in the caller's network namespace)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(check, timeout: float, what: str, interval: float = 0.5):
