@@ -11,6 +11,12 @@ first summed per distinct row, then only those rows of the variable and of its s
 Dense gradients follow the same formulas on every row, which are exactly Keras's own AdaGrad
 (initial accumulator 0.1, eps 1e-7) and Adam (b1 0.9, b2 0.999, eps 1e-7). Adam on sparse rows is
 the usual "lazy" Adam: untouched rows keep their moments, as in TensorFlow 1's LazyAdam.
+
+Row-sparse updates run as one compiled op per variable when the `row_sparse_adagrad` kernel is
+built (fefm_lab/kernels/row_sparse_adagrad.cc: the sum per distinct row and the update of the
+rows in one pass, threaded over rows; same formulas, same order of float operations). Otherwise,
+and where a custom op cannot run (an XLA-compiled graph, a variable off the CPU), the same update
+runs as TensorFlow ops: unique, unsorted_segment_sum, scatter_add, gather, scatter_sub.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from fefm_lab import kernels
+
+ROW_SPARSE_KERNEL = "row_sparse_adagrad"
 ADAGRAD_INITIAL_ACCUMULATOR = 0.1
 EPSILON = 1e-7
 ADAM_BETA_1 = 0.9
@@ -37,6 +46,29 @@ def _sum_rows(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
     rows, positions = tf.unique(gradient.indices)
     summed = tf.math.unsorted_segment_sum(gradient.values, positions, tf.shape(rows)[0])
     return rows, summed
+
+
+def _in_xla_context() -> bool:
+    """Whether the graph being traced is XLA-compiled, where custom ops cannot run."""
+    from fefm_lab.layers import _in_xla_context
+
+    return _in_xla_context()
+
+
+def fused_row_ops(variable: tf.Variable):
+    """The compiled row-sparse update ops for `variable`, or None for the TensorFlow-ops path.
+
+    None when the kernel is off (FEFM_LAB_KERNELS=0) or not built, inside an XLA-compiled graph,
+    for a variable placed off the CPU (the kernel is CPU-only), or a dtype it was not built for.
+    """
+    if variable.dtype not in (tf.float32, tf.float64):
+        return None
+    if variable.device and tf.DeviceSpec.from_string(variable.device).device_type != "CPU":
+        return None
+    ops = kernels.load(ROW_SPARSE_KERNEL)
+    if ops is None or _in_xla_context():
+        return None
+    return ops
 
 
 class RowSparseOptimizer:
@@ -84,8 +116,7 @@ class RowSparseOptimizer:
             if gradient is None:
                 continue
             if isinstance(gradient, tf.IndexedSlices):
-                rows, grad = _sum_rows(gradient)
-                self._update_rows(variable, slots, rows, grad, step)
+                self._update_rows(variable, slots, gradient, step)
             else:
                 self._update_dense(variable, slots, tf.convert_to_tensor(gradient), step)
 
@@ -105,7 +136,12 @@ class RowSparseOptimizer:
         rate = self._adam_rate(step, variable.dtype)
         variable.assign_sub(rate * first / (tf.sqrt(second) + EPSILON))
 
-    def _update_rows(self, variable, slots, rows, grad, step) -> None:
+    def _update_rows(self, variable, slots, gradient: tf.IndexedSlices, step) -> None:
+        fused = fused_row_ops(variable)
+        if fused is not None:
+            self._update_rows_fused(fused, variable, slots, gradient, step)
+            return
+        rows, grad = _sum_rows(gradient)
         if self.kind == "adagrad":
             (accumulator,) = slots
             accumulator.scatter_add(tf.IndexedSlices(tf.square(grad), rows))
@@ -121,3 +157,38 @@ class RowSparseOptimizer:
         rate = self._adam_rate(step, variable.dtype)
         delta = rate * new_first / (tf.sqrt(new_second) + EPSILON)
         variable.scatter_sub(tf.IndexedSlices(delta, rows))
+
+    def _update_rows_fused(self, fused, variable, slots, gradient: tf.IndexedSlices, step) -> None:
+        """`_update_rows` as one compiled op: the coefficients rounded to the variable's dtype
+        as the ops path rounds them, so both give the same numbers."""
+        dtype = variable.dtype
+
+        def constant(value):
+            return tf.constant(value, dtype)
+
+        values = tf.convert_to_tensor(gradient.values, dtype)
+        if self.kind == "adagrad":
+            (accumulator,) = slots
+            fused.fefm_lab_row_sparse_adagrad(
+                var=variable.handle,
+                accum=accumulator.handle,
+                lr=constant(self.learning_rate),
+                epsilon=constant(EPSILON),
+                values=values,
+                indices=gradient.indices,
+            )
+            return
+        first, second = slots
+        fused.fefm_lab_row_sparse_adam(
+            var=variable.handle,
+            m=first.handle,
+            v=second.handle,
+            rate=self._adam_rate(step, dtype),
+            beta1=constant(ADAM_BETA_1),
+            one_minus_beta1=constant(1.0 - ADAM_BETA_1),
+            beta2=constant(ADAM_BETA_2),
+            one_minus_beta2=constant(1.0 - ADAM_BETA_2),
+            epsilon=constant(EPSILON),
+            values=values,
+            indices=gradient.indices,
+        )

@@ -1,0 +1,335 @@
+// Row-sparse AdaGrad and lazy Adam in one op each: the update of fefm_lab/training/optimizer.py
+// for a gradient given as IndexedSlices (unsorted indices with repeats, values (N, ...)).
+//
+// The TensorFlow-ops path runs unique + unsorted_segment_sum + scatter_add + gather + scatter_sub
+// (AdaGrad), each a pass over memory with (N, k) or (U, k) temporaries. Here one op groups the
+// N positions by distinct row (an open-addressing hash table, then the positions of each row
+// contiguously), and a parallel loop over the U distinct rows sums each row's gradient into a
+// k-float buffer and updates the variable and its slots in place:
+//
+//   AdaGrad:  g_r = sum of values[i] over i with indices[i] = r
+//             a_r += g_r^2;  w_r -= lr * g_r / sqrt(a_r + eps)
+//   Adam:     m_r = b1 m_r + (1 - b1) g_r;  v_r = b2 v_r + (1 - b2) g_r^2
+//             w_r -= rate * m_r / (sqrt(v_r) + eps)    (rate carries the bias correction)
+//
+// Each row's values are added in increasing position, starting from zero, and every operation
+// is a separate float operation in the order of the ops path (no -ffast-math; baseline x86-64 has
+// no FMA to contract into), so the result equals the ops path's. Rows and slots are locked like
+// TensorFlow's ResourceSparseApply* ops (all variables, in address order, exclusively) and put in
+// copy-on-read mode, so a tensor read earlier is never changed under its reader.
+
+#define EIGEN_USE_THREADS
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/framework/tensor.h"
+#include "tensorflow/core/kernels/training_op_helpers.h"
+
+namespace tensorflow {
+namespace {
+
+using CPUDevice = Eigen::ThreadPoolDevice;
+using shape_inference::InferenceContext;
+using shape_inference::ShapeHandle;
+
+// The positions 0..N-1 of the gradient grouped by distinct row: the positions of distinct row u
+// (rows[u]) are order[offsets[u]] .. order[offsets[u + 1] - 1], increasing.
+struct RowGroups {
+  std::vector<int64_t> rows;
+  std::vector<int64_t> offsets;
+  std::vector<int64_t> order;
+};
+
+// Groups the positions of `indices` by value; fails on the first index outside [0, num_rows)
+// before anything is written.
+template <typename Index>
+absl::Status GroupByRow(typename TTypes<Index>::ConstVec indices, int64_t num_rows,
+                        RowGroups* groups) {
+  const int64_t n = indices.size();
+  int64_t capacity = 16;
+  int shift = 60;  // a multiplicative hash keeps the top log2(capacity) bits of row * 2^64/phi
+  while (capacity < 2 * n) {
+    capacity <<= 1;
+    --shift;
+  }
+  const uint64_t mask = static_cast<uint64_t>(capacity - 1);
+  std::vector<int64_t> keys(capacity, -1);
+  std::vector<int64_t> slots(capacity);
+  std::vector<int64_t> group_of(n);
+  std::vector<int64_t>& counts = groups->offsets;  // counts first, offsets after the scan
+  counts.clear();
+  groups->rows.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = static_cast<int64_t>(indices(i));
+    if (row < 0 || row >= num_rows) {
+      return errors::InvalidArgument("indices[", i, "] = ", row,
+                                     " is not a row of the variable, which has ", num_rows,
+                                     " rows (expected 0 <= index < ", num_rows, ")");
+    }
+    uint64_t probe = (static_cast<uint64_t>(row) * 0x9E3779B97F4A7C15ull) >> shift;
+    while (keys[probe] != -1 && keys[probe] != row) probe = (probe + 1) & mask;
+    if (keys[probe] == -1) {
+      keys[probe] = row;
+      slots[probe] = static_cast<int64_t>(groups->rows.size());
+      groups->rows.push_back(row);
+      counts.push_back(0);
+    }
+    group_of[i] = slots[probe];
+    ++counts[slots[probe]];
+  }
+  const int64_t num_groups = static_cast<int64_t>(groups->rows.size());
+  std::vector<int64_t> cursor(num_groups);
+  int64_t total = 0;
+  for (int64_t u = 0; u < num_groups; ++u) {
+    cursor[u] = total;
+    total += counts[u];
+  }
+  counts.resize(num_groups + 1);
+  std::copy(cursor.begin(), cursor.end(), counts.begin());
+  counts[num_groups] = total;
+  groups->order.resize(n);
+  for (int64_t i = 0; i < n; ++i) groups->order[cursor[group_of[i]]++] = i;
+  return absl::OkStatus();
+}
+
+// Checks the shapes: every slot like the variable, values (N, variable.shape[1:]), indices (N),
+// every coefficient a scalar. Returns the row width (product of variable.shape[1:]).
+absl::Status CheckShapes(const Tensor& variable, const std::vector<const Tensor*>& slots,
+                         const Tensor& values, const Tensor& indices,
+                         const std::vector<const Tensor*>& scalars, int64_t* row_width) {
+  if (variable.dims() < 1) {
+    return errors::InvalidArgument("the variable must have rank >= 1, got shape ",
+                                   variable.shape().DebugString());
+  }
+  for (const Tensor* slot : slots) {
+    if (!slot->shape().IsSameSize(variable.shape())) {
+      return errors::InvalidArgument("slot shape ", slot->shape().DebugString(),
+                                     " differs from the variable's ",
+                                     variable.shape().DebugString());
+    }
+  }
+  for (const Tensor* scalar : scalars) {
+    if (!TensorShapeUtils::IsScalar(scalar->shape())) {
+      return errors::InvalidArgument("coefficients must be scalars, got shape ",
+                                     scalar->shape().DebugString());
+    }
+  }
+  if (!TensorShapeUtils::IsVector(indices.shape())) {
+    return errors::InvalidArgument("indices must be a vector, got shape ",
+                                   indices.shape().DebugString());
+  }
+  bool values_fit = values.dims() == variable.dims() && values.dim_size(0) == indices.dim_size(0);
+  for (int d = 1; values_fit && d < variable.dims(); ++d) {
+    values_fit = values.dim_size(d) == variable.dim_size(d);
+  }
+  if (!values_fit) {
+    return errors::InvalidArgument("values must have shape (", indices.dim_size(0),
+                                   ") + the variable's row shape, got ",
+                                   values.shape().DebugString(), " for a variable of shape ",
+                                   variable.shape().DebugString());
+  }
+  *row_width = variable.dim_size(0) == 0 ? 0 : variable.NumElements() / variable.dim_size(0);
+  return absl::OkStatus();
+}
+
+// The shared part of both ops: lock, check, group, then `update(row, gradient, variable, slots)`
+// in parallel over distinct rows, with gradient the row's summed values (row_width entries).
+template <typename T, typename Index, int kSlots, typename Update>
+void ApplyRowSparse(OpKernelContext* ctx, int num_scalars, const Update& update) {
+  std::vector<int> variable_inputs;
+  for (int input = 0; input <= kSlots; ++input) variable_inputs.push_back(input);
+  auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(ctx, /*do_lock=*/true,
+                                                                  /*sparse=*/true,
+                                                                  variable_inputs);
+  Tensor variable;
+  OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, T>(ctx, 0, /*lock_held=*/true,
+                                                               /*sparse=*/true, &variable));
+  OP_REQUIRES(ctx, variable.IsInitialized(),
+              errors::FailedPrecondition("the variable is not initialized"));
+  Tensor slot_tensors[kSlots];
+  std::vector<const Tensor*> slots;
+  for (int s = 0; s < kSlots; ++s) {
+    OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, T>(ctx, 1 + s, true, true,
+                                                                 &slot_tensors[s]));
+    OP_REQUIRES(ctx, slot_tensors[s].IsInitialized(),
+                errors::FailedPrecondition("an optimizer slot is not initialized"));
+    slots.push_back(&slot_tensors[s]);
+  }
+  const int first_scalar = 1 + kSlots;
+  std::vector<const Tensor*> scalars;
+  for (int s = 0; s < num_scalars; ++s) scalars.push_back(&ctx->input(first_scalar + s));
+  const Tensor& values = ctx->input(first_scalar + num_scalars);
+  const Tensor& indices = ctx->input(first_scalar + num_scalars + 1);
+  int64_t width = 0;
+  OP_REQUIRES_OK(ctx, CheckShapes(variable, slots, values, indices, scalars, &width));
+  if (indices.NumElements() == 0 || width == 0) return;
+
+  RowGroups groups;
+  OP_REQUIRES_OK(ctx, GroupByRow<Index>(indices.vec<Index>(), variable.dim_size(0), &groups));
+
+  T* variable_data = variable.flat<T>().data();
+  T* slot_data[kSlots];
+  for (int s = 0; s < kSlots; ++s) slot_data[s] = slot_tensors[s].template flat<T>().data();
+  const T* value_data = values.flat<T>().data();
+  const int64_t num_groups = static_cast<int64_t>(groups.rows.size());
+  const int64_t mean_count = indices.NumElements() / num_groups;
+
+  auto work = [&](int64_t begin, int64_t end) {
+    std::vector<T> gradient(width);
+    T* row_slots[kSlots];
+    for (int64_t u = begin; u < end; ++u) {
+      std::fill(gradient.begin(), gradient.end(), T(0));
+      for (int64_t p = groups.offsets[u]; p < groups.offsets[u + 1]; ++p) {
+        const T* source = value_data + groups.order[p] * width;
+        for (int64_t j = 0; j < width; ++j) gradient[j] += source[j];
+      }
+      const int64_t offset = groups.rows[u] * width;
+      for (int s = 0; s < kSlots; ++s) row_slots[s] = slot_data[s] + offset;
+      update(width, gradient.data(), variable_data + offset, row_slots);
+    }
+  };
+  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  // Cost in cycles per distinct row: its positions' sums plus about 30 per updated entry.
+  const int64_t cost = width * (mean_count + 30);
+  workers->workers->ParallelFor(num_groups, cost, work);
+}
+
+template <typename T, typename Index>
+class RowSparseAdagradOp : public OpKernel {
+ public:
+  explicit RowSparseAdagradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    const T lr = ctx->input(2).scalar<T>()();
+    const T epsilon = ctx->input(3).scalar<T>()();
+    ApplyRowSparse<T, Index, 1>(
+        ctx, 2, [lr, epsilon](int64_t width, const T* g, T* w, T* const* slots) {
+          T* a = slots[0];
+          for (int64_t j = 0; j < width; ++j) {
+            const T square = g[j] * g[j];
+            a[j] = a[j] + square;
+            const T step = lr * g[j];
+            w[j] = w[j] - step / std::sqrt(a[j] + epsilon);
+          }
+        });
+  }
+};
+
+template <typename T, typename Index>
+class RowSparseAdamOp : public OpKernel {
+ public:
+  explicit RowSparseAdamOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    T c[6];
+    for (int s = 0; s < 6; ++s) c[s] = ctx->input(3 + s).scalar<T>()();
+    const T rate = c[0], beta1 = c[1], one_minus_beta1 = c[2], beta2 = c[3],
+            one_minus_beta2 = c[4], epsilon = c[5];
+    ApplyRowSparse<T, Index, 2>(
+        ctx, 6, [=](int64_t width, const T* g, T* w, T* const* slots) {
+          T* m = slots[0];
+          T* v = slots[1];
+          for (int64_t j = 0; j < width; ++j) {
+            const T first = beta1 * m[j];
+            m[j] = first + one_minus_beta1 * g[j];
+            const T square = g[j] * g[j];
+            const T second = beta2 * v[j];
+            v[j] = second + one_minus_beta2 * square;
+            const T step = rate * m[j];
+            w[j] = w[j] - step / (std::sqrt(v[j]) + epsilon);
+          }
+        });
+  }
+};
+
+absl::Status ScalarInputs(InferenceContext* c, int first, int count) {
+  ShapeHandle unused;
+  for (int i = first; i < first + count; ++i) {
+    TF_RETURN_IF_ERROR(c->WithRank(c->input(i), 0, &unused));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status GradientInputs(InferenceContext* c, int values_input) {
+  ShapeHandle values, indices;
+  TF_RETURN_IF_ERROR(c->WithRankAtLeast(c->input(values_input), 1, &values));
+  TF_RETURN_IF_ERROR(c->WithRank(c->input(values_input + 1), 1, &indices));
+  shape_inference::DimensionHandle unused;
+  return c->Merge(c->Dim(values, 0), c->Dim(indices, 0), &unused);
+}
+
+}  // namespace
+
+REGISTER_OP("FefmLabRowSparseAdagrad")
+    .Input("var: resource")
+    .Input("accum: resource")
+    .Input("lr: T")
+    .Input("epsilon: T")
+    .Input("values: T")
+    .Input("indices: Tindices")
+    .Attr("T: {float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(ScalarInputs(c, 2, 2));
+      return GradientInputs(c, 4);
+    })
+    .Doc(R"doc(
+Row-sparse AdaGrad, in place: per distinct row r of `indices`, g_r = sum of its `values` rows,
+accum_r += g_r^2, var_r -= lr * g_r / sqrt(accum_r + epsilon). Indices outside the variable's
+rows are an InvalidArgument error raised before anything changes.
+)doc");
+
+REGISTER_OP("FefmLabRowSparseAdam")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("rate: T")
+    .Input("beta1: T")
+    .Input("one_minus_beta1: T")
+    .Input("beta2: T")
+    .Input("one_minus_beta2: T")
+    .Input("epsilon: T")
+    .Input("values: T")
+    .Input("indices: Tindices")
+    .Attr("T: {float, double}")
+    .Attr("Tindices: {int32, int64}")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) {
+      TF_RETURN_IF_ERROR(ScalarInputs(c, 3, 6));
+      return GradientInputs(c, 9);
+    })
+    .Doc(R"doc(
+Row-sparse (lazy) Adam, in place: per distinct row r of `indices`, g_r = sum of its `values`
+rows, m_r = beta1 m_r + one_minus_beta1 g_r, v_r = beta2 v_r + one_minus_beta2 g_r^2,
+var_r -= rate * m_r / (sqrt(v_r) + epsilon); rate carries Adam's bias correction. Rows not in
+`indices` keep their moments.
+)doc");
+
+#define REGISTER_KERNELS(T, Index)                                                    \
+  REGISTER_KERNEL_BUILDER(Name("FefmLabRowSparseAdagrad")                             \
+                              .Device(DEVICE_CPU)                                     \
+                              .TypeConstraint<T>("T")                                 \
+                              .TypeConstraint<Index>("Tindices"),                     \
+                          RowSparseAdagradOp<T, Index>);                              \
+  REGISTER_KERNEL_BUILDER(Name("FefmLabRowSparseAdam")                                \
+                              .Device(DEVICE_CPU)                                     \
+                              .TypeConstraint<T>("T")                                 \
+                              .TypeConstraint<Index>("Tindices"),                     \
+                          RowSparseAdamOp<T, Index>);
+
+REGISTER_KERNELS(float, int32_t)
+REGISTER_KERNELS(float, int64_t)
+REGISTER_KERNELS(double, int32_t)
+REGISTER_KERNELS(double, int64_t)
+
+#undef REGISTER_KERNELS
+
+}  // namespace tensorflow
