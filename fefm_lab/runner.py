@@ -263,6 +263,8 @@ def _train_and_log(
     import_tensorflow(verbose=bool(resolved.get("verbose")))
     import keras
 
+    from fefm_lab.kernels.fefm_interaction import describe_path
+    from fefm_lab.layers import FEFMInteraction
     from fefm_lab.tracking.curves import plot_training_curves
     from fefm_lab.training import fit_and_evaluate
 
@@ -282,6 +284,8 @@ def _train_and_log(
         message = f"skipped {name}: {reason}"
         return JobOutcome("skipped", digest, name, run_id, reason=reason, message=message)
 
+    if any(isinstance(layer, FEFMInteraction) for layer in model.layers):
+        _say(describe_path(trainer.jit_compile))
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)
     result = fit_and_evaluate(

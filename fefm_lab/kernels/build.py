@@ -40,6 +40,19 @@ def compiler() -> str | None:
     return None
 
 
+def system_headers(flags: list[str]) -> list[str]:
+    """TensorFlow's include flags as -isystem: its headers' hundreds of deprecation warnings
+    would bury a kernel's own warnings and errors."""
+    return ["-isystem" + flag[2:] if flag.startswith("-I") else flag for flag in flags]
+
+
+def compiler_errors(stderr: str, limit: int = 20) -> list[str]:
+    """The compiler's error lines (else its last lines), at most `limit`."""
+    lines = stderr.strip().splitlines()
+    errors = [line for line in lines if "error" in line]
+    return (errors or lines)[:limit] if errors else lines[-limit:]
+
+
 def build(name: str, cxx: str) -> None:
     """Compile one kernel; the library and its stamp appear only when the compile succeeded."""
     import tensorflow as tf
@@ -53,13 +66,15 @@ def build(name: str, cxx: str) -> None:
         str(source_path(name)),
         "-o",
         partial,
-        *tf.sysconfig.get_compile_flags(),
+        *system_headers(tf.sysconfig.get_compile_flags()),
         *tf.sysconfig.get_link_flags(),
     ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise RuntimeError(result.stderr.strip().splitlines()[-20:])
+            raise RuntimeError(
+                compiler_errors(result.stderr) or [f"{cxx} exited {result.returncode}"]
+            )
         os.replace(partial, target)
     finally:
         if os.path.exists(partial):

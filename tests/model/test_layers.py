@@ -42,7 +42,7 @@ def test_pair_order_is_lexicographic():
 
 @pytest.mark.parametrize("symmetric", [True, False])
 @pytest.mark.parametrize(("n", "k"), [(2, 1), (3, 4), (4, 3), (5, 2), (8, 5)])
-def test_fefm_matches_numpy_loop(symmetric, n, k):
+def test_fefm_matches_numpy_loop(symmetric, n, k, fefm_path):
     rng = np.random.default_rng(n * 10 + k)
     x = rng.normal(size=(7, n, k)).astype("float32")
     layer = FEFMInteraction(symmetric=symmetric, seed=3)
@@ -77,7 +77,7 @@ def test_fefm_hand_built_numbers():
         (False, [[3, 4], [6, 8]], [3, 0], [1, 0]),
     ],
 )
-def test_fefm_hand_worked_gradients(symmetric, grad_u, grad_v0, grad_v1):
+def test_fefm_hand_worked_gradients(symmetric, grad_u, grad_v0, grad_v1, fefm_path):
     layer = FEFMInteraction(symmetric=symmetric, seed=0)
     layer.build((None, 2, 2))
     layer.field_matrices.assign(np.array([[[1, 0], [0, 0]]], "float32"))
@@ -92,10 +92,11 @@ def test_fefm_hand_worked_gradients(symmetric, grad_u, grad_v0, grad_v1):
 
 @pytest.mark.parametrize("compiled", ["eager", "graph", "xla"])
 @pytest.mark.parametrize("symmetric", [True, False])
-@pytest.mark.parametrize(("n", "k"), [(2, 1), (3, 4), (5, 2), (8, 5)])
-def test_fefm_gradients_match_float64_reference(symmetric, n, k, compiled):
-    """The hand-written TensorFlow gradient: eager, in a tf.function as the trainer runs it, and
-    XLA-compiled (`trainer.jit_compile`), which has no sorted segment sum."""
+@pytest.mark.parametrize(("n", "k"), [(2, 1), (3, 4), (5, 2), (8, 5), (6, 17)])
+def test_fefm_gradients_match_float64_reference(symmetric, n, k, compiled, fefm_path):
+    """The gradient of both paths (the fused kernel's, the hand-written TensorFlow one): eager,
+    in a tf.function as the trainer runs it, and XLA-compiled (`trainer.jit_compile`), which
+    has no sorted segment sum and no fused kernel (the TensorFlow ops run there)."""
     rng = np.random.default_rng(100 * n + k)
     layer = FEFMInteraction(symmetric=symmetric, seed=5)
     layer.build((None, n, k))
@@ -117,6 +118,32 @@ def test_fefm_gradients_match_float64_reference(symmetric, n, k, compiled):
     for got, want in ((d_v, want_v), (d_u, want_u)):
         assert got.shape == want.shape
         assert np.abs(got.numpy() - want).max() / np.abs(want).max() < 1e-5
+
+
+def fefm_graph_op_types(layer: FEFMInteraction, v: tf.Tensor, jit_compile: bool) -> set[str]:
+    """The op types of the traced forward + backward graph of the layer."""
+
+    def gradients(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            loss = tf.reduce_sum(layer(v))
+        return tape.gradient(loss, [v, layer.field_matrices.value])
+
+    graph = tf.function(gradients, jit_compile=jit_compile).get_concrete_function(v).graph
+    return {op.type for op in graph.get_operations()}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_fefm_path_follows_the_switch_and_xla(fefm_path, jit_compile):
+    """The fused op (and its gradient op) is in the graph exactly when the kernel is on and the
+    graph is not XLA-compiled; otherwise the pair-batched TensorFlow ops are."""
+    layer = FEFMInteraction(seed=1)
+    layer.build((None, 4, 3))
+    types = fefm_graph_op_types(layer, tf.ones((2, 4, 3)), jit_compile)
+    fused = fefm_path == "kernel" and not jit_compile
+    assert ("FefmScores" in types) is fused
+    assert ("FefmScoresGrad" in types) is fused
+    assert ("BatchMatMulV2" in types) is not fused
 
 
 def test_fefm_l2_counts_u_not_w():
@@ -150,7 +177,7 @@ def test_fefm_reads_configs_saved_with_the_old_implementation_key():
     assert "implementation" not in layer.get_config() and layer.seed == 4
 
 
-def test_fefm_functional_model_save_load(tmp_path):
+def test_fefm_functional_model_save_load(tmp_path, fefm_path):
     inputs = keras.Input((5, 3))
     outputs = keras.layers.Dense(1)(FEFMInteraction(seed=2)(inputs))
     model = keras.Model(inputs, outputs)

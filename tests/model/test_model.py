@@ -533,3 +533,40 @@ def test_deepfefm_step_is_the_same_with_and_without_xla():
     assert abs(loss - xla_loss) <= 1e-6 * abs(loss)
     for plain, xla in zip(weights, xla_weights, strict=True):
         np.testing.assert_allclose(xla, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_deepfefm_step_is_the_same_on_the_kernel_and_the_tensorflow_ops(fefm_kernel, monkeypatch):
+    """One training step (forward, backward, AdaGrad) from the same weights on the fused FEFM
+    kernel and on the TensorFlow ops (FEFM_LAB_KERNELS=0): the same loss and weights to float
+    rounding, and the kernel's graph really holds the fused op."""
+    import tensorflow as tf
+
+    from fefm_lab import kernels
+    from fefm_lab.training import Trainer, TrainerConfig
+
+    x = {name: tf.constant(v) for name, v in make_inputs(COLUMNS, batch=45, seed=7).items()}
+    y = tf.constant(np.random.default_rng(8).integers(0, 2, (45, 1)), tf.float32)
+    steps = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(kernels.DISABLE_VARIABLE, switch)
+        model = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN, seed=2)
+        randomise(model, 6)
+        before = [keras.ops.convert_to_numpy(v) for v in model.weights]
+        trainer = Trainer(model, TrainerConfig(verbose=False))
+        loss = float(trainer.train_step(x, y))
+        after = [keras.ops.convert_to_numpy(v) for v in model.weights]
+        graph = trainer.train_step.get_concrete_function(x, y).graph.as_graph_def()
+        types = {node.op for node in graph.node}  # and inside the functions it calls:
+        types |= {node.op for function in graph.library.function for node in function.node_def}
+        fused = types & {"FefmScores", "FefmScoresGrad"}
+        steps.append((loss, before, after, fused))
+    (loss, before, after, fused), (ops_loss, ops_before, ops_after, ops_fused) = steps
+    assert fused == {"FefmScores", "FefmScoresGrad"} and ops_fused == set()
+    for a, b in zip(before, ops_before, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert abs(loss - ops_loss) <= 1e-6 * abs(loss)
+    moved = 0
+    for kernel, ops, start in zip(after, ops_after, before, strict=True):
+        np.testing.assert_allclose(kernel, ops, rtol=1e-5, atol=1e-6)
+        moved += int(not np.array_equal(ops, start))
+    assert moved >= len(before) - 1  # the step changed the weights it is compared on
