@@ -11,6 +11,8 @@ The directory is named `<name>-<digest>`, the digest a hash of the source finger
 and SHA-256 of its first and last MiB) and every setting that changes the content. It is built in a
 `.tmp-...` directory beside it and renamed at the end, its manifest written last: a directory
 without a manifest is never trusted, and a complete one is reused without reading the source.
+The manifest's `seconds` say where the time went: `count_rows` (the line count a sequential split
+needs), `pass1`, `vocabularies` (merging the spilled counts, on one core) and `pass2`.
 """
 
 from __future__ import annotations
@@ -301,7 +303,9 @@ def _build(
     reporter: _Progress,
 ) -> PreparedData:
     source = open_source(source_path, layout, config.on_bad_rows, config.block_bytes)
+    started = time.perf_counter()
     total_rows = count_data_rows(source) if config.split == "sequential" else None
+    count_s = time.perf_counter() - started
 
     def splits_of(rows: np.ndarray) -> np.ndarray:
         return assign_splits(
@@ -314,7 +318,7 @@ def _build(
     temporary.mkdir()
     try:
         counting = temporary / "counts"
-        plan, vocabularies, dense_range, rows_seen, bad_rows, pass1_s = _count_train_values(
+        plan, vocabularies, dense_range, rows_seen, bad_rows, pass1_times = _count_train_values(
             config, source, splits_of, layout, counting, reporter
         )
         shutil.rmtree(counting, ignore_errors=True)
@@ -361,7 +365,12 @@ def _build(
             "rows_read": rows_seen,
             "bad_rows": bad_rows,
             "splits": split_stats,
-            "seconds": {"pass1": round(pass1_s, 3), "pass2": round(pass2_s, 3)},
+            "seconds": {
+                "count_rows": round(count_s, 3),
+                "pass1": round(pass1_times[0], 3),
+                "vocabularies": round(pass1_times[1], 3),
+                "pass2": round(pass2_s, 3),
+            },
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "keys": "vocabularies/<field>.npy: uint64 value keys in id order (first id 2)",
         }
@@ -381,8 +390,9 @@ def _build(
 
 def _count_train_values(config, source, splits_of, layout, spill_directory, reporter):
     """Pass 1: the field plan, each sparse field's vocabulary and each dense field's [min, max]
-    on the train split, rows seen and bad rows, and the pass's seconds. Value counts spill to
-    `spill_directory` (one file per field) so memory stays bounded at any data size."""
+    on the train split, rows seen and bad rows, and the seconds of the pass and of building the
+    vocabularies. Value counts spill to `spill_directory` (one file per field) so memory stays
+    bounded at any data size."""
     reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)", source)
     plan: list[tuple[str, str]] | None = None
     counters: dict[str, ValueCounter] = {}
@@ -401,7 +411,6 @@ def _count_train_values(config, source, splits_of, layout, spill_directory, repo
             dense_range = {name: [np.inf, -np.inf] for name, enc in plan if enc == "dense_minmax"}
         bad_rows += chunk.bad_rows
         train = splits_of(chunk.rows) == TRAIN
-        train_rows = chunk.rows[train]
         for name, encoding in plan:
             if encoding == "dense_minmax":
                 values = dense_values(chunk, name)[train]
@@ -410,15 +419,19 @@ def _count_train_values(config, source, splits_of, layout, spill_directory, repo
                     dense_range[name][1] = max(dense_range[name][1], float(values.max()))
                 continue
             keys, missing = sparse_keys(chunk, name, encoding)
-            present = ~missing[train]
-            counters[name].add(keys[train][present], train_rows[present])
+            # Positions of the train rows that hold a value: a take is about 3x faster than
+            # indexing with the (random) split mask.
+            counted = np.flatnonzero(train & ~missing)
+            counters[name].add(keys.take(counted), chunk.rows.take(counted))
         rows_seen += len(chunk.rows) + chunk.bad_rows
         reporter.update(len(chunk.rows) + chunk.bad_rows)
     pass1_s = reporter.update(0, final=True)
+    started = time.perf_counter()
     vocabularies = {}
     for name in list(counters):
         vocabularies[name] = counters.pop(name).vocabulary(config.min_count)
-    return plan, vocabularies, dense_range, rows_seen, bad_rows, pass1_s
+    vocabularies_s = time.perf_counter() - started
+    return plan, vocabularies, dense_range, rows_seen, bad_rows, (pass1_s, vocabularies_s)
 
 
 def _write_shards(config, source, plan, vocabularies, feature_map, splits_of, directory, reporter):

@@ -56,6 +56,10 @@ def test_ids_follow_first_appearance_with_min_count_missing_and_oov(hand_file, d
     on_disk = json.loads((data.directory / "feature_map.json").read_text())
     assert [f["name"] for f in on_disk["fields"]] == ["c", "n"]
     assert on_disk["total_vocabulary"] == 8
+    # where the time went, per phase (the row count runs for the sequential split)
+    seconds = data.manifest["seconds"]
+    assert list(seconds) == ["count_rows", "pass1", "vocabularies", "pass2"]
+    assert all(isinstance(value, float) and value >= 0 for value in seconds.values())
 
 
 @pytest.mark.parametrize(
