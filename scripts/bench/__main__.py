@@ -8,6 +8,7 @@
     python -m scripts.bench peer         # side by side with DeepCTR 0.9.4 (`make bench-peer`)
     python -m scripts.bench profile      # where a training step goes -> step_profile.md
     python -m scripts.bench PART --help  # a part's own options
+    python -m scripts.bench.prepare_compare --baseline REF  # preparation: REF vs this checkout
 
 Parts (in bench.md in this order; the preparation probes run before this process holds large
 tables in memory):

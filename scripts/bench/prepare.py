@@ -33,6 +33,12 @@ def generated_criteo_file(rows: int, work: Path) -> Path:
     return path
 
 
+def phase_text(phases: dict[str, float]) -> str:
+    """`pass1 12.3, vocabularies 1.2, pass2 10.1`: the manifest's phase seconds (0 ones left out:
+    the row count before a sequential split)."""
+    return ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items() if seconds)
+
+
 def measure(method: str, raw: Path, work: Path) -> dict:
     """One preparation in a fresh process; its output folder is removed afterwards."""
     out = work / f"prepared_{method}_{raw.stem}"
@@ -82,6 +88,7 @@ def run(args: argparse.Namespace) -> PartResult:
                 result["seconds"],
                 result["rows_per_second"],
                 result["peak_rss_bytes"] / GIB,
+                phase_text(result.get("phases", {})),
             ]
         )
     ordered = sorted(set(sizes))
@@ -123,9 +130,12 @@ def run(args: argparse.Namespace) -> PartResult:
             "`fefm_lab.data.prepare` end to end (read, vocabularies fit on the train split with "
             "min count 20, encode, columnar shards). By hand: DeepCTR's Criteo example (whole-file "
             f"`pandas.read_csv`, fill missing, `LabelEncoder` per column, `MinMaxScaler`), run up "
-            f"to {pandas_max_rows:,} rows. Peak memory is the process's maximum resident set."
+            f"to {pandas_max_rows:,} rows. Peak memory is the process's maximum resident set. "
+            "Phases, from the prepared manifest: pass 1 reads the file and counts the train "
+            "split's values (spilling counts to disk), vocabularies merges the spilled counts "
+            "(one core), pass 2 reads the file again and writes the shards."
         ),
-        headers=["rows", "method", "seconds", "rows/s", "peak memory (GiB)"],
+        headers=["rows", "method", "seconds", "rows/s", "peak memory (GiB)", "phases (s)"],
         rows=table,
         data={f"{rows}/{method}": result for (rows, method), result in results.items()},
     )

@@ -21,12 +21,14 @@ from pathlib import Path
 from scripts.bench.measure import peak_rss_bytes
 
 
-def prepare_with_fefm_lab(raw: Path, work: Path) -> int:
+def prepare_with_fefm_lab(raw: Path, work: Path) -> tuple[int, dict[str, float]]:
+    """Rows prepared and the phase seconds the prepared manifest records."""
     from fefm_lab.data.prepare import prepare
 
     config = {"name": "bench", "format": "criteo", "path": str(raw)}
     data = prepare(config, seed=0, data_root=work, progress=False)
-    return sum(data.rows(split) for split in ("train", "validation", "test"))
+    rows = sum(data.rows(split) for split in ("train", "validation", "test"))
+    return rows, dict(data.manifest.get("seconds", {}))
 
 
 def prepare_by_hand(raw: Path) -> int:
@@ -47,8 +49,9 @@ def prepare_by_hand(raw: Path) -> int:
 def main(method: str, raw_file: str, work_dir: str) -> None:
     raw, work = Path(raw_file), Path(work_dir)
     start = time.perf_counter()
+    phases: dict[str, float] = {}
     if method == "fefm-lab":
-        rows = prepare_with_fefm_lab(raw, work)
+        rows, phases = prepare_with_fefm_lab(raw, work)
     elif method == "pandas":
         rows = prepare_by_hand(raw)
     else:
@@ -62,6 +65,7 @@ def main(method: str, raw_file: str, work_dir: str) -> None:
                 "seconds": seconds,
                 "rows_per_second": rows / seconds,
                 "peak_rss_bytes": peak_rss_bytes(),
+                "phases": phases,
             }
         )
     )
