@@ -267,10 +267,12 @@ def _train_and_log(
     from fefm_lab.layers import FEFMInteraction
     from fefm_lab.tracking.curves import plot_training_curves
     from fefm_lab.training import fit_and_evaluate
+    from fefm_lab.training.optimizer import describe_path as describe_optimizer_path
 
     trainer = trainer_config(resolved)
     configure_threads(resolved.get("threads"))
-    client.set_tag(run_id, TAG_DEVICE, select_device(trainer.device))
+    device = select_device(trainer.device)
+    client.set_tag(run_id, TAG_DEVICE, device)
     keras.backend.clear_session()  # joblib workers are reused across jobs
     feature_map = Path(data.directory) / "feature_map.json"
     if feature_map.is_file():
@@ -286,6 +288,7 @@ def _train_and_log(
 
     if any(isinstance(layer, FEFMInteraction) for layer in model.layers):
         _say(describe_path(trainer.jit_compile))
+    _say(describe_optimizer_path(trainer.optimizer, device))
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)
     result = fit_and_evaluate(

@@ -71,6 +71,18 @@ def fused_row_ops(variable: tf.Variable):
     return ops
 
 
+def describe_path(kind: str, device: str = "CPU") -> str:
+    """One line for the run log: which path the row-sparse updates of optimizer `kind` take
+    when the model's variables are on `device` (`select_device`'s answer)."""
+    status = kernels.status(ROW_SPARSE_KERNEL)
+    what = f"row-sparse {kind} updates"
+    if kernels.load(ROW_SPARSE_KERNEL) is None:
+        return f"{what}: TensorFlow ops ({status})"
+    if device != "CPU":
+        return f"{what}: TensorFlow ops (the kernel is CPU-only, the variables are on {device})"
+    return f"{what}: fused C++ kernel ({status})"
+
+
 class RowSparseOptimizer:
     """AdaGrad or Adam over a fixed list of variables, row-sparse where the gradient is."""
 

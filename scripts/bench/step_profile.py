@@ -2,8 +2,10 @@
 
 For each Criteo shape (39 fields, batch 1024) it times the forward pass, forward + backward, and
 the whole step (with the row-sparse AdaGrad update), the FEFM layer's own forward + backward (as
-the trainer runs it), and compares them with the time the step's useful matrix work would take at
-the float32 matmul rate measured in the same run:
+the trainer runs it), the AdaGrad update alone on the path that ships (the compiled
+`row_sparse_adagrad` kernel when it is built) and, side by side, on TensorFlow ops
+(FEFM_LAB_KERNELS=0 while that update is traced), and compares them with the time the step's
+useful matrix work would take at the float32 matmul rate measured in the same run:
 
     forward flops = 2 B P k^2 (FEFM) + 2 B sum(fan_in * fan_out) (DNN);  fwd + bwd = 3x forward.
 
@@ -14,7 +16,9 @@ targets (step time within 1.5x of the bound) are in summary.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import os
 
 import numpy as np
 
@@ -39,6 +43,22 @@ def forward_flops(
     return 2.0 * batch * (pairs * k * k + dnn)
 
 
+@contextlib.contextmanager
+def kernels_off():
+    """FEFM_LAB_KERNELS=0 inside the block: what is traced there takes the TensorFlow-ops path."""
+    from fefm_lab import kernels
+
+    previous = os.environ.get(kernels.DISABLE_VARIABLE)
+    os.environ[kernels.DISABLE_VARIABLE] = "0"
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ[kernels.DISABLE_VARIABLE]
+        else:
+            os.environ[kernels.DISABLE_VARIABLE] = previous
+
+
 def profile(
     k: int,
     hidden: tuple[int, ...],
@@ -46,7 +66,8 @@ def profile(
     batch: int = BATCH,
     repeats: int = REPEATS,
 ) -> dict[str, float]:
-    """Median milliseconds of the forward pass, forward + backward, and the whole step."""
+    """Median milliseconds of the forward pass, forward + backward, the whole step, and the
+    optimizer update alone (one batch's gradients) on the path that ships and on TensorFlow ops."""
     import tensorflow as tf
 
     from fefm_lab import SparseFeat, build_model
@@ -59,10 +80,23 @@ def profile(
     x = {c.name: tf.constant(rng.integers(0, 1000, (batch, 1)), tf.int32) for c in columns}
     y = tf.constant(rng.integers(0, 2, (batch, 1)), tf.float32)
     forward = tf.function(lambda features: model(features, training=True))
+    _, gradients = trainer._gradients(x, y)
+    step_counter = trainer.optimizer.iterations
+
+    def update(function):
+        # the counter's read waits for the update (ops run in order on the variable)
+        return lambda: (function(gradients), step_counter.numpy())
+
+    shipped_update = tf.function(trainer.optimizer.apply)
+    ops_update = tf.function(trainer.optimizer.apply)
+    with kernels_off():
+        ops_update.get_concrete_function(gradients)  # traced now: TensorFlow ops
     calls = {
         "forward": lambda: forward(x).numpy(),
         "gradients": lambda: trainer._gradients(x, y)[0].numpy(),
         "step": lambda: trainer.train_step(x, y).numpy(),
+        "optimizer": update(shipped_update),
+        "optimizer_ops": update(ops_update),
     }
     return {
         name: 1000 * median_seconds(call, repeats=repeats, warmup=1) for name, call in calls.items()
@@ -88,8 +122,12 @@ def run(args: argparse.Namespace) -> PartResult:
     shapes, fields, batch, repeats, matmul_size = SHAPES, FIELDS, BATCH, args.profile_repeats, 2048
     if args.smoke:
         shapes, fields, batch, repeats, matmul_size = SMOKE_SHAPES, 6, 64, 2, 256
+    from fefm_lab import kernels
+    from fefm_lab.training.optimizer import ROW_SPARSE_KERNEL
+
     pairs = fields * (fields - 1) // 2
     rate = matmul_flops_per_second(matmul_size)
+    optimizer_path = kernels.status(ROW_SPARSE_KERNEL)
     rows, targets = [], []
     for k, hidden in shapes:
         times = profile(k, hidden, fields, batch, repeats)
@@ -103,7 +141,8 @@ def run(args: argparse.Namespace) -> PartResult:
                 times["gradients"],
                 fefm_ms,
                 times["step"],
-                times["step"] - times["gradients"],
+                times["optimizer"],
+                times["optimizer_ops"],
                 bound_ms,
                 f"{bound_ms / times['step']:.0%}",
                 batch / times["step"] * 1000,
@@ -119,7 +158,10 @@ def run(args: argparse.Namespace) -> PartResult:
             f"in the same run: {rate / 1e9:.0f} GFLOP/s. 'matmul bound' is the step's useful "
             "matrix work (FEFM contraction and DNN, forward and backward) at that rate: no "
             "implementation of the same float32 maths on this machine can take less. 'FEFM layer "
-            "fwd+bwd' is the layer alone on random embeddings, inside the step's fwd+bwd."
+            "fwd+bwd' is the layer alone on random embeddings, inside the step's fwd+bwd. "
+            "'optimizer' is the AdaGrad update of one batch's gradients alone, inside the step, "
+            f"on the path that ships ({optimizer_path}); 'optimizer, TF ops' the same update "
+            "traced with FEFM_LAB_KERNELS=0 (unique, segment sum, scatters), timed side by side."
         ),
         headers=[
             "k",
@@ -129,12 +171,13 @@ def run(args: argparse.Namespace) -> PartResult:
             "FEFM layer fwd+bwd (ms)",
             "step (ms)",
             "optimizer (ms)",
+            "optimizer, TF ops (ms)",
             "matmul bound (ms)",
             "bound / step",
             "samples/s",
         ],
         rows=rows,
-        data={"matmul_flops_per_second": rate, "rows": rows},
+        data={"matmul_flops_per_second": rate, "optimizer_path": optimizer_path, "rows": rows},
     )
     return PartResult([section], targets)
 

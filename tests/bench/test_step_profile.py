@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from scripts.bench.step_profile import bound_target, forward_flops, profile
+import os
+
+from fefm_lab import kernels
+from scripts.bench.step_profile import bound_target, forward_flops, kernels_off, profile
 
 
 def test_forward_flops_counts_fefm_and_dnn_matmuls() -> None:
@@ -16,8 +19,19 @@ def test_forward_flops_counts_fefm_and_dnn_matmuls() -> None:
 
 def test_profile_times_each_part_of_a_step() -> None:
     times = profile(2, (4,), fields=4, batch=32, repeats=2)
-    assert set(times) == {"forward", "gradients", "step"}
+    assert set(times) == {"forward", "gradients", "step", "optimizer", "optimizer_ops"}
     assert all(value > 0 for value in times.values())
+
+
+def test_kernels_off_sets_the_switch_only_inside_the_block(monkeypatch) -> None:
+    monkeypatch.delenv(kernels.DISABLE_VARIABLE, raising=False)
+    with kernels_off():
+        assert os.environ[kernels.DISABLE_VARIABLE] == "0" and not kernels.kernels_enabled()
+    assert kernels.DISABLE_VARIABLE not in os.environ
+    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "yes")
+    with kernels_off():
+        assert not kernels.kernels_enabled()
+    assert os.environ[kernels.DISABLE_VARIABLE] == "yes"
 
 
 def test_bound_target_is_met_within_one_and_a_half_times_the_bound() -> None:

@@ -1,7 +1,7 @@
 """The compiled row-sparse AdaGrad / Adam kernel: float64 references, ops path, errors, fallback.
 
 The kernel is built here when it is missing or stale (as `make setup` does), so these tests run
-it rather than skipping; only a machine without a C++ compiler skips them, saying so.
+it rather than skipping; a machine without a C++ compiler, or a build that fails, fails them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from fefm_lab.training.optimizer import (
     EPSILON,
     ROW_SPARSE_KERNEL,
     RowSparseOptimizer,
+    describe_path,
     fused_row_ops,
 )
 
@@ -32,8 +33,7 @@ def built_kernel():
     """The kernel's op module, built first when its library is missing or stale."""
     if kernels.stale_reason(ROW_SPARSE_KERNEL) is not None:
         cxx = kernel_build.compiler()
-        if cxx is None:
-            pytest.skip("no C++ compiler (g++ or $CXX) to build the row-sparse kernel")
+        assert cxx is not None, "no C++ compiler (g++ or $CXX) to build the row-sparse kernel"
         kernel_build.build(ROW_SPARSE_KERNEL, cxx)
         kernels._load.cache_clear()
     module = kernels._load(ROW_SPARSE_KERNEL)[0]
@@ -287,3 +287,17 @@ def test_kernels_off_and_xla_graphs_take_the_ops_path(kernels_on, monkeypatch) -
     monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
     assert fused_row_ops(variable) is None
     assert not _traced_op_types(optimizer, 3) & FUSED_OPS
+
+
+def test_the_run_log_line_names_the_path(kernels_on, monkeypatch) -> None:
+    status = kernels.status(ROW_SPARSE_KERNEL)
+    assert describe_path("adagrad") == f"row-sparse adagrad updates: fused C++ kernel ({status})"
+    assert describe_path("adam", "GPU:0 (NVIDIA H200)") == (
+        "row-sparse adam updates: TensorFlow ops (the kernel is CPU-only, the variables are on "
+        "GPU:0 (NVIDIA H200))"
+    )
+    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    assert describe_path("adagrad") == (
+        "row-sparse adagrad updates: TensorFlow ops "
+        "(kernel row_sparse_adagrad: off (FEFM_LAB_KERNELS=0))"
+    )
