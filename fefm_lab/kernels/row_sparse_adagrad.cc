@@ -47,12 +47,28 @@ struct RowGroups {
   std::vector<int64_t> order;
 };
 
+constexpr int64_t kAhead = 8;       // groups between a row's prefetch and its update
+constexpr int64_t kHashAhead = 16;  // positions between a hash slot's prefetch and its probe
+
+// Starts loading the cache lines of `count` values from `data` (a hint: no effect on results).
+template <typename T>
+inline void Prefetch(const T* data, int64_t count) {
+  const char* begin = reinterpret_cast<const char*>(data);
+  const char* end = reinterpret_cast<const char*>(data + count);
+  for (const char* line = begin; line < end; line += 64) __builtin_prefetch(line);
+}
+
 // Groups the positions of `indices` by value; fails on the first index outside [0, num_rows)
 // before anything is written.
 template <typename Index>
 absl::Status GroupByRow(typename TTypes<Index>::ConstVec indices, int64_t num_rows,
                         RowGroups* groups) {
   const int64_t n = indices.size();
+  // Open addressing, linear probing, at most half full; a slot holds the row and its group.
+  struct Slot {
+    int64_t row;
+    int64_t group;
+  };
   int64_t capacity = 16;
   int shift = 60;  // a multiplicative hash keeps the top log2(capacity) bits of row * 2^64/phi
   while (capacity < 2 * n) {
@@ -60,29 +76,37 @@ absl::Status GroupByRow(typename TTypes<Index>::ConstVec indices, int64_t num_ro
     --shift;
   }
   const uint64_t mask = static_cast<uint64_t>(capacity - 1);
-  std::vector<int64_t> keys(capacity, -1);
-  std::vector<int64_t> slots(capacity);
+  auto home = [shift](int64_t row) {
+    return (static_cast<uint64_t>(row) * 0x9E3779B97F4A7C15ull) >> shift;
+  };
+  std::vector<Slot> table(capacity, Slot{-1, 0});
   std::vector<int64_t> group_of(n);
   std::vector<int64_t>& counts = groups->offsets;  // counts first, offsets after the scan
   counts.clear();
   groups->rows.clear();
   for (int64_t i = 0; i < n; ++i) {
+    // The table is larger than the caches and rows arrive in random order: ask for a later
+    // position's slot now.
+    if (i + kHashAhead < n) {
+      __builtin_prefetch(&table[home(static_cast<int64_t>(indices(i + kHashAhead)))]);
+    }
     const int64_t row = static_cast<int64_t>(indices(i));
     if (row < 0 || row >= num_rows) {
       return errors::InvalidArgument("indices[", i, "] = ", row,
                                      " is not a row of the variable, which has ", num_rows,
                                      " rows (expected 0 <= index < ", num_rows, ")");
     }
-    uint64_t probe = (static_cast<uint64_t>(row) * 0x9E3779B97F4A7C15ull) >> shift;
-    while (keys[probe] != -1 && keys[probe] != row) probe = (probe + 1) & mask;
-    if (keys[probe] == -1) {
-      keys[probe] = row;
-      slots[probe] = static_cast<int64_t>(groups->rows.size());
+    uint64_t probe = home(row);
+    while (table[probe].row != -1 && table[probe].row != row) probe = (probe + 1) & mask;
+    Slot& slot = table[probe];
+    if (slot.row == -1) {
+      slot.row = row;
+      slot.group = static_cast<int64_t>(groups->rows.size());
       groups->rows.push_back(row);
       counts.push_back(0);
     }
-    group_of[i] = slots[probe];
-    ++counts[slots[probe]];
+    group_of[i] = slot.group;
+    ++counts[slot.group];
   }
   const int64_t num_groups = static_cast<int64_t>(groups->rows.size());
   std::vector<int64_t> cursor(num_groups);
@@ -97,16 +121,6 @@ absl::Status GroupByRow(typename TTypes<Index>::ConstVec indices, int64_t num_ro
   groups->order.resize(n);
   for (int64_t i = 0; i < n; ++i) groups->order[cursor[group_of[i]]++] = i;
   return absl::OkStatus();
-}
-
-constexpr int64_t kAhead = 8;
-
-// Starts loading the cache lines of `count` values from `data` (a hint: no effect on results).
-template <typename T>
-inline void Prefetch(const T* data, int64_t count) {
-  const char* begin = reinterpret_cast<const char*>(data);
-  const char* end = reinterpret_cast<const char*>(data + count);
-  for (const char* line = begin; line < end; line += 64) __builtin_prefetch(line);
 }
 
 // Checks the shapes: every slot like the variable, values (N, variable.shape[1:]), indices (N),
@@ -201,7 +215,9 @@ void ApplyRowSparse(OpKernelContext* ctx, int num_scalars, const Update& update)
         const int64_t ahead = groups.rows[u + kAhead] * width;
         Prefetch(variable_data + ahead, width);
         for (int s = 0; s < kSlots; ++s) Prefetch(slot_data[s] + ahead, width);
-        Prefetch(value_data + groups.order[groups.offsets[u + kAhead]] * width, width);
+        for (int64_t p = groups.offsets[u + kAhead]; p < groups.offsets[u + kAhead + 1]; ++p) {
+          Prefetch(value_data + groups.order[p] * width, width);
+        }
       }
       std::fill(gradient.begin(), gradient.end(), T(0));
       for (int64_t p = groups.offsets[u]; p < groups.offsets[u + 1]; ++p) {
