@@ -199,6 +199,18 @@ def _in_xla_context() -> bool:
         return True
 
 
+def _on_cpu(*tensors: Any) -> bool:
+    """Whether ops on these tensors run on the CPU: their placed or requested device, or, when
+    none is set, TensorFlow's default (a visible GPU takes the ops). The fused FEFM kernel is CPU
+    only; on a GPU it would copy v and W to the host and back every step."""
+    import tensorflow as tf
+
+    devices = [tensor.device for tensor in tensors if tensor.device]
+    if devices:
+        return all(tf.DeviceSpec.from_string(d).device_type == "CPU" for d in devices)
+    return not tf.config.get_visible_devices("GPU")
+
+
 def _fefm_scores_tensorflow(
     inputs: Any, pair_matrices: Any, left: np.ndarray, right: np.ndarray
 ) -> Any:
@@ -216,9 +228,9 @@ def _fefm_scores_tensorflow(
     Same maths as autodiff; only the order of the float additions differs.
 
     Where the fused C++ kernel is built and on (`fefm_lab.kernels`, `FEFM_LAB_KERNELS`), the
-    dtype is float32/float64 and the graph is not XLA-compiled (the op has no XLA version), the
-    scores and this gradient come from it instead (`fefm_lab/kernels/fefm_interaction.cc`): the
-    same maths without the (P, B, k) tensors.
+    dtype is float32/float64, the ops run on the CPU and the graph is not XLA-compiled (the op
+    has neither a GPU nor an XLA version), the scores and this gradient come from it instead
+    (`fefm_lab/kernels/fefm_interaction.cc`): the same maths without the (P, B, k) tensors.
     """
     import tensorflow as tf
 
@@ -227,7 +239,7 @@ def _fefm_scores_tensorflow(
     v, w = tf.convert_to_tensor(inputs), tf.convert_to_tensor(pair_matrices)
     fused = scores_op()
     same_dtype = v.dtype.name in DTYPES and w.dtype == v.dtype
-    if fused is not None and same_dtype and not _in_xla_context():
+    if fused is not None and same_dtype and _on_cpu(v, w) and not _in_xla_context():
         return fused(v, w, left=left.tolist(), right=right.tolist())
 
     by_right = np.argsort(right, kind="stable").astype("int32")

@@ -35,6 +35,14 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/util/work_sharder.h"
 
+// The AVX-512 and AVX2 variants exist on x86-64 only (-DFEFM_BASELINE_ONLY checks the others'
+// build on x86-64 too).
+#if defined(__x86_64__) && !defined(FEFM_BASELINE_ONLY)
+#define FEFM_X86_VARIANTS 1
+#else
+#define FEFM_X86_VARIANTS 0
+#endif
+
 // 64-byte vectors pass between functions only where the flatten entry points inline them.
 #pragma GCC diagnostic ignored "-Wpsabi"
 
@@ -44,9 +52,9 @@ using int64 = std::int64_t;
 
 constexpr int kVectorBytes = 64;
 
-template <typename T>
+template <typename T, int Bytes = kVectorBytes>
 struct VectorOf {
-  typedef T type __attribute__((vector_size(kVectorBytes)));
+  typedef T type __attribute__((vector_size(Bytes)));
 };
 
 template <typename T>
@@ -67,11 +75,22 @@ inline void Store(T* to, Vec<T> value) {
   std::memcpy(to, &value, sizeof(value));
 }
 
+// Sum of the lanes as a tree of halves (4 vector adds for 16 floats, not 15 dependent ones).
+template <typename T, int Bytes>
+inline T HalvingSum(const typename VectorOf<T, Bytes>::type& value) {
+  if constexpr (Bytes == 2 * sizeof(T)) {
+    return value[0] + value[1];
+  } else {
+    typename VectorOf<T, Bytes / 2>::type low, high;
+    std::memcpy(&low, &value, Bytes / 2);
+    std::memcpy(&high, reinterpret_cast<const char*>(&value) + Bytes / 2, Bytes / 2);
+    return HalvingSum<T, Bytes / 2>(low + high);
+  }
+}
+
 template <typename T>
-inline T HorizontalSum(Vec<T> value) {
-  T total = 0;
-  for (int64 lane = 0; lane < kLanes<T>; ++lane) total += value[lane];
-  return total;
+inline T HorizontalSum(const Vec<T>& value) {
+  return HalvingSum<T, kVectorBytes>(value);
 }
 
 // Everything a kernel reads, in the padded layout: v (B, n, kp), W and W^T (P, k, kp).
@@ -82,8 +101,8 @@ struct Problem {
   const int32_t* right;
   const T* v;
   const T* w;
-  const T* w_transposed;   // backward only
-  const T* g_by_pair;      // backward only: upstream gradient transposed, (P, B)
+  const T* w_transposed;  // backward only: W^T in the same layout (W itself when symmetric)
+  const T* upstream;      // backward only: g = dL/dr, (B, P)
   const T* Row(int64 b, int64 field) const { return v + (b * fields + field) * kp; }
 };
 
@@ -121,7 +140,8 @@ inline void ForwardRows(const Problem<T>& pr, int64 begin, int64 end, T* scores)
 }
 
 // ---- backward, embeddings: dv for the rows [b, b + R), one pair ----
-template <typename T, int R>
+// Symmetric: W_p = W_p^T (FEFM's U + U^T), so both products read the same W rows.
+template <typename T, int R, bool Symmetric>
 inline void EmbeddingGradientTile(const Problem<T>& pr, int64 p, int64 b, T* dv) {
   const int64 i = pr.left[p], j = pr.right[p];
   const T* wp = pr.w + p * pr.k * pr.kp;
@@ -136,14 +156,14 @@ inline void EmbeddingGradientTile(const Problem<T>& pr, int64 p, int64 b, T* dv)
     xj[r] = pr.Row(b + r, j);
     di[r] = dv + ((b + r) * pr.fields + i) * pr.kp;
     dj[r] = dv + ((b + r) * pr.fields + j) * pr.kp;
-    g[r] = pr.g_by_pair[p * pr.batch + b + r];
+    g[r] = pr.upstream[(b + r) * pr.pairs + p];
   }
   for (int64 c = 0; c < pr.kp; c += kLanes<T>) {
     Vec<T> t[R] = {};  // t = v_j W_p^T: the gradient to v_i per unit g
     Vec<T> s[R] = {};  // s = v_i W_p: the gradient to v_j per unit g
     for (int64 a = 0; a < pr.k; ++a) {
-      const Vec<T> wta = Load(wtp + a * pr.kp + c);
       const Vec<T> wa = Load(wp + a * pr.kp + c);
+      const Vec<T> wta = Symmetric ? wa : Load(wtp + a * pr.kp + c);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         t[r] += xj[r][a] * wta;
@@ -157,13 +177,22 @@ inline void EmbeddingGradientTile(const Problem<T>& pr, int64 p, int64 b, T* dv)
   }
 }
 
+template <typename T, int R, bool Symmetric>
+inline void EmbeddingGradientPairs(const Problem<T>& pr, int64 begin, int64 end, T* dv) {
+  for (int64 p = 0; p < pr.pairs; ++p) {
+    int64 b = begin;
+    for (; b + R <= end; b += R) EmbeddingGradientTile<T, R, Symmetric>(pr, p, b, dv);
+    for (; b < end; ++b) EmbeddingGradientTile<T, 1, Symmetric>(pr, p, b, dv);
+  }
+}
+
 template <typename T, int R>
 inline void EmbeddingGradientRows(const Problem<T>& pr, int64 begin, int64 end, T* dv) {
   std::fill(dv + begin * pr.fields * pr.kp, dv + end * pr.fields * pr.kp, T(0));
-  for (int64 p = 0; p < pr.pairs; ++p) {
-    int64 b = begin;
-    for (; b + R <= end; b += R) EmbeddingGradientTile<T, R>(pr, p, b, dv);
-    for (; b < end; ++b) EmbeddingGradientTile<T, 1>(pr, p, b, dv);
+  if (pr.w_transposed == pr.w) {
+    EmbeddingGradientPairs<T, R, true>(pr, begin, end, dv);
+  } else {
+    EmbeddingGradientPairs<T, R, false>(pr, begin, end, dv);
   }
 }
 
@@ -187,10 +216,10 @@ inline void MatrixGradientTile(const Problem<T>& pr, int64 p, int64 a, const T* 
 template <typename T, int R>
 inline void MatrixGradientPairs(const Problem<T>& pr, int64 begin, int64 end, T* gv, T* dw) {
   for (int64 p = begin; p < end; ++p) {
-    const T* g = pr.g_by_pair + p * pr.batch;
     for (int64 b = 0; b < pr.batch; ++b) {
+      const T g = pr.upstream[b * pr.pairs + p];
       const T* x = pr.Row(b, pr.left[p]);
-      for (int64 a = 0; a < pr.k; ++a) gv[b * pr.kp + a] = g[b] * x[a];
+      for (int64 a = 0; a < pr.k; ++a) gv[b * pr.kp + a] = g * x[a];
     }
     T* dwp = dw + p * pr.k * pr.kp;
     int64 a = 0;
@@ -223,7 +252,7 @@ struct Variant {
 // flatten: every helper above is inlined into the entry point, so it is compiled for its target.
 // A 64-byte vector is 1 register with AVX-512, 2 with AVX2, 4 with SSE2: the row counts keep
 // the accumulators within the 32 / 16 / 16 vector registers.
-#if defined(__x86_64__)
+#if FEFM_X86_VARIANTS
 FEFM_VARIANT(float, Avx512F32, __attribute__((flatten, target("avx512f"))), 8, 4, 8)
 FEFM_VARIANT(double, Avx512F64, __attribute__((flatten, target("avx512f"))), 8, 4, 8)
 FEFM_VARIANT(float, Avx2F32, __attribute__((flatten, target("avx2,fma"))), 4, 2, 4)
@@ -241,7 +270,7 @@ std::vector<Variant<T>> Variants();
 template <>
 std::vector<Variant<float>> Variants<float>() {
   return {
-#if defined(__x86_64__)
+#if FEFM_X86_VARIANTS
       FEFM_VARIANT_TABLE("avx512f", Avx512F32),
       FEFM_VARIANT_TABLE("avx2", Avx2F32),
 #endif
@@ -252,7 +281,7 @@ std::vector<Variant<float>> Variants<float>() {
 template <>
 std::vector<Variant<double>> Variants<double>() {
   return {
-#if defined(__x86_64__)
+#if FEFM_X86_VARIANTS
       FEFM_VARIANT_TABLE("avx512f", Avx512F64),
       FEFM_VARIANT_TABLE("avx2", Avx2F64),
 #endif
@@ -267,7 +296,7 @@ absl::Status Invalid(const Args&... parts) {
 
 // Whether this CPU runs the variant's instructions.
 inline bool Supported(const std::string& name) {
-#if defined(__x86_64__)
+#if FEFM_X86_VARIANTS
   __builtin_cpu_init();
   if (name == "avx512f") return __builtin_cpu_supports("avx512f");
   if (name == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -310,6 +339,20 @@ void UnpadRows(const T* from, int64 count, int64 k, int64 kp, T* to) {
   for (int64 row = 0; row < count; ++row) {
     std::copy(from + row * kp, from + row * kp + k, to + row * k);
   }
+}
+
+// Whether every W_p equals its transpose exactly (U + U^T does, in floating point too).
+template <typename T>
+bool Symmetric(const T* w, int64 pairs, int64 k) {
+  for (int64 p = 0; p < pairs; ++p) {
+    const T* wp = w + p * k * k;
+    for (int64 a = 0; a < k; ++a) {
+      for (int64 c = a + 1; c < k; ++c) {
+        if (wp[a * k + c] != wp[c * k + a]) return false;
+      }
+    }
+  }
+  return true;
 }
 
 // Batch rows per block: the block's v and dv (2 * rows * n * kp values) within ~512 KiB of L2.
@@ -447,15 +490,13 @@ class FefmScoresGradOp : public FefmKernelBase {
       return;
     }
     const bool padded = kp != k;
-    Tensor v_padded, w_padded, w_transposed, g_by_pair, dv_padded, dw_padded;
+    Tensor v_padded, w_padded, w_transposed, dv_padded, dw_padded;
     auto temp = [&](int64 size, Tensor* tensor) {
       return Temporary(context, v.dtype(), size, tensor);
     };
-    OP_REQUIRES_OK(context, temp(pairs * k * kp, &w_transposed));
-    OP_REQUIRES_OK(context, temp(pairs * batch, &g_by_pair));
+    const T* w_in = w.flat<T>().data();
     Problem<T> pr{batch, fields, k, kp, pairs, left_.data(), right_.data(),
-                  v.flat<T>().data(), w.flat<T>().data(), w_transposed.flat<T>().data(),
-                  g_by_pair.flat<T>().data()};
+                  v.flat<T>().data(), w_in, nullptr, upstream.flat<T>().data()};
     T* dv = d_v->flat<T>().data();
     T* dw = d_w->flat<T>().data();
     if (padded) {
@@ -470,9 +511,10 @@ class FefmScoresGradOp : public FefmKernelBase {
       dv = dv_padded.flat<T>().data();
       dw = dw_padded.flat<T>().data();
     }
-    // W^T, padded, and g by pair: (P, B).
-    {
-      const T* w_in = w.flat<T>().data();
+    if (Symmetric(w_in, pairs, k)) {
+      pr.w_transposed = pr.w;
+    } else {  // W^T, padded like W
+      OP_REQUIRES_OK(context, temp(pairs * k * kp, &w_transposed));
       T* wt = w_transposed.flat<T>().data();
       for (int64 p = 0; p < pairs; ++p) {
         for (int64 a = 0; a < k; ++a) {
@@ -481,11 +523,7 @@ class FefmScoresGradOp : public FefmKernelBase {
           std::fill(row + k, row + kp, T(0));
         }
       }
-      const T* g_in = upstream.flat<T>().data();
-      T* g_out = g_by_pair.flat<T>().data();
-      for (int64 b = 0; b < batch; ++b) {
-        for (int64 p = 0; p < pairs; ++p) g_out[p * batch + b] = g_in[b * pairs + p];
-      }
+      pr.w_transposed = wt;
     }
     const int64 block = BlockRows<T>(fields, kp);
     const int64 blocks = (batch + block - 1) / block;
