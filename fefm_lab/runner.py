@@ -287,7 +287,7 @@ def _train_and_log(
         return JobOutcome("skipped", digest, name, run_id, reason=reason, message=message)
 
     if any(isinstance(layer, FEFMInteraction) for layer in model.layers):
-        _say(describe_path(trainer.jit_compile))
+        _say(describe_path(trainer.jit_compile, on_gpu=device != "CPU"))
     _say(describe_optimizer_path(trainer.optimizer, device))
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)

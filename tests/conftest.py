@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data samples (used only where FEFM_LAB_REAL_DATA points at them)."""
+"""Shared fixtures: the real-data samples (used only where FEFM_LAB_REAL_DATA points at them) and
+the fused FEFM kernel (built here when `make setup` has not)."""
 
 from __future__ import annotations
 
@@ -20,3 +21,21 @@ def real_data_dir() -> Path:
     if not (path / "criteo" / "train_10k.txt").is_file():
         pytest.skip(f"FEFM_LAB_REAL_DATA={value} does not hold criteo/train_10k.txt")
     return path
+
+
+@pytest.fixture(scope="session")
+def fefm_kernel():
+    """The fused FEFM kernel's op module. `make setup` builds it; a checkout without the library
+    builds it here (CI must test the kernel, not skip it), and a build that fails fails the test."""
+    from fefm_lab import kernels
+    from fefm_lab.kernels import build
+    from fefm_lab.kernels.fefm_interaction import NAME
+
+    if kernels.stale_reason(NAME) is not None:
+        cxx = build.compiler()
+        assert cxx is not None, "no C++ compiler to build the FEFM kernel"
+        build.build(NAME, cxx)
+        kernels._load.cache_clear()
+    module = kernels._load(NAME)[0]
+    assert module is not None, kernels.status(NAME)
+    return module

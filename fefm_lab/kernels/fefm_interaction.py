@@ -3,7 +3,7 @@
 `scores_op()` is the forward op `FefmScores` (r[b, p] = v[b, i_p]^T W_p v[b, j_p]) with its
 gradient `FefmScoresGrad` registered, or None when the kernel is off or not built
 (`fefm_lab.kernels.status` says why). The op has CPU kernels only, and no XLA version:
-`fefm_lab.layers.FEFMInteraction` uses it outside XLA-compiled graphs only.
+`fefm_lab.layers.FEFMInteraction` uses it on the CPU outside XLA-compiled graphs only.
 """
 
 from __future__ import annotations
@@ -57,11 +57,16 @@ def instruction_set() -> str | None:
     return None if module is None else module.fefm_instruction_set().numpy().decode()
 
 
-def describe_path(jit_compile: bool) -> str:
-    """One line for the run log: which FEFM path a model trained with `jit_compile` uses."""
+def describe_path(jit_compile: bool, on_gpu: bool = False) -> str:
+    """One line for the run log: which FEFM path a model trained with `jit_compile` (on a GPU
+    or not) uses."""
     status = kernels.status(NAME)
     if ops_module() is None:
         return f"FEFM interactions: TensorFlow ops ({status})"
+    if on_gpu:
+        return (
+            f"FEFM interactions: TensorFlow ops (on a GPU: the fused kernel is CPU-only; {status})"
+        )
     if jit_compile:
         return (
             "FEFM interactions: TensorFlow ops (trainer.jit_compile=true: the fused kernel "

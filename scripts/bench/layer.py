@@ -6,12 +6,17 @@ r = v_i^T W_p v_j costs 2 B P k^2 flops (the k x k matrix-vector product; the fi
 gradient to the field matrices), so forward + backward = 3 x 2 B P k^2.
 
 The layer runs the way the trainer runs it: inside a `tf.function`, XLA-compiled only if the
-trainer's `jit_compile` default says so (off: XLA was slower for FEFM on this CPU).
+trainer's `jit_compile` default says so (off: XLA was slower for FEFM on this CPU). It is timed
+on both paths, one after the other at each k: the fused C++ kernel (what ships where `make
+setup` built it) and the TensorFlow ops (`FEFM_LAB_KERNELS=0`); the target reads the shipped one.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 
 from scripts.bench.machine import matmul_flops_per_second
 from scripts.bench.measure import median_seconds
@@ -34,9 +39,40 @@ def trainer_jit_compile() -> bool:
     return TrainerConfig().jit_compile
 
 
-def time_fefm_layer(fields: int, k: int, batch: int, repeats: int) -> dict[str, float]:
+@contextlib.contextmanager
+def kernels_switched(on: bool) -> Iterator[None]:
+    """FEFM_LAB_KERNELS for the block: graphs traced inside it take the compiled kernels (on) or
+    the TensorFlow ops (off)."""
+    from fefm_lab.kernels import DISABLE_VARIABLE
+
+    before = os.environ.get(DISABLE_VARIABLE)
+    os.environ[DISABLE_VARIABLE] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[DISABLE_VARIABLE]
+        else:
+            os.environ[DISABLE_VARIABLE] = before
+
+
+def shipped_fefm_path() -> tuple[bool, str]:
+    """Whether the trainer's FEFM layer takes the fused kernel here, and the run log's line."""
+    from fefm_lab.kernels.fefm_interaction import describe_path, ops_module
+
+    jit_compile = trainer_jit_compile()
+    return ops_module() is not None and not jit_compile, describe_path(jit_compile)
+
+
+def time_fefm_layer(
+    fields: int, k: int, batch: int, repeats: int, kernel: bool | None = None
+) -> dict[str, float]:
     """Median seconds of the layer's forward pass and of forward + backward, compiled as the
-    trainer compiles its step."""
+    trainer compiles its step; `kernel` True/False forces the fused kernel on or off (None:
+    FEFM_LAB_KERNELS as set)."""
+    if kernel is not None:
+        with kernels_switched(kernel):
+            return time_fefm_layer(fields, k, batch, repeats)
     import tensorflow as tf
 
     from fefm_lab.layers import FEFMInteraction
@@ -81,41 +117,55 @@ def run(args: argparse.Namespace) -> PartResult:
         ks, fields, batch, repeats, matmul_size = [4, 8], 6, 64, 2, 256
     matmul_flops = matmul_flops_per_second(matmul_size)
     print(f"matmul rate {matmul_flops / 1e9:.0f} GFLOP/s", flush=True)
+    fused_ships, path_line = shipped_fefm_path()
+    paths = [("fused C++ kernel", True), ("TensorFlow ops", False)] if fused_ships else []
+    paths = paths or [("TensorFlow ops", False)]
     pairs = fields * (fields - 1) // 2
     rows, targets, data = [], [], []
     for k in ks:
         forward_flops = 2.0 * batch * pairs * k * k
-        times = time_fefm_layer(fields, k, batch, repeats)
-        forward_rate = forward_flops / times["forward_seconds"]
-        both_rate = 3 * forward_flops / times["forward_backward_seconds"]
-        data.append(
-            {
-                "k": k,
-                **times,
-                "forward_flops_per_second": forward_rate,
-                "forward_backward_flops_per_second": both_rate,
-                "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
-            }
-        )
-        rows.append(
-            [
-                k,
-                times["forward_seconds"] * 1e3,
-                times["forward_backward_seconds"] * 1e3,
-                forward_rate / 1e9,
-                both_rate / 1e9,
-                f"{100 * forward_rate / matmul_flops:.0f}%",
-                f"{100 * both_rate / matmul_flops:.0f}%",
-            ]
-        )
+        shipped_rate, seconds = 0.0, {}
+        for label, kernel in paths:
+            times = time_fefm_layer(fields, k, batch, repeats, kernel=kernel)
+            seconds[label] = times["forward_backward_seconds"]
+            forward_rate = forward_flops / times["forward_seconds"]
+            both_rate = 3 * forward_flops / times["forward_backward_seconds"]
+            shipped_rate = shipped_rate or both_rate  # the first path is the shipped one
+            data.append(
+                {
+                    "k": k,
+                    "path": label,
+                    **times,
+                    "forward_flops_per_second": forward_rate,
+                    "forward_backward_flops_per_second": both_rate,
+                    "forward_backward_fraction_of_matmul": both_rate / matmul_flops,
+                }
+            )
+            rows.append(
+                [
+                    k,
+                    label,
+                    times["forward_seconds"] * 1e3,
+                    times["forward_backward_seconds"] * 1e3,
+                    forward_rate / 1e9,
+                    both_rate / 1e9,
+                    f"{100 * forward_rate / matmul_flops:.0f}%",
+                    f"{100 * both_rate / matmul_flops:.0f}%",
+                    "",
+                ]
+            )
+        if len(seconds) == 2:
+            speedup = seconds["TensorFlow ops"] / seconds["fused C++ kernel"]
+            rows[-2][-1] = f"{speedup:.2f}x"
+            data[-2]["speedup_over_tensorflow_ops"] = speedup
         if k == max(ks):
             targets.append(
                 Target(
                     f"FEFM layer forward+backward at k={k}, share of matmul rate",
-                    100 * both_rate / matmul_flops,
+                    100 * shipped_rate / matmul_flops,
                     SHARE_OF_MATMUL_GOAL,
                     unit="%",
-                    note=f"{format_number(both_rate / 1e9)} of "
+                    note=f"{format_number(shipped_rate / 1e9)} of "
                     f"{format_number(matmul_flops / 1e9)} GFLOP/s",
                 )
             )
@@ -125,19 +175,24 @@ def run(args: argparse.Namespace) -> PartResult:
             f"Float32 matmul rate measured in the same run: {matmul_flops / 1e9:.0f} GFLOP/s "
             f"(best of {matmul_size} x {matmul_size} products). Useful work: forward 2·B·P·k² "
             f"flops, forward + backward 3 x that; median of {repeats} calls in a tf.function "
-            f"as the trainer runs them (XLA {'on' if trainer_jit_compile() else 'off'})."
+            f"as the trainer runs them (XLA {'on' if trainer_jit_compile() else 'off'}). "
+            f"What ships here: {path_line}. The TensorFlow-ops rows are the same layer with "
+            "FEFM_LAB_KERNELS=0, timed in the same run; 'speed-up' is its fwd+bwd time over "
+            "the kernel's. The target reads the first row of each k (what ships)."
         ),
         headers=[
             "k",
+            "FEFM path",
             "forward (ms)",
             "fwd+bwd (ms)",
             "forward GFLOP/s",
             "fwd+bwd GFLOP/s",
             "forward % of matmul",
             "fwd+bwd % of matmul",
+            "speed-up",
         ],
         rows=rows,
-        data={"matmul_flops_per_second": matmul_flops, "runs": data},
+        data={"matmul_flops_per_second": matmul_flops, "shipped_path": path_line, "runs": data},
     )
     return PartResult([section], targets)
 

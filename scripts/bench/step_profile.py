@@ -9,6 +9,10 @@ useful matrix work would take at the float32 matmul rate measured in the same ru
 
     forward flops = 2 B P k^2 (FEFM) + 2 B sum(fan_in * fan_out) (DNN);  fwd + bwd = 3x forward.
 
+Each shape runs twice in the same process: with the compiled kernels (the fused FEFM kernel and
+the row-sparse AdaGrad update; what ships, where `make setup` built them) and with
+`FEFM_LAB_KERNELS=0` (the TensorFlow ops). The targets read the shipped path.
+
 Writes step_profile.md / .json (`python -m scripts.bench profile`, run by `make bench`); its
 targets (step time within 1.5x of the bound) are in summary.md.
 """
@@ -18,11 +22,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import os
 
 import numpy as np
 
-from scripts.bench.layer import time_fefm_layer
+from scripts.bench.layer import kernels_switched, shipped_fefm_path, time_fefm_layer
 from scripts.bench.machine import matmul_flops_per_second
 from scripts.bench.measure import median_seconds
 from scripts.bench.report import Part, PartResult, Section, Target
@@ -46,17 +49,8 @@ def forward_flops(
 @contextlib.contextmanager
 def kernels_off():
     """FEFM_LAB_KERNELS=0 inside the block: what is traced there takes the TensorFlow-ops path."""
-    from fefm_lab import kernels
-
-    previous = os.environ.get(kernels.DISABLE_VARIABLE)
-    os.environ[kernels.DISABLE_VARIABLE] = "0"
-    try:
+    with kernels_switched(False):
         yield
-    finally:
-        if previous is None:
-            del os.environ[kernels.DISABLE_VARIABLE]
-        else:
-            os.environ[kernels.DISABLE_VARIABLE] = previous
 
 
 def profile(
@@ -128,28 +122,39 @@ def run(args: argparse.Namespace) -> PartResult:
     pairs = fields * (fields - 1) // 2
     rate = matmul_flops_per_second(matmul_size)
     optimizer_path = kernels.status(ROW_SPARSE_KERNEL)
+    fused_ships, fefm_path = shipped_fefm_path()
+    paths = [("C++ kernels", True), ("TensorFlow ops", False)] if fused_ships else []
+    paths = paths or [("TensorFlow ops", False)]
     rows, targets = [], []
     for k, hidden in shapes:
-        times = profile(k, hidden, fields, batch, repeats)
-        fefm_ms = 1000 * time_fefm_layer(fields, k, batch, repeats)["forward_backward_seconds"]
         bound_ms = 3 * forward_flops(k, hidden, fields, batch) / rate * 1000
-        rows.append(
-            [
-                k,
-                "x".join(map(str, hidden)),
-                times["forward"],
-                times["gradients"],
-                fefm_ms,
-                times["step"],
-                times["optimizer"],
-                times["optimizer_ops"],
-                bound_ms,
-                f"{bound_ms / times['step']:.0%}",
-                batch / times["step"] * 1000,
-            ]
-        )
-        targets.append(bound_target(k, hidden, times["step"], bound_ms))
-        print(rows[-1], flush=True)
+        steps = {}
+        for label, kernel in paths:
+            with kernels_switched(kernel):
+                times = profile(k, hidden, fields, batch, repeats)
+                fefm = time_fefm_layer(fields, k, batch, repeats)["forward_backward_seconds"]
+            steps[label] = times["step"]
+            rows.append(
+                [
+                    k,
+                    "x".join(map(str, hidden)),
+                    label,
+                    times["forward"],
+                    times["gradients"],
+                    1000 * fefm,
+                    times["step"],
+                    times["optimizer"],
+                    times["optimizer_ops"],
+                    bound_ms,
+                    f"{bound_ms / times['step']:.0%}",
+                    batch / times["step"] * 1000,
+                    "",
+                ]
+            )
+            print(rows[-1], flush=True)
+        if len(steps) == 2:
+            rows[-2][-1] = f"{steps['TensorFlow ops'] / steps['C++ kernels']:.2f}x"
+        targets.append(bound_target(k, hidden, steps[paths[0][0]], bound_ms))
     section = Section(
         "Where a training step goes",
         text=(
@@ -161,11 +166,16 @@ def run(args: argparse.Namespace) -> PartResult:
             "fwd+bwd' is the layer alone on random embeddings, inside the step's fwd+bwd. "
             "'optimizer' is the AdaGrad update of one batch's gradients alone, inside the step, "
             f"on the path that ships ({optimizer_path}); 'optimizer, TF ops' the same update "
-            "traced with FEFM_LAB_KERNELS=0 (unique, segment sum, scatters), timed side by side."
+            "traced with FEFM_LAB_KERNELS=0 (unique, segment sum, scatters), timed side by side. "
+            f"Paths: 'C++ kernels' is what ships here ({fefm_path}; and the row-sparse update), "
+            "'TensorFlow ops' the whole step with FEFM_LAB_KERNELS=0 (both optimizer columns "
+            "are then the TensorFlow ops), timed in the same run; 'speed-up' is the step time of "
+            "the second over the first. The targets read the first row of each shape."
         ),
         headers=[
             "k",
             "DNN",
+            "path",
             "forward (ms)",
             "fwd+bwd (ms)",
             "FEFM layer fwd+bwd (ms)",
@@ -175,9 +185,15 @@ def run(args: argparse.Namespace) -> PartResult:
             "matmul bound (ms)",
             "bound / step",
             "samples/s",
+            "speed-up",
         ],
         rows=rows,
-        data={"matmul_flops_per_second": rate, "optimizer_path": optimizer_path, "rows": rows},
+        data={
+            "matmul_flops_per_second": rate,
+            "optimizer_path": optimizer_path,
+            "fefm_path": fefm_path,
+            "rows": rows,
+        },
     )
     return PartResult([section], targets)
 

@@ -48,7 +48,15 @@ def test_bench_smoke_writes_every_part_and_target(tmp_path):
     ]
     assert all(target["measured"] > 0 for target in payload["targets"])
     layer_runs = payload["sections"]["FEFM layer versus the machine (P = 15, batch 64)"]["runs"]
-    assert [run["k"] for run in layer_runs] == [4, 8]
+    # both FEFM paths, the shipped one (the kernel `make setup` built) first
+    kernel, ops = "fused C++ kernel", "TensorFlow ops"
+    assert [(run["k"], run["path"]) for run in layer_runs] == [
+        (4, kernel),
+        (4, ops),
+        (8, kernel),
+        (8, ops),
+    ]
+    assert all(run["speedup_over_tensorflow_ops"] > 0 for run in layer_runs[::2])
     prepared = payload["sections"]["Preparation at scale"]
     assert {key: value["rows"] for key, value in prepared.items()} == {
         "2000/fefm-lab": 2000,

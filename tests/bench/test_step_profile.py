@@ -41,3 +41,26 @@ def test_bound_target_is_met_within_one_and_a_half_times_the_bound() -> None:
     assert missed.note == "step 70.0 ms, bound 17.5 ms"
     assert bound_target(48, (1024,) * 3, step_ms=150.0, bound_ms=100.0).met  # exactly 1.5x
     assert not bound_target(48, (1024,) * 3, step_ms=151.0, bound_ms=100.0).met
+
+
+def test_profile_part_times_both_paths_shipped_first(fefm_kernel, monkeypatch) -> None:
+    """With the kernels built (`make setup`), each shape has a row on the C++ kernels and one on
+    the TensorFlow ops (FEFM_LAB_KERNELS=0), the speed-up on the first; the target reads it."""
+    import argparse
+
+    from fefm_lab import kernels
+    from scripts.bench.step_profile import run
+
+    monkeypatch.delenv(kernels.DISABLE_VARIABLE, raising=False)
+    result = run(argparse.Namespace(smoke=True, profile_repeats=2))
+    (section,) = result.sections
+    assert section.headers[2] == "path" and section.headers[-1] == "speed-up"
+    (kernel_row, ops_row) = section.rows
+    assert (kernel_row[2], ops_row[2]) == ("C++ kernels", "TensorFlow ops")
+    step = section.headers.index("step (ms)")
+    speedup = float(kernel_row[-1].rstrip("x"))
+    assert abs(speedup - ops_row[step] / kernel_row[step]) < 0.006 and ops_row[-1] == ""
+    (target,) = result.targets
+    bound = kernel_row[section.headers.index("matmul bound (ms)")]
+    assert target.note == f"step {kernel_row[step]:.1f} ms, bound {bound:.1f} ms"
+    assert "fused C++ kernel" in section.text

@@ -1,26 +1,10 @@
-"""Fixtures for the model tests: the fused FEFM kernel, built when missing, and the two paths."""
+"""Fixtures for the model tests: the two FEFM paths."""
 
 from __future__ import annotations
 
 import pytest
 
 from fefm_lab import kernels
-from fefm_lab.kernels import build
-from fefm_lab.kernels.fefm_interaction import NAME
-
-
-@pytest.fixture(scope="session")
-def fefm_kernel():
-    """The kernel's op module. `make setup` builds it; a checkout without the library builds
-    it here (CI must test the kernel, not skip it), and a build that fails fails the test."""
-    if kernels.stale_reason(NAME) is not None:
-        cxx = build.compiler()
-        assert cxx is not None, "no C++ compiler to build the FEFM kernel"
-        build.build(NAME, cxx)
-        kernels._load.cache_clear()
-    module = kernels._load(NAME)[0]
-    assert module is not None, kernels.status(NAME)
-    return module
 
 
 @pytest.fixture(params=["kernel", "tensorflow_ops"])

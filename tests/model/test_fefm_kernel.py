@@ -120,6 +120,7 @@ def test_run_log_line_names_the_path(fefm_kernel, monkeypatch):
         f"FEFM interactions: fused C++ kernel, {isa}"
     )
     assert "has no XLA version" in describe_path(jit_compile=True)
+    assert "on a GPU: the fused kernel is CPU-only" in describe_path(False, on_gpu=True)
     monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
     assert describe_path(jit_compile=False) == (
         "FEFM interactions: TensorFlow ops (kernel fefm_interaction: off (FEFM_LAB_KERNELS=0))"
