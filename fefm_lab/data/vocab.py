@@ -188,6 +188,10 @@ class Vocabulary:
     def lookup(self, keys: np.ndarray, missing: np.ndarray) -> np.ndarray:
         """int32 ids of `keys`; unknown keys get OOV_ID and missing rows MISSING_ID."""
         position = self._index.get_indexer(np.asarray(keys, dtype=np.uint64))
-        ids = np.where(position >= 0, position + FIRST_VALUE_ID, OOV_ID).astype(np.int32)
+        # unknown (-1) -> OOV_ID 0 and position p -> FIRST_VALUE_ID + p = p + 2, in place:
+        # add 1, then 1 more where known (about 4x cheaper than np.where and a cast)
+        position += 1
+        ids = position.astype(np.int32)
+        ids += ids > 0
         ids[missing] = MISSING_ID
         return ids

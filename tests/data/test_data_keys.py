@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from fefm_lab.data.keys import string_keys
-from fefm_lab.data.vocab import _merge
+from fefm_lab.data.vocab import MISSING_ID, OOV_ID, Vocabulary, _merge
 
 MASK = (1 << 64) - 1
 
@@ -87,3 +87,13 @@ def test_merge_adds_counts_and_keeps_the_smallest_first_row_in_any_entry_order()
         )
     )
     assert got == expected
+
+
+def test_lookup_gives_first_value_ids_oov_and_missing():
+    vocabulary = Vocabulary(np.array([70, 5, 9], dtype=np.uint64))
+    keys = np.array([5, 70, 4, 9, 0, 9, 123], dtype=np.uint64)
+    missing = np.array([False, False, False, False, True, False, False])
+    ids = vocabulary.lookup(keys, missing)
+    assert ids.dtype == np.int32
+    assert ids.tolist() == [3, 2, OOV_ID, 4, MISSING_ID, 4, OOV_ID]
+    assert vocabulary.size == 5
