@@ -216,8 +216,12 @@ class TextSource:
         self.column_names = names
 
     def chunks(self) -> Iterator[RawChunk]:
+        """Parsed chunks in file order. The blocks are read (and decompressed) one ahead in a
+        thread of their own, so parsing never waits on the disk: at full Criteo size the file
+        does not stay in the page cache, and reading in the parsing thread took about a sixth of
+        the wall time."""
         first_data_line: int | None = None
-        for block, line, count in self.header_and_blocks():
+        for block, line, count in prefetched(self.header_and_blocks()):
             if first_data_line is None:
                 first_data_line = line
             yield self._parse(block, line, line - first_data_line, count)
