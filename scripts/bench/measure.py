@@ -39,6 +39,26 @@ def median_seconds(call: Callable[[], object], *, repeats: int, warmup: int) -> 
     return statistics.median(time_calls(call, repeats=repeats, warmup=warmup))
 
 
+def interleaved_median_seconds(
+    calls: dict[str, Callable[[], object]], *, repeats: int, warmup: int
+) -> dict[str, float]:
+    """Median wall seconds of each call, taking the calls in turn (every other round in reverse
+    order) so that a change in the machine's load falls on all of them alike: side by side."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, received {repeats!r}")
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    names = list(calls)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            start = time.perf_counter()
+            calls[name]()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
 def mean_seconds(call: Callable[[], object], *, repeats: int, warmup: int) -> float:
     """Mean of `time_calls`: the sustained rate, pauses included (an input pipeline's refills)."""
     return statistics.fmean(time_calls(call, repeats=repeats, warmup=warmup))

@@ -11,6 +11,7 @@ import pytest
 from scripts.bench.machine import describe_machine, machine_markdown
 from scripts.bench.measure import (
     best_seconds,
+    interleaved_median_seconds,
     interval_stats,
     mean_seconds,
     median_seconds,
@@ -190,3 +191,33 @@ def test_probe_peak_memory_is_its_own_not_its_parents(tmp_path):
     )
     assert child_peak < 200 * 2**20
     del ballast
+
+
+def test_interleaved_medians_take_the_calls_in_turn(monkeypatch):
+    import scripts.bench.measure as measure
+
+    order = []
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self):
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(measure.time, "perf_counter", clock)
+
+    def call(name, seconds):
+        def run():
+            order.append(name)
+            clock.now += seconds.pop(0)
+
+        return run
+
+    a = call("a", [5.0, 1.0, 2.0, 3.0])  # one warm-up, three timed: median 2
+    b = call("b", [7.0, 10.0, 30.0, 20.0])  # median 20
+    medians = interleaved_median_seconds({"a": a, "b": b}, repeats=3, warmup=1)
+    assert medians == {"a": 2.0, "b": 20.0}
+    assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    with pytest.raises(ValueError, match="repeats must be >= 1, received 0"):
+        interleaved_median_seconds({"a": a}, repeats=0, warmup=0)
