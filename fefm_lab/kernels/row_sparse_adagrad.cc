@@ -1,5 +1,7 @@
 // Row-sparse AdaGrad and lazy Adam in one op each: the update of fefm_lab/training/optimizer.py
-// for a gradient given as IndexedSlices (unsorted indices with repeats, values (N, ...)).
+// for a gradient given as IndexedSlices (unsorted indices with repeats, values (N, ...)); and
+// the same two updates for a dense gradient, each in one pass over the variable and its slots
+// (TensorFlow ops make about seven: square, add, add, sqrt, multiply, divide, subtract).
 //
 // The TensorFlow-ops path runs unique + unsorted_segment_sum + scatter_add + gather + scatter_sub
 // (AdaGrad), each a pass over memory with (N, k) or (U, k) temporaries. Here one op groups the
@@ -25,6 +27,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/resource_var.h"
@@ -46,6 +50,20 @@ struct RowGroups {
   std::vector<int64_t> offsets;
   std::vector<int64_t> order;
 };
+
+// An InvalidArgument status whose message is the arguments concatenated.
+template <typename... Args>
+absl::Status Invalid(const Args&... args) {
+  return absl::InvalidArgumentError(absl::StrCat(args...));
+}
+
+// Runs fn(begin, end) over [0, units) on TensorFlow's intra-op threads.
+template <typename Fn>
+void ParallelFor(OpKernelContext* ctx, int64_t units, int64_t cost_per_unit, const Fn& fn) {
+  using Params = thread::ThreadPool::SchedulingParams;
+  ctx->device()->tensorflow_cpu_worker_threads()->workers->ParallelFor(
+      units, Params::Adaptive(cost_per_unit), fn);
+}
 
 constexpr int64_t kAhead = 8;       // groups between a row's prefetch and its update
 constexpr int64_t kHashAhead = 16;  // positions between a hash slot's prefetch and its probe
@@ -92,9 +110,8 @@ absl::Status GroupByRow(typename TTypes<Index>::ConstVec indices, int64_t num_ro
     }
     const int64_t row = static_cast<int64_t>(indices(i));
     if (row < 0 || row >= num_rows) {
-      return errors::InvalidArgument("indices[", i, "] = ", row,
-                                     " is not a row of the variable, which has ", num_rows,
-                                     " rows (expected 0 <= index < ", num_rows, ")");
+      return Invalid("indices[", i, "] = ", row, " is not a row of the variable, which has ",
+                     num_rows, " rows (expected 0 <= index < ", num_rows, ")");
     }
     uint64_t probe = home(row);
     while (table[probe].row != -1 && table[probe].row != row) probe = (probe + 1) & mask;
@@ -123,48 +140,37 @@ absl::Status GroupByRow(typename TTypes<Index>::ConstVec indices, int64_t num_ro
   return absl::OkStatus();
 }
 
-// Checks the shapes: every slot like the variable, values (N, variable.shape[1:]), indices (N),
-// every coefficient a scalar. Returns the row width (product of variable.shape[1:]).
+// Checks the shapes: every slot like the variable, values (N, variable.shape[1:]), indices (N).
+// Returns the row width (product of variable.shape[1:]).
 absl::Status CheckShapes(const Tensor& variable, const std::vector<const Tensor*>& slots,
-                         const Tensor& values, const Tensor& indices,
-                         const std::vector<const Tensor*>& scalars, int64_t* row_width) {
+                         const Tensor& values, const Tensor& indices, int64_t* row_width) {
   if (variable.dims() < 1) {
-    return errors::InvalidArgument("the variable must have rank >= 1, got shape ",
-                                   variable.shape().DebugString());
+    return Invalid("the variable must have rank >= 1, got shape ", variable.shape().DebugString());
   }
   for (const Tensor* slot : slots) {
     if (!slot->shape().IsSameSize(variable.shape())) {
-      return errors::InvalidArgument("slot shape ", slot->shape().DebugString(),
-                                     " differs from the variable's ",
-                                     variable.shape().DebugString());
-    }
-  }
-  for (const Tensor* scalar : scalars) {
-    if (!TensorShapeUtils::IsScalar(scalar->shape())) {
-      return errors::InvalidArgument("coefficients must be scalars, got shape ",
-                                     scalar->shape().DebugString());
+      return Invalid("slot shape ", slot->shape().DebugString(), " differs from the variable's ",
+                     variable.shape().DebugString());
     }
   }
   if (!TensorShapeUtils::IsVector(indices.shape())) {
-    return errors::InvalidArgument("indices must be a vector, got shape ",
-                                   indices.shape().DebugString());
+    return Invalid("indices must be a vector, got shape ", indices.shape().DebugString());
   }
   bool values_fit = values.dims() == variable.dims() && values.dim_size(0) == indices.dim_size(0);
   for (int d = 1; values_fit && d < variable.dims(); ++d) {
     values_fit = values.dim_size(d) == variable.dim_size(d);
   }
   if (!values_fit) {
-    return errors::InvalidArgument("values must have shape (", indices.dim_size(0),
-                                   ") + the variable's row shape, got ",
-                                   values.shape().DebugString(), " for a variable of shape ",
-                                   variable.shape().DebugString());
+    return Invalid("values must have shape (", indices.dim_size(0),
+                   ") + the variable's row shape, got ", values.shape().DebugString(),
+                   " for a variable of shape ", variable.shape().DebugString());
   }
   *row_width = variable.dim_size(0) == 0 ? 0 : variable.NumElements() / variable.dim_size(0);
   return absl::OkStatus();
 }
 
-// The shared part of both ops: lock, check, group, then `update(row, gradient, variable, slots)`
-// in parallel over distinct rows, with gradient the row's summed values (row_width entries).
+// The shared part of the row-sparse ops: lock, check, group, then `update(width, gradient,
+// variable row, slot rows)` in parallel over distinct rows, gradient the row's summed values.
 template <typename T, typename Index, int kSlots, typename Update>
 void ApplyRowSparse(OpKernelContext* ctx, int num_scalars, const Update& update) {
   std::vector<int> variable_inputs;
@@ -176,23 +182,21 @@ void ApplyRowSparse(OpKernelContext* ctx, int num_scalars, const Update& update)
   OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, T>(ctx, 0, /*lock_held=*/true,
                                                                /*sparse=*/true, &variable));
   OP_REQUIRES(ctx, variable.IsInitialized(),
-              errors::FailedPrecondition("the variable is not initialized"));
+              absl::FailedPreconditionError("the variable is not initialized"));
   Tensor slot_tensors[kSlots];
   std::vector<const Tensor*> slots;
   for (int s = 0; s < kSlots; ++s) {
     OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, T>(ctx, 1 + s, true, true,
                                                                  &slot_tensors[s]));
     OP_REQUIRES(ctx, slot_tensors[s].IsInitialized(),
-                errors::FailedPrecondition("an optimizer slot is not initialized"));
+                absl::FailedPreconditionError("an optimizer slot is not initialized"));
     slots.push_back(&slot_tensors[s]);
   }
   const int first_scalar = 1 + kSlots;
-  std::vector<const Tensor*> scalars;
-  for (int s = 0; s < num_scalars; ++s) scalars.push_back(&ctx->input(first_scalar + s));
   const Tensor& values = ctx->input(first_scalar + num_scalars);
   const Tensor& indices = ctx->input(first_scalar + num_scalars + 1);
   int64_t width = 0;
-  OP_REQUIRES_OK(ctx, CheckShapes(variable, slots, values, indices, scalars, &width));
+  OP_REQUIRES_OK(ctx, CheckShapes(variable, slots, values, indices, &width));
   if (indices.NumElements() == 0 || width == 0) return;
 
   RowGroups groups;
@@ -229,57 +233,135 @@ void ApplyRowSparse(OpKernelContext* ctx, int num_scalars, const Update& update)
       update(width, gradient.data(), variable_data + offset, row_slots);
     }
   };
-  const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
   // Cost in cycles per distinct row: its positions' sums plus about 30 per updated entry.
-  const int64_t cost = width * (mean_count + 30);
-  workers->workers->ParallelFor(num_groups, cost, work);
+  ParallelFor(ctx, num_groups, width * (mean_count + 30), work);
 }
 
-template <typename T, typename Index>
-class RowSparseAdagradOp : public OpKernel {
- public:
-  explicit RowSparseAdagradOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+// The coefficients inputs first .. first + count - 1, which must be scalars.
+template <typename T>
+absl::Status ReadScalars(OpKernelContext* ctx, int first, int count, T* out) {
+  for (int s = 0; s < count; ++s) {
+    const Tensor& input = ctx->input(first + s);
+    if (!TensorShapeUtils::IsScalar(input.shape())) {
+      return Invalid("coefficient input ", first + s, " must be a scalar, got shape ",
+                     input.shape().DebugString());
+    }
+    out[s] = input.scalar<T>()();
+  }
+  return absl::OkStatus();
+}
 
-  void Compute(OpKernelContext* ctx) override {
-    const T lr = ctx->input(2).scalar<T>()();
-    const T epsilon = ctx->input(3).scalar<T>()();
-    ApplyRowSparse<T, Index, 1>(
-        ctx, 2, [lr, epsilon](int64_t width, const T* g, T* w, T* const* slots) {
-          T* a = slots[0];
-          for (int64_t j = 0; j < width; ++j) {
-            const T square = g[j] * g[j];
-            a[j] = a[j] + square;
-            const T step = lr * g[j];
-            w[j] = w[j] - step / std::sqrt(a[j] + epsilon);
-          }
-        });
+// a += g^2;  w -= lr * g / sqrt(a + eps), in this order of float operations.
+template <typename T>
+struct AdagradUpdate {
+  static constexpr int kSlots = 1;
+  static constexpr int kScalars = 2;  // lr, epsilon
+  T lr, epsilon;
+  explicit AdagradUpdate(const T* c) : lr(c[0]), epsilon(c[1]) {}
+
+  void operator()(int64_t width, const T* g, T* w, T* const* slots) const {
+    T* a = slots[0];
+    for (int64_t j = 0; j < width; ++j) {
+      const T square = g[j] * g[j];
+      a[j] = a[j] + square;
+      const T step = lr * g[j];
+      w[j] = w[j] - step / std::sqrt(a[j] + epsilon);
+    }
   }
 };
 
-template <typename T, typename Index>
-class RowSparseAdamOp : public OpKernel {
+// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  w -= rate * m / (sqrt(v) + eps).
+template <typename T>
+struct AdamUpdate {
+  static constexpr int kSlots = 2;
+  static constexpr int kScalars = 6;  // rate, beta1, 1 - beta1, beta2, 1 - beta2, epsilon
+  T rate, beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon;
+  explicit AdamUpdate(const T* c)
+      : rate(c[0]),
+        beta1(c[1]),
+        one_minus_beta1(c[2]),
+        beta2(c[3]),
+        one_minus_beta2(c[4]),
+        epsilon(c[5]) {}
+
+  void operator()(int64_t width, const T* g, T* w, T* const* slots) const {
+    T* m = slots[0];
+    T* v = slots[1];
+    for (int64_t j = 0; j < width; ++j) {
+      const T first = beta1 * m[j];
+      m[j] = first + one_minus_beta1 * g[j];
+      const T square = g[j] * g[j];
+      const T second = beta2 * v[j];
+      v[j] = second + one_minus_beta2 * square;
+      const T step = rate * m[j];
+      w[j] = w[j] - step / (std::sqrt(v[j]) + epsilon);
+    }
+  }
+};
+
+// Inputs: the variable, Update::kSlots slots, Update::kScalars coefficients, values, indices.
+template <typename T, typename Index, typename Update>
+class RowSparseOp : public OpKernel {
  public:
-  explicit RowSparseAdamOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+  explicit RowSparseOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    T c[6];
-    for (int s = 0; s < 6; ++s) c[s] = ctx->input(3 + s).scalar<T>()();
-    const T rate = c[0], beta1 = c[1], one_minus_beta1 = c[2], beta2 = c[3],
-            one_minus_beta2 = c[4], epsilon = c[5];
-    ApplyRowSparse<T, Index, 2>(
-        ctx, 6, [=](int64_t width, const T* g, T* w, T* const* slots) {
-          T* m = slots[0];
-          T* v = slots[1];
-          for (int64_t j = 0; j < width; ++j) {
-            const T first = beta1 * m[j];
-            m[j] = first + one_minus_beta1 * g[j];
-            const T square = g[j] * g[j];
-            const T second = beta2 * v[j];
-            v[j] = second + one_minus_beta2 * square;
-            const T step = rate * m[j];
-            w[j] = w[j] - step / (std::sqrt(v[j]) + epsilon);
-          }
-        });
+    T coefficients[Update::kScalars];
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, 1 + Update::kSlots, Update::kScalars, coefficients));
+    ApplyRowSparse<T, Index, Update::kSlots>(ctx, Update::kScalars, Update(coefficients));
+  }
+};
+
+// Inputs: the variable, Update::kSlots slots, Update::kScalars coefficients, the gradient.
+// Every element is updated, in chunks on TensorFlow's intra-op threads; a variable whose buffer
+// a reader still holds is copied first (like TensorFlow's ResourceApply* ops).
+template <typename T, typename Update>
+class DenseOp : public OpKernel {
+ public:
+  explicit DenseOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    constexpr int kSlots = Update::kSlots;
+    T coefficients[Update::kScalars];
+    OP_REQUIRES_OK(ctx, ReadScalars<T>(ctx, 1 + kSlots, Update::kScalars, coefficients));
+    const Update update(coefficients);
+    std::vector<int> variable_inputs;
+    for (int input = 0; input <= kSlots; ++input) variable_inputs.push_back(input);
+    auto locks = MaybeLockVariableInputMutexesInOrder<CPUDevice, T>(ctx, /*do_lock=*/true,
+                                                                    /*sparse=*/false,
+                                                                    variable_inputs);
+    Tensor tensors[1 + kSlots];
+    for (int input = 0; input <= kSlots; ++input) {
+      OP_REQUIRES_OK(ctx, GetInputTensorFromVariable<CPUDevice, T>(
+                              ctx, input, /*lock_held=*/true, /*sparse=*/false, &tensors[input]));
+      OP_REQUIRES(ctx, tensors[input].IsInitialized(),
+                  absl::FailedPreconditionError(
+                      absl::StrCat("input ", input, " (a variable) is not initialized")));
+      OP_REQUIRES(ctx, tensors[input].shape().IsSameSize(tensors[0].shape()),
+                  Invalid("slot shape ", tensors[input].shape().DebugString(),
+                          " differs from the variable's ", tensors[0].shape().DebugString()));
+    }
+    const Tensor& gradient = ctx->input(1 + kSlots + Update::kScalars);
+    OP_REQUIRES(ctx, gradient.shape().IsSameSize(tensors[0].shape()),
+                Invalid("the gradient's shape ", gradient.shape().DebugString(),
+                        " differs from the variable's ", tensors[0].shape().DebugString()));
+    const int64_t size = tensors[0].NumElements();
+    if (size == 0) return;
+    T* variable_data = tensors[0].template flat<T>().data();
+    T* slot_data[kSlots];
+    for (int s = 0; s < kSlots; ++s) slot_data[s] = tensors[1 + s].template flat<T>().data();
+    const T* gradient_data = gradient.flat<T>().data();
+    constexpr int64_t kChunk = 4096;
+    auto work = [&](int64_t begin, int64_t end) {
+      T* chunk_slots[kSlots];
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        const int64_t offset = chunk * kChunk;
+        for (int s = 0; s < kSlots; ++s) chunk_slots[s] = slot_data[s] + offset;
+        update(std::min(kChunk, size - offset), gradient_data + offset, variable_data + offset,
+               chunk_slots);
+      }
+    };
+    ParallelFor(ctx, (size + kChunk - 1) / kChunk, 30 * kChunk, work);
   }
 };
 
@@ -347,23 +429,65 @@ var_r -= rate * m_r / (sqrt(v_r) + epsilon); rate carries Adam's bias correction
 `indices` keep their moments.
 )doc");
 
+REGISTER_OP("FefmLabDenseAdagrad")
+    .Input("var: resource")
+    .Input("accum: resource")
+    .Input("lr: T")
+    .Input("epsilon: T")
+    .Input("grad: T")
+    .Attr("T: {float, double}")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) { return ScalarInputs(c, 2, 2); })
+    .Doc(R"doc(
+AdaGrad on every element, in place and in one pass: accum += grad^2,
+var -= lr * grad / sqrt(accum + epsilon).
+)doc");
+
+REGISTER_OP("FefmLabDenseAdam")
+    .Input("var: resource")
+    .Input("m: resource")
+    .Input("v: resource")
+    .Input("rate: T")
+    .Input("beta1: T")
+    .Input("one_minus_beta1: T")
+    .Input("beta2: T")
+    .Input("one_minus_beta2: T")
+    .Input("epsilon: T")
+    .Input("grad: T")
+    .Attr("T: {float, double}")
+    .SetIsStateful()
+    .SetShapeFn([](InferenceContext* c) { return ScalarInputs(c, 3, 6); })
+    .Doc(R"doc(
+Adam on every element, in place and in one pass: m = beta1 m + one_minus_beta1 grad,
+v = beta2 v + one_minus_beta2 grad^2, var -= rate * m / (sqrt(v) + epsilon).
+)doc");
+
 #define REGISTER_KERNELS(T, Index)                                                    \
   REGISTER_KERNEL_BUILDER(Name("FefmLabRowSparseAdagrad")                             \
                               .Device(DEVICE_CPU)                                     \
                               .TypeConstraint<T>("T")                                 \
                               .TypeConstraint<Index>("Tindices"),                     \
-                          RowSparseAdagradOp<T, Index>);                              \
+                          RowSparseOp<T, Index, AdagradUpdate<T>>);                   \
   REGISTER_KERNEL_BUILDER(Name("FefmLabRowSparseAdam")                                \
                               .Device(DEVICE_CPU)                                     \
                               .TypeConstraint<T>("T")                                 \
                               .TypeConstraint<Index>("Tindices"),                     \
-                          RowSparseAdamOp<T, Index>);
+                          RowSparseOp<T, Index, AdamUpdate<T>>);
+
+#define REGISTER_DENSE_KERNELS(T)                                                              \
+  REGISTER_KERNEL_BUILDER(Name("FefmLabDenseAdagrad").Device(DEVICE_CPU).TypeConstraint<T>("T"), \
+                          DenseOp<T, AdagradUpdate<T>>);                                       \
+  REGISTER_KERNEL_BUILDER(Name("FefmLabDenseAdam").Device(DEVICE_CPU).TypeConstraint<T>("T"),    \
+                          DenseOp<T, AdamUpdate<T>>);
 
 REGISTER_KERNELS(float, int32_t)
 REGISTER_KERNELS(float, int64_t)
 REGISTER_KERNELS(double, int32_t)
 REGISTER_KERNELS(double, int64_t)
+REGISTER_DENSE_KERNELS(float)
+REGISTER_DENSE_KERNELS(double)
 
+#undef REGISTER_DENSE_KERNELS
 #undef REGISTER_KERNELS
 
 }  // namespace tensorflow

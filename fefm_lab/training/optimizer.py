@@ -12,11 +12,12 @@ Dense gradients follow the same formulas on every row, which are exactly Keras's
 (initial accumulator 0.1, eps 1e-7) and Adam (b1 0.9, b2 0.999, eps 1e-7). Adam on sparse rows is
 the usual "lazy" Adam: untouched rows keep their moments, as in TensorFlow 1's LazyAdam.
 
-Row-sparse updates run as one compiled op per variable when the `row_sparse_adagrad` kernel is
-built (fefm_lab/kernels/row_sparse_adagrad.cc: the sum per distinct row and the update of the
-rows in one pass, threaded over rows; same formulas, same order of float operations). Otherwise,
-and where a custom op cannot run (an XLA-compiled graph, a variable off the CPU), the same update
-runs as TensorFlow ops: unique, unsorted_segment_sum, scatter_add, gather, scatter_sub.
+Each update runs as one compiled op per variable when the `row_sparse_adagrad` kernel is built
+(fefm_lab/kernels/row_sparse_adagrad.cc: for a row-sparse gradient the sum per distinct row and
+the update of the rows in one pass, threaded over rows; for a dense one a single pass over the
+variable and its slots; same formulas, same order of float operations). Otherwise, and where a
+custom op cannot run (an XLA-compiled graph, a variable off the CPU), the same update runs as
+TensorFlow ops (row-sparse: unique, unsorted_segment_sum, scatter_add, gather, scatter_sub).
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _in_xla_context() -> bool:
     return _in_xla_context()
 
 
-def fused_row_ops(variable: tf.Variable):
-    """The compiled row-sparse update ops for `variable`, or None for the TensorFlow-ops path.
+def fused_ops(variable: tf.Variable):
+    """The compiled update ops for `variable`, or None for the TensorFlow-ops path.
 
     None when the kernel is off (FEFM_LAB_KERNELS=0) or not built, inside an XLA-compiled graph,
     for a variable placed off the CPU (the kernel is CPU-only), or a dtype it was not built for.
@@ -137,6 +138,10 @@ class RowSparseOptimizer:
         return self.learning_rate * tf.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
 
     def _update_dense(self, variable, slots, grad, step) -> None:
+        fused = fused_ops(variable)
+        if fused is not None:
+            self._update_dense_fused(fused, variable, slots, grad, step)
+            return
         if self.kind == "adagrad":
             (accumulator,) = slots
             accumulator.assign_add(tf.square(grad))
@@ -149,7 +154,7 @@ class RowSparseOptimizer:
         variable.assign_sub(rate * first / (tf.sqrt(second) + EPSILON))
 
     def _update_rows(self, variable, slots, gradient: tf.IndexedSlices, step) -> None:
-        fused = fused_row_ops(variable)
+        fused = fused_ops(variable)
         if fused is not None:
             self._update_rows_fused(fused, variable, slots, gradient, step)
             return
@@ -170,37 +175,50 @@ class RowSparseOptimizer:
         delta = rate * new_first / (tf.sqrt(new_second) + EPSILON)
         variable.scatter_sub(tf.IndexedSlices(delta, rows))
 
-    def _update_rows_fused(self, fused, variable, slots, gradient: tf.IndexedSlices, step) -> None:
-        """`_update_rows` as one compiled op: the coefficients rounded to the variable's dtype
-        as the ops path rounds them, so both give the same numbers."""
-        dtype = variable.dtype
+    def _coefficients(self, step, dtype) -> dict:
+        """The fused ops' scalars, rounded to the variable's dtype as the ops path rounds them,
+        so both give the same numbers."""
 
         def constant(value):
             return tf.constant(value, dtype)
 
-        values = tf.convert_to_tensor(gradient.values, dtype)
         if self.kind == "adagrad":
-            (accumulator,) = slots
-            fused.fefm_lab_row_sparse_adagrad(
-                var=variable.handle,
-                accum=accumulator.handle,
-                lr=constant(self.learning_rate),
-                epsilon=constant(EPSILON),
-                values=values,
-                indices=gradient.indices,
-            )
-            return
-        first, second = slots
-        fused.fefm_lab_row_sparse_adam(
+            return {"lr": constant(self.learning_rate), "epsilon": constant(EPSILON)}
+        return {
+            "rate": self._adam_rate(step, dtype),
+            "beta1": constant(ADAM_BETA_1),
+            "one_minus_beta1": constant(1.0 - ADAM_BETA_1),
+            "beta2": constant(ADAM_BETA_2),
+            "one_minus_beta2": constant(1.0 - ADAM_BETA_2),
+            "epsilon": constant(EPSILON),
+        }
+
+    def _slot_handles(self, slots) -> dict:
+        if self.kind == "adagrad":
+            return {"accum": slots[0].handle}
+        return {"m": slots[0].handle, "v": slots[1].handle}
+
+    def _update_rows_fused(self, fused, variable, slots, gradient: tf.IndexedSlices, step) -> None:
+        """`_update_rows` as one compiled op (sum per row and update, one pass)."""
+        op = (
+            fused.fefm_lab_row_sparse_adagrad
+            if self.kind == "adagrad"
+            else fused.fefm_lab_row_sparse_adam
+        )
+        op(
             var=variable.handle,
-            m=first.handle,
-            v=second.handle,
-            rate=self._adam_rate(step, dtype),
-            beta1=constant(ADAM_BETA_1),
-            one_minus_beta1=constant(1.0 - ADAM_BETA_1),
-            beta2=constant(ADAM_BETA_2),
-            one_minus_beta2=constant(1.0 - ADAM_BETA_2),
-            epsilon=constant(EPSILON),
-            values=values,
+            **self._slot_handles(slots),
+            **self._coefficients(step, variable.dtype),
+            values=tf.convert_to_tensor(gradient.values, variable.dtype),
             indices=gradient.indices,
+        )
+
+    def _update_dense_fused(self, fused, variable, slots, grad, step) -> None:
+        """`_update_dense` as one compiled op: one pass over the variable and its slots."""
+        op = fused.fefm_lab_dense_adagrad if self.kind == "adagrad" else fused.fefm_lab_dense_adam
+        op(
+            var=variable.handle,
+            **self._slot_handles(slots),
+            **self._coefficients(step, variable.dtype),
+            grad=tf.cast(grad, variable.dtype),
         )

@@ -22,10 +22,15 @@ from fefm_lab.training.optimizer import (
     ROW_SPARSE_KERNEL,
     RowSparseOptimizer,
     describe_path,
-    fused_row_ops,
+    fused_ops,
 )
 
-FUSED_OPS = {"FefmLabRowSparseAdagrad", "FefmLabRowSparseAdam"}
+FUSED_OPS = {
+    "FefmLabRowSparseAdagrad",
+    "FefmLabRowSparseAdam",
+    "FefmLabDenseAdagrad",
+    "FefmLabDenseAdam",
+}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +115,7 @@ def test_fused_adagrad_equals_float64_reference(kernels_on, index_dtype) -> None
     start = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
     steps = _steps(index_dtype)
     variable, optimizer = _run("adagrad", start, steps, lr=0.3)
-    assert fused_row_ops(variable) is kernels_on
+    assert fused_ops(variable) is kernels_on
     assert "FefmLabRowSparseAdagrad" in _traced_op_types(optimizer, 3)
 
     weights, accumulator = _adagrad_reference(start, steps, lr=0.3)
@@ -211,12 +216,89 @@ def test_deepfefm_training_steps_equal_the_ops_path(
         results["1"],
         results["0"],
     )
-    expected_op = "FefmLabRowSparseAdagrad" if optimizer == "adagrad" else "FefmLabRowSparseAdam"
-    assert fused_ops == {expected_op}  # both tables (embedding, linear) through the kernel
+    # row-sparse: the embedding and linear tables; dense: the field matrices, DNN and bias
+    suffix = "Adagrad" if optimizer == "adagrad" else "Adam"
+    assert fused_ops == {f"FefmLabRowSparse{suffix}", f"FefmLabDense{suffix}"}
     assert plain_ops == set()
     np.testing.assert_allclose(fused_losses, plain_losses, rtol=1e-6)
     for ours, theirs in zip(fused_state, plain_state, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def _dense_reference(kind: str, start: np.ndarray, gradients, lr: float) -> list[np.ndarray]:
+    """Float64 AdaGrad / Adam on every element: the weights then the slots."""
+    w = start.astype(np.float64)
+    if kind == "adagrad":
+        a = np.full_like(w, ADAGRAD_INITIAL_ACCUMULATOR)
+        for g in gradients:
+            a += g.astype(np.float64) ** 2
+            w -= lr * g / np.sqrt(a + EPSILON)
+        return [w, a]
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    for t, g in enumerate(gradients, start=1):
+        m = ADAM_BETA_1 * m + (1 - ADAM_BETA_1) * g
+        v = ADAM_BETA_2 * v + (1 - ADAM_BETA_2) * g.astype(np.float64) ** 2
+        w -= lr * np.sqrt(1 - ADAM_BETA_2**t) / (1 - ADAM_BETA_1**t) * m / (np.sqrt(v) + EPSILON)
+    return [w, m, v]
+
+
+@pytest.mark.parametrize("kind", ["adagrad", "adam"])
+def test_fused_dense_update_equals_float64_reference_and_the_eager_ops(
+    kernels_on, monkeypatch, kind
+) -> None:
+    """A dense gradient (DNN, field matrices): one op; > one chunk of 4096 elements, 3 steps."""
+    rng = np.random.default_rng(6)
+    start = rng.normal(size=(70, 90)).astype(np.float32)
+    gradients = [rng.normal(size=start.shape).astype(np.float32) for _ in range(3)]
+
+    def run():
+        variable = tf.Variable(start.copy())
+        optimizer = RowSparseOptimizer(kind, 0.05, [variable])
+        for gradient in gradients:
+            optimizer.apply([tf.constant(gradient)])
+        return [variable.numpy(), *(slot.numpy() for slot in optimizer.state_variables[1:])]
+
+    fused = run()
+    probe = RowSparseOptimizer(kind, 0.05, [tf.Variable(start)])
+    apply = tf.function(probe.apply).get_concrete_function([tf.TensorSpec(start.shape)])
+    assert {op.type for op in apply.graph.get_operations()} & FUSED_OPS == {
+        "FefmLabDenseAdagrad" if kind == "adagrad" else "FefmLabDenseAdam"
+    }
+    # Adam's rate sqrt(1 - 0.999^t) / (1 - 0.9^t) is taken in float32 on both paths (as Keras
+    # does): 1 - 0.999^t cancels to ~1e-5 relative, ~1e-6 on a step of lr * 3.16.
+    atol = 1e-7 if kind == "adagrad" else 3e-6
+    for ours, expected in zip(fused, _dense_reference(kind, start, gradients, 0.05), strict=True):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=atol)
+    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    for ours, theirs in zip(fused, run(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_dense_op_checks_shapes_and_coefficients(built_kernel) -> None:
+    variable = tf.Variable(np.zeros((4, 3), np.float32))
+    accumulator = tf.Variable(np.full((4, 3), 0.1, np.float32))
+
+    def call(grad, lr):
+        built_kernel.fefm_lab_dense_adagrad(
+            var=variable.handle,
+            accum=accumulator.handle,
+            lr=lr,
+            epsilon=tf.constant(EPSILON, tf.float32),
+            grad=grad,
+        )
+
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"the gradient's shape \[3,4\] differs from the variable's \[4,3\]",
+    ):
+        call(tf.ones((3, 4)), tf.constant(0.1))
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"coefficient input 2 must be a scalar, got shape \[2\]",
+    ):
+        call(tf.ones((4, 3)), tf.constant([0.1, 0.2]))
+    np.testing.assert_array_equal(variable.numpy(), np.zeros((4, 3)))
+    np.testing.assert_array_equal(accumulator.numpy(), np.full((4, 3), 0.1, np.float32))
 
 
 @pytest.mark.parametrize("kind", ["adagrad", "adam"])
@@ -267,7 +349,7 @@ def test_missing_library_falls_back_to_the_ops_path(built_kernel, monkeypatch, t
         start = np.random.default_rng(0).normal(size=(7, 3)).astype(np.float32)
         steps = _steps(np.int32)
         variable, optimizer = _run("adagrad", start, steps, lr=0.3)
-        assert fused_row_ops(variable) is None
+        assert fused_ops(variable) is None
         op_types = _traced_op_types(optimizer, 3)
         assert not op_types & FUSED_OPS
         assert {"Unique", "UnsortedSegmentSum", "ResourceScatterAdd"} <= op_types
@@ -285,7 +367,7 @@ def test_kernels_off_and_xla_graphs_take_the_ops_path(kernels_on, monkeypatch) -
     xla_ops = _traced_op_types(optimizer, 3, jit_compile=True)
     assert not xla_ops & FUSED_OPS and "Unique" in xla_ops
     monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
-    assert fused_row_ops(variable) is None
+    assert fused_ops(variable) is None
     assert not _traced_op_types(optimizer, 3) & FUSED_OPS
 
 
