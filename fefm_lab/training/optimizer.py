@@ -73,10 +73,10 @@ def fused_ops(variable: tf.Variable):
 
 
 def describe_path(kind: str, device: str = "CPU") -> str:
-    """One line for the run log: which path the row-sparse updates of optimizer `kind` take
+    """One line for the run log: which path the updates of optimizer `kind` take
     when the model's variables are on `device` (`select_device`'s answer)."""
     status = kernels.status(ROW_SPARSE_KERNEL)
-    what = f"row-sparse {kind} updates"
+    what = f"{kind} updates"
     if kernels.load(ROW_SPARSE_KERNEL) is None:
         return f"{what}: TensorFlow ops ({status})"
     if device != "CPU":

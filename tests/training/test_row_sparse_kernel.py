@@ -373,13 +373,12 @@ def test_kernels_off_and_xla_graphs_take_the_ops_path(kernels_on, monkeypatch) -
 
 def test_the_run_log_line_names_the_path(kernels_on, monkeypatch) -> None:
     status = kernels.status(ROW_SPARSE_KERNEL)
-    assert describe_path("adagrad") == f"row-sparse adagrad updates: fused C++ kernel ({status})"
+    assert describe_path("adagrad") == f"adagrad updates: fused C++ kernel ({status})"
     assert describe_path("adam", "GPU:0 (NVIDIA H200)") == (
-        "row-sparse adam updates: TensorFlow ops (the kernel is CPU-only, the variables are on "
+        "adam updates: TensorFlow ops (the kernel is CPU-only, the variables are on "
         "GPU:0 (NVIDIA H200))"
     )
     monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
     assert describe_path("adagrad") == (
-        "row-sparse adagrad updates: TensorFlow ops "
-        "(kernel row_sparse_adagrad: off (FEFM_LAB_KERNELS=0))"
+        "adagrad updates: TensorFlow ops (kernel row_sparse_adagrad: off (FEFM_LAB_KERNELS=0))"
     )
