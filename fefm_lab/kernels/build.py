@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 
 from fefm_lab.kernels import (
     kernel_names,
@@ -55,6 +56,22 @@ def compiler_errors(stderr: str, limit: int = 20) -> list[str]:
     return (errors or lines)[:limit] if errors else lines[-limit:]
 
 
+def compile_command(name: str, cxx: str, output: str, defines: Sequence[str] = ()) -> list[str]:
+    """The compiler command that builds kernel `name` into `output` (`defines`: extra -D flags)."""
+    import tensorflow as tf
+
+    return [
+        cxx,
+        *OPTIMISATION_FLAGS,
+        *defines,
+        str(source_path(name)),
+        "-o",
+        output,
+        *system_headers(tf.sysconfig.get_compile_flags()),
+        *tf.sysconfig.get_link_flags(),
+    ]
+
+
 def build(name: str, cxx: str) -> None:
     """Compile one kernel; the library and its stamp appear only when the compile succeeded."""
     import tensorflow as tf
@@ -62,15 +79,7 @@ def build(name: str, cxx: str) -> None:
     target = library_path(name)
     with tempfile.NamedTemporaryFile(dir=target.parent, suffix=".so.tmp", delete=False) as tmp:
         partial = tmp.name
-    command = [
-        cxx,
-        *OPTIMISATION_FLAGS,
-        str(source_path(name)),
-        "-o",
-        partial,
-        *system_headers(tf.sysconfig.get_compile_flags()),
-        *tf.sysconfig.get_link_flags(),
-    ]
+    command = compile_command(name, cxx, partial)
     try:
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:

@@ -201,3 +201,51 @@ def test_build_of_broken_source_keeps_the_old_library_untrusted(kernel_folder, c
     assert list(kernel_folder.glob("*.tmp")) == []
     assert kernels.load(NAME) is None
     assert f"was built from another {NAME}.cc" in kernels.status(NAME)
+
+
+BASELINE_ONLY_CHECK = """
+import json, sys
+import numpy as np
+import tensorflow as tf
+m = tf.load_op_library(sys.argv[1])
+v = np.arange(24, dtype="float32").reshape(2, 3, 4) / 10
+w = np.arange(48, dtype="float32").reshape(3, 4, 4) / 10
+scores = m.fefm_scores(v, w, left=[0, 0, 1], right=[1, 2, 2]).numpy()
+try:
+    m.fefm_scores(v, w, left=[0, 0, 1], right=[1, 2, 2], isa="avx2")
+    refused = ""
+except tf.errors.InvalidArgumentError as error:
+    refused = error.message
+print(json.dumps({"isa": m.fefm_instruction_set().numpy().decode(), "scores": scores.tolist(),
+                  "refused": refused}))
+"""
+
+
+@pytest.mark.slow
+def test_build_without_the_x86_variants_still_works(tmp_path):
+    """What a machine other than x86-64 compiles (only the baseline variant; -DFEFM_BASELINE_ONLY
+    gives the same on x86-64) builds, loads in a fresh process, names the baseline, refuses avx2,
+    and matches the float64 reference."""
+    import subprocess
+    import sys
+
+    cxx = build.compiler()
+    assert cxx is not None, "no C++ compiler"
+    library = tmp_path / "_baseline.so"
+    command = build.compile_command(NAME, cxx, str(library), ["-DFEFM_BASELINE_ONLY"])
+    compiled = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert compiled.returncode == 0, build.compiler_errors(compiled.stderr)
+    checked = subprocess.run(
+        [sys.executable, "-c", BASELINE_ONLY_CHECK, str(library)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    result = json.loads(checked.stdout.strip().splitlines()[-1])
+    assert result["isa"] == "baseline"
+    assert "isa 'avx2' is not built or not supported by this CPU" in result["refused"]
+    v = np.arange(24).reshape(2, 3, 4) / 10
+    w = np.arange(48).reshape(3, 4, 4) / 10
+    assert relative_error(np.array(result["scores"]), fefm_reference(v, w, False)) < 1e-6
