@@ -10,15 +10,17 @@
 // The TensorFlow-ops path gathers v_i and v_j into (P, B, k) tensors and keeps s_p = v_i W_p, three
 // tensors of P*B*k floats (12M at k = 16) written and read again. Here the batch is cut into
 // blocks of rows whose embeddings stay in L2; per pair, a block's s = v_i W_p is built a few rows
-// at a time in registers and reduced against v_j at once. The backward pass recomputes s (one
-// more small product) rather than storing it. dv is accumulated per block (each block owns its
-// rows); dW per pair over all rows (each pair owns its matrix), so no thread shares an output
-// and the sums' order does not depend on the thread count.
+// at a time in registers and reduced against v_j at once. The backward pass recomputes s, and
+// t = v_j W_p^T, rather than storing them (one load of W feeds both when W is symmetric, as
+// FEFM's U + U^T is). dv is accumulated per block (each block owns its rows); dW per pair over
+// all rows (each pair owns its matrix), so no thread shares an output and the sums' order does
+// not depend on the thread count.
 //
 // Vectorisation: GCC vector types of 64 bytes; k is padded to a whole number of them (zero
 // columns add zeros). The loops are compiled three times (AVX-512, AVX2+FMA, baseline) and the
-// widest the CPU has is chosen at run time, so one library serves any x86-64 CPU; elsewhere only
-// the baseline is built. No -ffast-math: float additions run in a fixed order.
+// widest the CPU has is chosen when the op is created, so one library serves any x86-64 CPU;
+// elsewhere only the baseline is built. No -ffast-math: float additions run in a fixed order
+// (the AVX variants fuse multiply-adds, so their last bits can differ from the baseline's).
 
 #include <algorithm>
 #include <cstdint>

@@ -221,3 +221,22 @@ def test_interleaved_medians_take_the_calls_in_turn(monkeypatch):
     assert order == ["a", "b", "a", "b", "b", "a", "a", "b"]
     with pytest.raises(ValueError, match="repeats must be >= 1, received 0"):
         interleaved_median_seconds({"a": a}, repeats=0, warmup=0)
+
+
+def test_summary_of_the_step_profile_alone_names_its_machine(tmp_path):
+    """`python -m scripts.bench profile --out NEW` writes a summary with neither bench.json nor
+    peer.json beside it: the machine comes from the profile's own report."""
+    machine = describe_machine()
+    write_report(
+        tmp_path,
+        "step_profile",
+        title="T",
+        intro="",
+        machine=machine,
+        sections=[],
+        targets=[Target("bound share", 25.0, 66.67, unit="%")],
+        settings={"smoke": False},
+    )
+    summary = write_summary(tmp_path).read_text()
+    assert "0 of 1 targets met; details in `step_profile.md`" in summary
+    assert machine_markdown(machine) in summary
