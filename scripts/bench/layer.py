@@ -7,8 +7,8 @@ gradient to the field matrices), so forward + backward = 3 x 2 B P k^2.
 
 The layer runs the way the trainer runs it: inside a `tf.function`, XLA-compiled only if the
 trainer's `jit_compile` default says so (off: XLA was slower for FEFM on this CPU). It is timed
-on both paths, one after the other at each k: the fused C++ kernel (what ships where `make
-setup` built it) and the TensorFlow ops (`FEFM_LAB_KERNELS=0`); the target reads the shipped one.
+on both paths, their calls taken in turn: the fused C++ kernel (what ships where `make setup`
+built it) and the TensorFlow ops (`FEFM_LAB_KERNELS=0`); the target reads the shipped one.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from scripts.bench.machine import matmul_flops_per_second
-from scripts.bench.measure import median_seconds
+from scripts.bench.measure import interleaved_median_seconds
 from scripts.bench.report import Part, PartResult, Section, Target, format_number, int_list
 
 SHARE_OF_MATMUL_GOAL = 30.0  # %: forward + backward at the largest k
@@ -64,15 +64,9 @@ def shipped_fefm_path() -> tuple[bool, str]:
     return ops_module() is not None and not jit_compile, describe_path(jit_compile)
 
 
-def time_fefm_layer(
-    fields: int, k: int, batch: int, repeats: int, kernel: bool | None = None
-) -> dict[str, float]:
-    """Median seconds of the layer's forward pass and of forward + backward, compiled as the
-    trainer compiles its step; `kernel` True/False forces the fused kernel on or off (None:
-    FEFM_LAB_KERNELS as set)."""
-    if kernel is not None:
-        with kernels_switched(kernel):
-            return time_fefm_layer(fields, k, batch, repeats)
+def fefm_layer_calls(fields: int, k: int, batch: int) -> dict[str, Callable[[], object]]:
+    """The layer's forward pass and forward + backward, compiled as the trainer compiles its
+    step and traced now (FEFM_LAB_KERNELS as set at this moment decides the path)."""
     import tensorflow as tf
 
     from fefm_lab.layers import FEFMInteraction
@@ -104,9 +98,28 @@ def time_fefm_layer(
         grad_x.numpy()
         grad_w[0].numpy()
 
+    run_forward(), run_forward_backward()  # traced here, under the current switch
+    return {"forward": run_forward, "forward_backward": run_forward_backward}
+
+
+def time_fefm_layer_paths(
+    fields: int, k: int, batch: int, repeats: int, paths: dict[str, bool]
+) -> dict[str, dict[str, float]]:
+    """Median seconds of the layer's forward pass and forward + backward for each path (label:
+    kernel on or off), the calls of all paths taken in turn (`interleaved_median_seconds`), so a
+    change in the machine's load falls on each alike."""
+    calls = {}
+    for label, kernel in paths.items():
+        with kernels_switched(kernel):
+            for name, call in fefm_layer_calls(fields, k, batch).items():
+                calls[f"{label}/{name}"] = call
+    medians = interleaved_median_seconds(calls, repeats=repeats, warmup=1)
     return {
-        "forward_seconds": median_seconds(run_forward, repeats=repeats, warmup=2),
-        "forward_backward_seconds": median_seconds(run_forward_backward, repeats=repeats, warmup=2),
+        label: {
+            f"{name}_seconds": medians[f"{label}/{name}"]
+            for name in ("forward", "forward_backward")
+        }
+        for label in paths
     }
 
 
@@ -118,15 +131,14 @@ def run(args: argparse.Namespace) -> PartResult:
     matmul_flops = matmul_flops_per_second(matmul_size)
     print(f"matmul rate {matmul_flops / 1e9:.0f} GFLOP/s", flush=True)
     fused_ships, path_line = shipped_fefm_path()
-    paths = [("fused C++ kernel", True), ("TensorFlow ops", False)] if fused_ships else []
-    paths = paths or [("TensorFlow ops", False)]
+    paths = {"fused C++ kernel": True, "TensorFlow ops": False} if fused_ships else {}
+    paths = paths or {"TensorFlow ops": False}
     pairs = fields * (fields - 1) // 2
     rows, targets, data = [], [], []
     for k in ks:
         forward_flops = 2.0 * batch * pairs * k * k
         shipped_rate, seconds = 0.0, {}
-        for label, kernel in paths:
-            times = time_fefm_layer(fields, k, batch, repeats, kernel=kernel)
+        for label, times in time_fefm_layer_paths(fields, k, batch, repeats, paths).items():
             seconds[label] = times["forward_backward_seconds"]
             forward_rate = forward_flops / times["forward_seconds"]
             both_rate = 3 * forward_flops / times["forward_backward_seconds"]
@@ -177,8 +189,9 @@ def run(args: argparse.Namespace) -> PartResult:
             f"flops, forward + backward 3 x that; median of {repeats} calls in a tf.function "
             f"as the trainer runs them (XLA {'on' if trainer_jit_compile() else 'off'}). "
             f"What ships here: {path_line}. The TensorFlow-ops rows are the same layer with "
-            "FEFM_LAB_KERNELS=0, timed in the same run; 'speed-up' is its fwd+bwd time over "
-            "the kernel's. The target reads the first row of each k (what ships)."
+            "FEFM_LAB_KERNELS=0, its calls and the kernel's taken in turn; 'speed-up' is its "
+            "fwd+bwd time over the kernel's. The target reads the first row of each k (what "
+            "ships)."
         ),
         headers=[
             "k",

@@ -9,9 +9,9 @@ useful matrix work would take at the float32 matmul rate measured in the same ru
 
     forward flops = 2 B P k^2 (FEFM) + 2 B sum(fan_in * fan_out) (DNN);  fwd + bwd = 3x forward.
 
-Each shape runs twice in the same process: with the compiled kernels (the fused FEFM kernel and
-the row-sparse AdaGrad update; what ships, where `make setup` built them) and with
-`FEFM_LAB_KERNELS=0` (the TensorFlow ops). The targets read the shipped path.
+Each shape runs on two paths in the same process, their calls taken in turn: the compiled
+kernels (the fused FEFM kernel and the AdaGrad update; what ships, where `make setup` built them)
+and `FEFM_LAB_KERNELS=0` (the TensorFlow ops). The targets read the shipped path.
 
 Writes step_profile.md / .json (`python -m scripts.bench profile`, run by `make bench`); its
 targets (step time within 1.5x of the bound) are in summary.md.
@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 
-from scripts.bench.layer import kernels_switched, shipped_fefm_path, time_fefm_layer
+from scripts.bench.layer import fefm_layer_calls, kernels_switched, shipped_fefm_path
 from scripts.bench.machine import matmul_flops_per_second
 from scripts.bench.measure import interleaved_median_seconds, median_seconds
 from scripts.bench.report import Part, PartResult, Section, Target
@@ -53,15 +54,12 @@ def kernels_off():
         yield
 
 
-def profile(
-    k: int,
-    hidden: tuple[int, ...],
-    fields: int = FIELDS,
-    batch: int = BATCH,
-    repeats: int = REPEATS,
-) -> dict[str, float]:
-    """Median milliseconds of the forward pass, forward + backward, the whole step, and the
-    optimizer update alone (one batch's gradients) on the path that ships and on TensorFlow ops."""
+def step_calls(
+    k: int, hidden: tuple[int, ...], fields: int = FIELDS, batch: int = BATCH
+) -> dict[str, Callable[[], object]]:
+    """A DeepFEFM step's parts as calls, traced now: the forward pass, forward + backward, the
+    whole step, and the optimizer update alone (one batch's gradients) on the path that
+    FEFM_LAB_KERNELS gives now ('optimizer') and on TensorFlow ops ('optimizer_ops')."""
     import tensorflow as tf
 
     from fefm_lab import SparseFeat, build_model
@@ -89,14 +87,53 @@ def profile(
         "forward": lambda: forward(x).numpy(),
         "gradients": lambda: trainer._gradients(x, y)[0].numpy(),
         "step": lambda: trainer.train_step(x, y).numpy(),
+        "optimizer": update(shipped_update),
+        "optimizer_ops": update(ops_update),
     }
-    times = {
-        name: 1000 * median_seconds(call, repeats=repeats, warmup=1) for name, call in calls.items()
-    }
-    updates = {"optimizer": update(shipped_update), "optimizer_ops": update(ops_update)}
+    for call in calls.values():
+        call()  # traced under the switch as it is now
+    return calls
+
+
+def profile(
+    k: int,
+    hidden: tuple[int, ...],
+    fields: int = FIELDS,
+    batch: int = BATCH,
+    repeats: int = REPEATS,
+) -> dict[str, float]:
+    """Median milliseconds of each of `step_calls`, the two optimizer paths in turn."""
+    calls = step_calls(k, hidden, fields, batch)
+    updates = {name: calls.pop(name) for name in ("optimizer", "optimizer_ops")}
+    times = {name: median_seconds(call, repeats=repeats, warmup=1) for name, call in calls.items()}
     # the two paths in turn: a change in the machine's load falls on both alike
-    medians = interleaved_median_seconds(updates, repeats=3 * repeats, warmup=1)
-    return times | {name: 1000 * seconds for name, seconds in medians.items()}
+    times |= interleaved_median_seconds(updates, repeats=3 * repeats, warmup=1)
+    return {name: 1000 * seconds for name, seconds in times.items()}
+
+
+def profile_paths(
+    k: int,
+    hidden: tuple[int, ...],
+    paths: dict[str, bool],
+    fields: int = FIELDS,
+    batch: int = BATCH,
+    repeats: int = REPEATS,
+) -> dict[str, dict[str, float]]:
+    """`profile` and the FEFM layer's forward + backward ('fefm_layer') for each path (label:
+    kernels on or off), every path's calls taken in turn so the machine's load falls on all
+    alike. The optimizer update alone is timed against its TensorFlow-ops twin on each path."""
+    steps, updates = {}, {}
+    for label, kernel in paths.items():
+        with kernels_switched(kernel):
+            calls = step_calls(k, hidden, fields, batch)
+            calls["fefm_layer"] = fefm_layer_calls(fields, k, batch)["forward_backward"]
+        for name in ("optimizer", "optimizer_ops"):
+            updates[f"{label}/{name}"] = calls.pop(name)
+        steps |= {f"{label}/{name}": call for name, call in calls.items()}
+    times = interleaved_median_seconds(steps, repeats=repeats, warmup=1)
+    times |= interleaved_median_seconds(updates, repeats=3 * repeats, warmup=1)
+    names = ("forward", "gradients", "step", "fefm_layer", "optimizer", "optimizer_ops")
+    return {label: {name: 1000 * times[f"{label}/{name}"] for name in names} for label in paths}
 
 
 def bound_target(k: int, hidden: tuple[int, ...], step_ms: float, bound_ms: float) -> Target:
@@ -125,16 +162,13 @@ def run(args: argparse.Namespace) -> PartResult:
     rate = matmul_flops_per_second(matmul_size)
     optimizer_path = kernels.status(ROW_SPARSE_KERNEL)
     fused_ships, fefm_path = shipped_fefm_path()
-    paths = [("C++ kernels", True), ("TensorFlow ops", False)] if fused_ships else []
-    paths = paths or [("TensorFlow ops", False)]
+    paths = {"C++ kernels": True, "TensorFlow ops": False} if fused_ships else {}
+    paths = paths or {"TensorFlow ops": False}
     rows, targets = [], []
     for k, hidden in shapes:
         bound_ms = 3 * forward_flops(k, hidden, fields, batch) / rate * 1000
         steps = {}
-        for label, kernel in paths:
-            with kernels_switched(kernel):
-                times = profile(k, hidden, fields, batch, repeats)
-                fefm = time_fefm_layer(fields, k, batch, repeats)["forward_backward_seconds"]
+        for label, times in profile_paths(k, hidden, paths, fields, batch, repeats).items():
             steps[label] = times["step"]
             rows.append(
                 [
@@ -143,7 +177,7 @@ def run(args: argparse.Namespace) -> PartResult:
                     label,
                     times["forward"],
                     times["gradients"],
-                    1000 * fefm,
+                    times["fefm_layer"],
                     times["step"],
                     times["optimizer"],
                     times["optimizer_ops"],
@@ -156,7 +190,7 @@ def run(args: argparse.Namespace) -> PartResult:
             print(rows[-1], flush=True)
         if len(steps) == 2:
             rows[-2][-1] = f"{steps['TensorFlow ops'] / steps['C++ kernels']:.2f}x"
-        targets.append(bound_target(k, hidden, steps[paths[0][0]], bound_ms))
+        targets.append(bound_target(k, hidden, steps[next(iter(paths))], bound_ms))
     section = Section(
         "Where a training step goes",
         text=(
@@ -171,8 +205,9 @@ def run(args: argparse.Namespace) -> PartResult:
             "traced with FEFM_LAB_KERNELS=0 (unique, segment sum, scatters), timed side by side. "
             f"Paths: 'C++ kernels' is what ships here ({fefm_path}; and the row-sparse update), "
             "'TensorFlow ops' the whole step with FEFM_LAB_KERNELS=0 (both optimizer columns "
-            "are then the TensorFlow ops), timed in the same run; 'speed-up' is the step time of "
-            "the second over the first. The targets read the first row of each shape."
+            "are then the TensorFlow ops); the two paths' calls are taken in turn. 'speed-up' is "
+            "the step time of the second over the first. The targets read the first row of each "
+            "shape."
         ),
         headers=[
             "k",
