@@ -1,9 +1,9 @@
 """Part `profile`: where a DeepFEFM training step goes, against the machine's matmul roofline.
 
 For each Criteo shape (39 fields, batch 1024) it times the forward pass, forward + backward, and
-the whole step (with the row-sparse AdaGrad update), the FEFM layer's own forward + backward (as
-the trainer runs it), the AdaGrad update alone on the path that ships (the compiled
-`row_sparse_adagrad` kernel when it is built) and, side by side, on TensorFlow ops
+the whole step (with the AdaGrad update), the FEFM layer's own forward + backward (as the trainer
+runs it), the AdaGrad update alone (row-sparse tables and dense weights) on the path that ships
+(the compiled `row_sparse_adagrad` kernel when it is built) and, side by side, on TensorFlow ops
 (FEFM_LAB_KERNELS=0 while that update is traced), and compares them with the time the step's
 useful matrix work would take at the float32 matmul rate measured in the same run:
 
@@ -202,8 +202,9 @@ def run(args: argparse.Namespace) -> PartResult:
             "fwd+bwd' is the layer alone on random embeddings, inside the step's fwd+bwd. "
             "'optimizer' is the AdaGrad update of one batch's gradients alone, inside the step, "
             f"on the path that ships ({optimizer_path}); 'optimizer, TF ops' the same update "
-            "traced with FEFM_LAB_KERNELS=0 (unique, segment sum, scatters), timed side by side. "
-            f"Paths: 'C++ kernels' is what ships here ({fefm_path}; and the row-sparse update), "
+            "traced with FEFM_LAB_KERNELS=0 (unique, segment sum, scatters and gather for the "
+            "tables; about seven element-wise ops per dense weight), the two timed in turn. "
+            f"Paths: 'C++ kernels' is what ships here ({fefm_path}; and the AdaGrad update), "
             "'TensorFlow ops' the whole step with FEFM_LAB_KERNELS=0 (both optimizer columns "
             "are then the TensorFlow ops); the two paths' calls are taken in turn. 'speed-up' is "
             "the step time of the second over the first. The targets read the first row of each "
