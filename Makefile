@@ -47,7 +47,7 @@ format: setup ## Apply ruff's formatting and safe fixes
 run: setup ## Train the default job (DeepFEFM, embedded synthetic data) and print test AUC / log loss
 	$(FEFM) run
 
-sweep: setup ## Ablation sweep on synthetic data over 3 seeds, then the ablation report (and README)
+sweep: setup ## Ablation sweep on synthetic data over 5 seeds, then the ablation report (and README)
 	$(FEFM) run -m experiment=synthetic_ablation
 	$(MAKE) --no-print-directory report
 

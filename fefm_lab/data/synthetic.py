@@ -19,9 +19,9 @@ Teacher kinds (`teacher`):
   complete fields of a_f(value), each a_f centred under its field's value distribution and z
   scaled to unit variance. sign(z) is a function of all those fields at once: per-field terms
   leave 35% of its variance and even a free table per field pair (more than linear + FEFM can
-  express) leaves 28% (at 40k rows, seed 0; a step's Hermite terms of order >= 3), while one
-  ReLU layer over the field embeddings approximates a step of a weighted sum closely. So only a
-  model with a DNN can reach the teacher.
+  express) leaves 26% at 40k rows, 24% at 80k (seed 0; a step's Hermite terms of order >= 3),
+  while one ReLU layer over the field embeddings approximates a step of a weighted sum closely.
+  So only a model with a DNN can reach the teacher.
 
 Everything is a function of (seed, rows): rows are generated in chunks of CHUNK_ROWS, chunk c from
 `default_rng([seed, c])`.

@@ -236,14 +236,12 @@ def test_paper_numbers_go_beside_runs_of_the_paper_presets(dataset: str, tmp_pat
 
 def test_sweep_presets_expand_to_their_grids() -> None:
     jobs, _ = expand_jobs(["experiment=synthetic_ablation"])
-    assert len(jobs) == len(ABLATIONS) * 3
+    assert len(jobs) == len(ABLATIONS) * 5
     assert {j for job in jobs for j in job if j.startswith("ablation=")} == {
         f"ablation={name}" for name in ABLATION_NAMES
     }
     assert {j for job in jobs for j in job if j.startswith("seed=")} == {
-        "seed=1",
-        "seed=2",
-        "seed=3",
+        f"seed={seed}" for seed in range(1, 6)
     }
     grid, _ = expand_jobs(["experiment=ablation_grid", "seed=1"])
     assert len(grid) == 16  # the command line's seed=1 replaces the preset's seed sweep
