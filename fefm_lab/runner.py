@@ -286,9 +286,13 @@ def _train_and_log(
         message = f"skipped {name}: {reason}"
         return JobOutcome("skipped", digest, name, run_id, reason=reason, message=message)
 
+    # which path computes the run (compiled kernel or TensorFlow ops): said once, and tagged
+    paths = {"optimizer_path": describe_optimizer_path(trainer.optimizer, device)}
     if any(isinstance(layer, FEFMInteraction) for layer in model.layers):
-        _say(describe_path(trainer.jit_compile, on_gpu=device != "CPU"))
-    _say(describe_optimizer_path(trainer.optimizer, device))
+        paths["fefm_path"] = describe_path(trainer.jit_compile, on_gpu=device != "CPU")
+    for tag in sorted(paths):
+        _say(paths[tag])
+        client.set_tag(run_id, tag, paths[tag][:5000])
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)
     result = fit_and_evaluate(

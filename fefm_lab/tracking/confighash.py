@@ -10,7 +10,13 @@
   lines, line breaks, indentation width, quote style and the parentheses or trailing commas a
   formatter adds or removes do not change it; any change to the code (a name, a constant, an
   operator, a statement, an error message) in those modules does. It is the same on every
-  Python >= 3.11 (tokens, unlike `ast.dump`, do not change with the Python version).
+  Python >= 3.11 (tokens, unlike `ast.dump`, do not change with the Python version). The C++
+  kernels' sources (`CODE_VERSION_KERNELS`) count the same way: their tokens without comments
+  or layout (`cpp_code_tokens`).
+
+Whether a run took a compiled kernel or the TensorFlow ops is not part of the identity: the two
+compute the same maths (the float sums in another order), like two thread counts. Each run's tags
+say which path it took (`fefm_path`, `optimizer_path`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import hashlib
 import io
 import json
 import keyword
+import re
 import tokenize
 from collections.abc import Mapping
 from functools import cache
@@ -63,6 +70,7 @@ CODE_VERSION_MODULES = (
     "fefm_lab.data.synthetic",
     "fefm_lab.data.vocab",
     "fefm_lab.features",
+    "fefm_lab.kernels.fefm_interaction",
     "fefm_lab.layers",
     "fefm_lab.model",
     "fefm_lab.training.config",
@@ -71,6 +79,9 @@ CODE_VERSION_MODULES = (
     "fefm_lab.training.metrics",
     "fefm_lab.training.optimizer",
 )
+
+# The compiled kernels (fefm_lab/kernels/<name>.cc) that compute the same numbers as those modules.
+CODE_VERSION_KERNELS = ("fefm_interaction", "row_sparse_adagrad")
 
 
 def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -285,17 +296,46 @@ def source_version(source: str) -> str:
     return hashlib.sha256(encoded.encode()).hexdigest()
 
 
+# A C++ token: a string or character literal (escapes included), a name or number, or one
+# punctuation character; comments are matched first so that they can be dropped.
+_CPP_TOKEN = re.compile(
+    r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|[A-Za-z_0-9.]+|\S',
+    re.DOTALL,
+)
+
+
+def cpp_code_tokens(source: str) -> list[str]:
+    """A C++ source as tokens without comments, whitespace or line breaks: reformatting or
+    recommenting a kernel keeps them, any change to a name, number, literal or operator does not.
+    (A `//` inside a string stays part of the string: literals are matched as whole tokens.)"""
+    return [t for t in _CPP_TOKEN.findall(source) if not t.startswith(("//", "/*"))]
+
+
+def kernel_source_version(source: str) -> str:
+    """sha256 of a C++ kernel's `cpp_code_tokens`."""
+    encoded = json.dumps(cpp_code_tokens(source), ensure_ascii=True, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()
+
+
 @cache
-def current_code_version(modules: tuple[str, ...] = CODE_VERSION_MODULES) -> str:
-    """Combined `source_version` of the modules (first 16 hex digits); absent modules count too.
+def current_code_version(
+    modules: tuple[str, ...] = CODE_VERSION_MODULES,
+    kernels: tuple[str, ...] = CODE_VERSION_KERNELS,
+) -> str:
+    """Combined `source_version` of the modules and `kernel_source_version` of the kernels (first
+    16 hex digits); absent files count too.
 
     Files are read from the installed package without importing them (no TensorFlow start).
     """
     package = Path(__file__).resolve().parent.parent
-    parts = {}
+    parts: dict[str, str | None] = {}
     for name in modules:
         path = package.joinpath(*name.split(".")[1:]).with_suffix(".py")
         parts[name] = source_version(path.read_text(encoding="utf-8")) if path.is_file() else None
+    for name in kernels:
+        path = package / "kernels" / f"{name}.cc"
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+        parts[f"kernels/{name}.cc"] = kernel_source_version(text) if text is not None else None
     return _digest(parts)
 
 

@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 
 from fefm_lab.tracking.confighash import (
+    CODE_VERSION_KERNELS,
     CODE_VERSION_MODULES,
     code_tokens,
+    cpp_code_tokens,
     current_code_version,
     data_fingerprint,
+    kernel_source_version,
     source_version,
 )
 
@@ -191,3 +194,46 @@ def test_data_fingerprint_is_content_not_path_or_mtime() -> None:
         other = copy.deepcopy(MANIFEST)
         change(other)
         assert data_fingerprint(other) != data_fingerprint(MANIFEST)
+
+
+KERNEL = """
+// s = v_i W_p, one row at a time
+static inline float dot(const float* a, const float* b, int k) {
+  float sum = 0.0f;  /* lanes */
+  for (int i = 0; i < k; ++i) sum += a[i] * b[i];
+  return sum;
+}
+const char* kName = "FefmScores // not a comment";
+"""
+
+
+def test_kernel_source_version_ignores_comments_and_layout_not_code() -> None:
+    cosmetic = (
+        KERNEL.replace("// s = v_i W_p, one row at a time", "// reworded"),
+        KERNEL.replace("/* lanes */", ""),
+        KERNEL.replace("(int i = 0; i < k; ++i)", "(int i = 0;\n       i < k;\n       ++i)"),
+        KERNEL.replace("{\n  float", "{\n\n\tfloat"),
+    )
+    for edit in cosmetic:
+        assert edit != KERNEL
+        assert kernel_source_version(edit) == kernel_source_version(KERNEL), edit
+    maths = (
+        KERNEL.replace("a[i] * b[i]", "a[i] + b[i]"),
+        KERNEL.replace("0.0f", "1.0f"),
+        KERNEL.replace("i < k", "i <= k"),
+        KERNEL.replace("not a comment", "a comment"),  # inside a string literal
+    )
+    for edit in maths:
+        assert kernel_source_version(edit) != kernel_source_version(KERNEL), edit
+    assert cpp_code_tokens('x = "a//b"; // c\ny /* d */ += 1;') == [
+        "x", "=", '"a//b"', ";", "y", "+", "=", "1", ";"
+    ]  # fmt: skip
+
+
+def test_code_version_covers_the_kernel_sources() -> None:
+    kernel_dir = Path(__file__).resolve().parents[2] / "fefm_lab" / "kernels"
+    assert {name: (kernel_dir / f"{name}.cc").is_file() for name in CODE_VERSION_KERNELS} == {
+        name: True for name in CODE_VERSION_KERNELS
+    }
+    assert set(CODE_VERSION_KERNELS) == {p.stem for p in kernel_dir.glob("*.cc")}
+    assert current_code_version(kernels=CODE_VERSION_KERNELS[:1]) != current_code_version()
