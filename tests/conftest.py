@@ -27,15 +27,7 @@ def real_data_dir() -> Path:
 def fefm_kernel():
     """The fused FEFM kernel's op module. `make setup` builds it; a checkout without the library
     builds it here (CI must test the kernel, not skip it), and a build that fails fails the test."""
-    from fefm_lab import kernels
-    from fefm_lab.kernels import build
+    from fefm_lab.kernels.build import ensure_built
     from fefm_lab.kernels.fefm_interaction import NAME
 
-    if kernels.stale_reason(NAME) is not None:
-        cxx = build.compiler()
-        assert cxx is not None, "no C++ compiler to build the FEFM kernel"
-        build.build(NAME, cxx)
-        kernels._load.cache_clear()
-    module = kernels._load(NAME)[0]
-    assert module is not None, kernels.status(NAME)
-    return module
+    return ensure_built(NAME)

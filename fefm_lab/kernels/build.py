@@ -94,6 +94,26 @@ def build(name: str, cxx: str) -> None:
     stamp_path(name).write_text(json.dumps(stamp, indent=2) + "\n")
 
 
+def ensure_built(name: str):
+    """Kernel `name`'s op module, compiled first when its library is missing or stale.
+
+    For callers that must use the kernel rather than fall back (the tests: CI must test the
+    kernel, not skip it): no compiler, a failed build or a library that will not load raise.
+    """
+    from fefm_lab import kernels
+
+    if stale_reason(name) is not None:
+        cxx = compiler()
+        if cxx is None:
+            raise RuntimeError(f"no C++ compiler (g++, or set CXX) to build kernel {name}")
+        build(name, cxx)
+        kernels._load.cache_clear()
+    module, reason = kernels._load(name)
+    if module is None:
+        raise RuntimeError(f"kernel {name}: {reason}")
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild up-to-date kernels too")

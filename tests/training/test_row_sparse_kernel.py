@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 from fefm_lab import SparseFeat, build_model, kernels
-from fefm_lab.kernels import build as kernel_build
+from fefm_lab.kernels.build import ensure_built
 from fefm_lab.training import Trainer, TrainerConfig
 from fefm_lab.training.optimizer import (
     ADAGRAD_INITIAL_ACCUMULATOR,
@@ -36,14 +36,7 @@ FUSED_OPS = {
 @pytest.fixture(scope="module")
 def built_kernel():
     """The kernel's op module, built first when its library is missing or stale."""
-    if kernels.stale_reason(ROW_SPARSE_KERNEL) is not None:
-        cxx = kernel_build.compiler()
-        assert cxx is not None, "no C++ compiler (g++ or $CXX) to build the row-sparse kernel"
-        kernel_build.build(ROW_SPARSE_KERNEL, cxx)
-        kernels._load.cache_clear()
-    module = kernels._load(ROW_SPARSE_KERNEL)[0]
-    assert module is not None, kernels.status(ROW_SPARSE_KERNEL)
-    return module
+    return ensure_built(ROW_SPARSE_KERNEL)
 
 
 @pytest.fixture
