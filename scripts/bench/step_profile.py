@@ -29,6 +29,7 @@ import numpy as np
 from scripts.bench.layer import fefm_layer_calls, kernels_switched, shipped_fefm_path
 from scripts.bench.machine import matmul_flops_per_second
 from scripts.bench.measure import interleaved_median_seconds, median_seconds
+from scripts.bench.op_profile import GROUPS, op_milliseconds
 from scripts.bench.report import Part, PartResult, Section, Target
 
 FIELDS, BATCH, REPEATS = 39, 1024, 10
@@ -164,7 +165,7 @@ def run(args: argparse.Namespace) -> PartResult:
     fused_ships, fefm_path = shipped_fefm_path()
     paths = {"C++ kernels": True, "TensorFlow ops": False} if fused_ships else {}
     paths = paths or {"TensorFlow ops": False}
-    rows, targets = [], []
+    rows, targets, op_columns = [], [], {}
     for k, hidden in shapes:
         bound_ms = 3 * forward_flops(k, hidden, fields, batch) / rate * 1000
         steps = {}
@@ -191,6 +192,10 @@ def run(args: argparse.Namespace) -> PartResult:
         if len(steps) == 2:
             rows[-2][-1] = f"{steps['TensorFlow ops'] / steps['C++ kernels']:.2f}x"
         targets.append(bound_target(k, hidden, steps[next(iter(paths))], bound_ms))
+        if fused_ships:
+            with kernels_switched(True):
+                step = step_calls(k, hidden, fields, batch)["step"]
+            op_columns[f"k={k}, {'x'.join(map(str, hidden))}"] = op_milliseconds(step, repeats)
     section = Section(
         "Where a training step goes",
         text=(
@@ -233,7 +238,33 @@ def run(args: argparse.Namespace) -> PartResult:
             "rows": rows,
         },
     )
-    return PartResult([section], targets)
+    sections = [section]
+    if op_columns:
+        sections.append(op_section(op_columns, repeats))
+    return PartResult(sections, targets)
+
+
+def op_section(columns: dict[str, tuple[dict[str, float], float]], repeats: int) -> Section:
+    """The shipped step op by op: one column per shape, one row per op group."""
+    rows = [[group, *(groups[group] for groups, _ in columns.values())] for group in GROUPS]
+    rows.append(["sum of op time", *(sum(groups.values()) for groups, _ in columns.values())])
+    rows.append(["step, wall time under the profiler", *(wall for _, wall in columns.values())])
+    return Section(
+        "Op by op: the step that ships",
+        text=(
+            f"TensorFlow's profiler over {repeats} steps of the shipped path (C++ kernels), "
+            "each op's duration summed per step into groups (scripts/bench/op_profile.py), in "
+            "milliseconds. The executor runs independent ops at the same time on the two cores, "
+            "so the groups add up to more than the step's wall time; the profiler adds a little "
+            "to both. 'DNN matmuls' are the dense layers' products (forward fused with bias and "
+            "ReLU); 'lookups' the gathers from the embedding and linear tables, the batch L2 "
+            "terms and the gradients that flow back into them; 'other' the input concatenation, "
+            "slices, bias and ReLU gradients, the gradient sums and the loss."
+        ),
+        headers=["op group", *(f"{shape} (ms)" for shape in columns)],
+        rows=rows,
+        data={"columns": {shape: {"groups": g, "wall_ms": w} for shape, (g, w) in columns.items()}},
+    )
 
 
 PART = Part(

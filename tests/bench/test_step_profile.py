@@ -53,7 +53,7 @@ def test_profile_part_times_both_paths_shipped_first(fefm_kernel, monkeypatch) -
 
     monkeypatch.delenv(kernels.DISABLE_VARIABLE, raising=False)
     result = run(argparse.Namespace(smoke=True, profile_repeats=2))
-    (section,) = result.sections
+    section, ops = result.sections
     assert section.headers[2] == "path" and section.headers[-1] == "speed-up"
     (kernel_row, ops_row) = section.rows
     assert (kernel_row[2], ops_row[2]) == ("C++ kernels", "TensorFlow ops")
@@ -64,3 +64,8 @@ def test_profile_part_times_both_paths_shipped_first(fefm_kernel, monkeypatch) -
     bound = kernel_row[section.headers.index("matmul bound (ms)")]
     assert target.note == f"step {kernel_row[step]:.1f} ms, bound {bound:.1f} ms"
     assert "fused C++ kernel" in section.text
+    # the shipped step op by op: the fused kernel's two ops carry the FEFM rows
+    assert ops.headers == ["op group", "k=4, 8 (ms)"]
+    by_group = {row[0]: row[1] for row in ops.rows}
+    assert by_group["FEFM interactions, forward"] > 0 and by_group["FEFM interactions, backward"] > 0
+    assert by_group["sum of op time"] == sum(ops.data["columns"]["k=4, 8"]["groups"].values())
