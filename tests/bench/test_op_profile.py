@@ -1,4 +1,4 @@
-"""The op-by-op profile: how ops are grouped, and the per-step sums read from a hand-built XSpace."""
+"""The op-by-op profile: how ops are grouped, and per-step sums read from a hand-built XSpace."""
 
 from __future__ import annotations
 
