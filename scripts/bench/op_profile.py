@@ -32,6 +32,9 @@ _LOOKUP_SCOPES = ("feature_embedding", "linear")
 FEFM_KERNEL_OPS = {"FefmScores": FEFM_FORWARD, "FefmScoresGrad": FEFM_BACKWARD}
 # the step's wall time in the host plane: the function call that runs the whole traced step
 STEP_EVENT = "KernelAndDeviceFunc::Run"
+# An op's event is labelled "<graph name>:<op type>"; the executor's and the eager runtime's own
+# events ("ExecutorState::Process", "EagerLocalExecute: __inference_...") are not ops.
+_OP_EVENT = re.compile(r"([^\s:]+):([A-Za-z_]\w*)")
 
 
 def op_group(name: str, op_type: str) -> str:
@@ -67,9 +70,8 @@ def grouped_milliseconds(xplane: bytes, steps: int) -> tuple[dict[str, float], f
                 label = plane.event_metadata[event.metadata_id].name
                 if label == STEP_EVENT:
                     wall_ps += event.duration_ps
-                elif ":" in label and not line.name.startswith("python"):
-                    name, op_type = label.rsplit(":", 1)
-                    groups[op_group(name, op_type)] += event.duration_ps
+                elif op := _OP_EVENT.fullmatch(label):
+                    groups[op_group(*op.groups())] += event.duration_ps
     per_step = {group: groups[group] / 1e9 / steps for group in GROUPS}
     return per_step, wall_ps / 1e9 / steps
 
