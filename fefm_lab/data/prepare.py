@@ -12,7 +12,11 @@ and SHA-256 of its first and last MiB) and every setting that changes the conten
 `.tmp-...` directory beside it and renamed at the end, its manifest written last: a directory
 without a manifest is never trusted, and a complete one is reused without reading the source.
 The manifest's `seconds` say where the time went: `count_rows` (the line count a sequential split
-needs), `pass1`, `vocabularies` (merging the spilled counts, on one core) and `pass2`.
+needs), `pass1`, `vocabularies` (merging the spilled counts, on one core) and `pass2`. Its
+`peak_rss_bytes` say where the memory went: the process's peak resident set (VmHWM, a running
+maximum) when preparation started (`start`) and at the end of each of those phases, so the phase
+that set the peak is the first one that shows it (in a process that did other work first, the
+`start` figure bounds what preparation itself can be credited with).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from fefm_lab.data.split import TRAIN, assign_splits
 from fefm_lab.data.vocab import MISSING_ID, OOV_ID, ValueCounter
 from fefm_lab.errors import DataError
 from fefm_lab.fileio import atomic_write_text
+from fefm_lab.memory import peak_rss_bytes
 
 LOG = logging.getLogger("fefm_lab.data")
 LAYOUT_VERSION = 1
@@ -303,9 +308,11 @@ def _build(
     reporter: _Progress,
 ) -> PreparedData:
     source = open_source(source_path, layout, config.on_bad_rows, config.block_bytes)
+    peaks = {"start": peak_rss_bytes()}
     started = time.perf_counter()
     total_rows = count_data_rows(source) if config.split == "sequential" else None
     count_s = time.perf_counter() - started
+    peaks["count_rows"] = peak_rss_bytes()
 
     def splits_of(rows: np.ndarray) -> np.ndarray:
         return assign_splits(
@@ -319,7 +326,7 @@ def _build(
     try:
         counting = temporary / "counts"
         plan, vocabularies, dense_range, rows_seen, bad_rows, pass1_times = _count_train_values(
-            config, source, splits_of, layout, counting, reporter
+            config, source, splits_of, layout, counting, reporter, peaks
         )
         shutil.rmtree(counting, ignore_errors=True)
         if plan is None or rows_seen == bad_rows:
@@ -349,6 +356,7 @@ def _build(
         split_stats, pass2_s = _write_shards(
             config, source, plan, vocabularies, feature_map, splits_of, temporary, reporter
         )
+        peaks["pass2"] = peak_rss_bytes()
         (temporary / "vocabularies").mkdir()
         for name, vocab in vocabularies.items():
             np.save(temporary / "vocabularies" / f"{name}.npy", vocab.keys_in_id_order)
@@ -371,6 +379,7 @@ def _build(
                 "vocabularies": round(pass1_times[1], 3),
                 "pass2": round(pass2_s, 3),
             },
+            "peak_rss_bytes": peaks,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "keys": "vocabularies/<field>.npy: uint64 value keys in id order (first id 2)",
         }
@@ -388,11 +397,11 @@ def _build(
     return PreparedData.open(final)
 
 
-def _count_train_values(config, source, splits_of, layout, spill_directory, reporter):
+def _count_train_values(config, source, splits_of, layout, spill_directory, reporter, peaks):
     """Pass 1: the field plan, each sparse field's vocabulary and each dense field's [min, max]
     on the train split, rows seen and bad rows, and the seconds of the pass and of building the
-    vocabularies. Value counts spill to `spill_directory` (one file per field) so memory stays
-    bounded at any data size."""
+    vocabularies (their peak resident memory goes into `peaks`). Value counts spill to
+    `spill_directory` (one file per field) so memory stays bounded at any data size."""
     reporter.begin(f"prepare {config.name}: pass 1/2 (vocabularies)", source)
     plan: list[tuple[str, str]] | None = None
     counters: dict[str, ValueCounter] = {}
@@ -426,11 +435,13 @@ def _count_train_values(config, source, splits_of, layout, spill_directory, repo
         rows_seen += len(chunk.rows) + chunk.bad_rows
         reporter.update(len(chunk.rows) + chunk.bad_rows)
     pass1_s = reporter.update(0, final=True)
+    peaks["pass1"] = peak_rss_bytes()
     started = time.perf_counter()
     vocabularies = {}
     for name in list(counters):
         vocabularies[name] = counters.pop(name).vocabulary(config.min_count)
     vocabularies_s = time.perf_counter() - started
+    peaks["vocabularies"] = peak_rss_bytes()
     return plan, vocabularies, dense_range, rows_seen, bad_rows, (pass1_s, vocabularies_s)
 
 

@@ -21,14 +21,16 @@ from pathlib import Path
 from scripts.bench.measure import peak_rss_bytes
 
 
-def prepare_with_fefm_lab(raw: Path, work: Path) -> tuple[int, dict[str, float]]:
-    """Rows prepared and the phase seconds the prepared manifest records."""
+def prepare_with_fefm_lab(raw: Path, work: Path) -> tuple[int, dict[str, float], dict[str, int]]:
+    """Rows prepared, and the phase seconds and running peak memory (bytes) at the end of each
+    phase that the prepared manifest records."""
     from fefm_lab.data.prepare import prepare
 
     config = {"name": "bench", "format": "criteo", "path": str(raw)}
     data = prepare(config, seed=0, data_root=work, progress=False)
     rows = sum(data.rows(split) for split in ("train", "validation", "test"))
-    return rows, dict(data.manifest.get("seconds", {}))
+    manifest = data.manifest
+    return rows, dict(manifest.get("seconds", {})), dict(manifest.get("peak_rss_bytes", {}))
 
 
 def prepare_by_hand(raw: Path) -> int:
@@ -50,8 +52,9 @@ def main(method: str, raw_file: str, work_dir: str) -> None:
     raw, work = Path(raw_file), Path(work_dir)
     start = time.perf_counter()
     phases: dict[str, float] = {}
+    phase_peaks: dict[str, int] = {}
     if method == "fefm-lab":
-        rows, phases = prepare_with_fefm_lab(raw, work)
+        rows, phases, phase_peaks = prepare_with_fefm_lab(raw, work)
     elif method == "pandas":
         rows = prepare_by_hand(raw)
     else:
@@ -66,6 +69,7 @@ def main(method: str, raw_file: str, work_dir: str) -> None:
                 "rows_per_second": rows / seconds,
                 "peak_rss_bytes": peak_rss_bytes(),
                 "phases": phases,
+                "phase_peaks": phase_peaks,
             }
         )
     )

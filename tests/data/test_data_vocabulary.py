@@ -10,6 +10,7 @@ from data_helpers import criteo_line, generic_config, write_text
 
 from fefm_lab.data import prepare
 from fefm_lab.data.encode import log_bucket
+from fefm_lab.memory import peak_rss_bytes
 
 # Sequential split of 10 rows at 0.6 / 0.2 / 0.2: rows 0-5 train, 6-7 validation, 8-9 test.
 HAND_ROWS = [
@@ -60,6 +61,13 @@ def test_ids_follow_first_appearance_with_min_count_missing_and_oov(hand_file, d
     seconds = data.manifest["seconds"]
     assert list(seconds) == ["count_rows", "pass1", "vocabularies", "pass2"]
     assert all(isinstance(value, float) and value >= 0 for value in seconds.values())
+    # and the memory: the process's running peak at the start and at the end of each phase
+    peaks = data.manifest["peak_rss_bytes"]
+    assert list(peaks) == ["start", "count_rows", "pass1", "vocabularies", "pass2"]
+    values = list(peaks.values())
+    assert all(isinstance(value, int) for value in values)
+    assert values == sorted(values)  # a running maximum never falls
+    assert values[0] > 0 and values[-1] <= peak_rss_bytes()
 
 
 @pytest.mark.parametrize(
