@@ -55,7 +55,7 @@ from fefm_lab.data.split import TRAIN, assign_splits
 from fefm_lab.data.vocab import MISSING_ID, OOV_ID, ValueCounter
 from fefm_lab.errors import DataError
 from fefm_lab.fileio import atomic_write_text
-from fefm_lab.memory import peak_rss_bytes
+from fefm_lab.memory import peak_rss_bytes, release_free_memory
 
 LOG = logging.getLogger("fefm_lab.data")
 LAYOUT_VERSION = 1
@@ -439,7 +439,11 @@ def _count_train_values(config, source, splits_of, layout, spill_directory, repo
     started = time.perf_counter()
     vocabularies = {}
     for name in list(counters):
+        # what the chunks (then the previous field's groups) left free in the allocators is
+        # given back first: the merge's arrays are the largest of the run
+        release_free_memory()
         vocabularies[name] = counters.pop(name).vocabulary(config.min_count)
+    release_free_memory()
     vocabularies_s = time.perf_counter() - started
     peaks["vocabularies"] = peak_rss_bytes()
     return plan, vocabularies, dense_range, rows_seen, bad_rows, (pass1_s, vocabularies_s)

@@ -27,10 +27,16 @@ FIRST_VALUE_ID = 2
 
 # One spilled entry: a key, the data row of its first appearance in a chunk, its count there.
 SPILL_RECORD = np.dtype([("key", "<u8"), ("first", "<i8"), ("count", "<u4")])
+_MOST_SPILLED_COUNT = np.iinfo(SPILL_RECORD["count"]).max
 HASH_BUCKETS = 64  # spilled entries are partitioned by the top 6 bits of splitmix64(key)
 _BUCKET_SHIFT = np.uint64(58)
 DEFAULT_PENDING_ENTRIES = 1 << 16  # per field: about 1.5 MiB of pending chunk results
 DEFAULT_GROUP_ENTRIES = 1 << 20  # entries counted together at the end: about 100 MiB while merged
+# Pending chunk results per field before they are merged into one: a field with few distinct
+# values per chunk would otherwise hold three small arrays per chunk until the end (it never
+# reaches `pending_entries`), scattered through the allocator's heap, which then cannot reuse or
+# return the pages between them; its resident size grew with the rows.
+PENDING_PIECES = 32
 
 
 def _merge(keys: np.ndarray, counts: np.ndarray, first: np.ndarray):
@@ -53,8 +59,9 @@ class ValueCounter:
     Each chunk contributes its own distinct keys (pd.factorize, no sort). Without `spill_path`
     the pending results are merged into one in-memory table when they outgrow it (O(n log n)
     overall, memory O(distinct keys)). With `spill_path`, pending results beyond
-    `pending_entries` are appended to that file, grouped by hash bucket, and `vocabulary` merges
-    the buckets a group at a time: memory O(pending_entries + group_entries), the same result.
+    `pending_entries` are appended to that file, grouped by hash bucket (every PENDING_PIECES
+    chunks they are merged into one piece first), and `vocabulary` merges the buckets a group
+    at a time: memory O(pending_entries + group_entries), the same result.
     """
 
     def __init__(
@@ -91,8 +98,21 @@ class ValueCounter:
         if self.spill_path is not None:
             if self._pending_size > self.pending_entries:
                 self._write_spill()
+            elif len(self._pending) >= PENDING_PIECES:
+                self._merge_pending()
         elif self._pending_size > max(len(self.keys), 1 << 20):
             self._flush()
+
+    def _merge_pending(self) -> None:
+        """Replace the pending chunk results by one piece, a key's entries collapsed (exact:
+        counts add, first appearance the smallest; what is spilled later counts the same)."""
+        keys, counts, first = (np.concatenate(part) for part in zip(*self._pending, strict=True))
+        merged = _merge(keys, counts, first)
+        if merged[1].max() > _MOST_SPILLED_COUNT:
+            self._write_spill()  # the pieces as they are: each count fits a spill record
+            return
+        self._pending = [merged]
+        self._pending_size = len(merged[0])
 
     def _flush(self) -> None:
         if not self._pending:

@@ -102,3 +102,61 @@ def test_spilled_counter_equals_in_memory_counter_and_brute_force(tmp_path):
         expected = unique[counts >= min_count][kept].tolist()
         assert in_memory == spilled == (expected, len(unique))
         assert not spill.exists()  # the spill file is removed once counted
+
+
+def test_pending_pieces_merge_gives_the_same_bytes(skewed_file, tmp_path, monkeypatch):
+    # Merge a field's pending chunk results after every second chunk (1 MiB blocks: ~5 chunks).
+    monkeypatch.setattr(vocab_module, "PENDING_PIECES", 2)
+    data = _prepare(skewed_file, tmp_path / "merged")
+    assert _content_digest(data.directory) == GOLDEN_DIGEST
+
+
+def test_few_distinct_values_per_chunk_stay_in_one_merged_piece(tmp_path):
+    """A field with few distinct values never reaches `pending_entries`: its chunk results are
+    merged every PENDING_PIECES chunks, so the counter holds a bounded number of pieces (and of
+    entries: one per distinct value) whatever the row count, with exact counts and first rows."""
+    rng = np.random.default_rng(5)
+    keys = splitmix64(rng.integers(0, 40, size=40_000).astype(np.uint64))
+    rows = np.arange(len(keys), dtype=np.int64) * 3
+    counter = ValueCounter(tmp_path / "field.bin", pending_entries=1 << 16)
+    most_pieces = most_entries = 0
+    for start in range(0, len(keys), 100):  # 400 chunks of 100 rows
+        counter.add(keys[start : start + 100], rows[start : start + 100])
+        most_pieces = max(most_pieces, len(counter._pending))
+        most_entries = max(most_entries, counter._pending_size)
+    assert most_pieces == vocab_module.PENDING_PIECES - 1
+    # one merged piece (<= 40 entries) and at most PENDING_PIECES - 2 chunks of <= 40 each
+    assert most_entries <= 40 * (vocab_module.PENDING_PIECES - 1)
+    # what is pending adds up to the brute-force counts, with first rows the smallest
+    unique, first_index, counts = np.unique(keys, return_index=True, return_counts=True)
+    totals, firsts = {}, {}
+    for piece_keys, piece_counts, piece_first in counter._pending:
+        for key, count, first in zip(piece_keys.tolist(), piece_counts, piece_first, strict=True):
+            totals[key] = totals.get(key, 0) + int(count)
+            firsts[key] = min(firsts.get(key, first), int(first))
+    assert totals == dict(zip(unique.tolist(), counts.tolist(), strict=True))
+    assert firsts == dict(zip(unique.tolist(), rows[first_index].tolist(), strict=True))
+    vocabulary = counter.vocabulary(1_000)
+    kept = counts >= 1_000
+    expected = unique[kept][np.argsort(first_index[kept], kind="stable")].tolist()
+    assert vocabulary.keys_in_id_order.tolist() == expected
+    assert vocabulary.distinct_values == 40
+    assert 0 < len(expected) < 40  # the cut kept some values and dropped others
+
+
+def test_a_merged_count_too_large_for_a_spill_record_spills_the_pieces_instead(
+    tmp_path, monkeypatch
+):
+    # a spill record's count is uint32; with a limit of 250 the merge of chunks of 100 rows of
+    # one value would overflow it on the third piece, so those pieces are spilled unmerged
+    monkeypatch.setattr(vocab_module, "_MOST_SPILLED_COUNT", 250)
+    monkeypatch.setattr(vocab_module, "PENDING_PIECES", 2)
+    counter = ValueCounter(tmp_path / "field.bin", pending_entries=1 << 16)
+    key = splitmix64(np.array([9], dtype=np.uint64))
+    for chunk in range(10):
+        counter.add(np.repeat(key, 100), np.arange(chunk * 100, chunk * 100 + 100))
+        assert max((int(piece[1].max()) for piece in counter._pending), default=0) <= 250
+    assert counter._spilled_records > 0
+    vocabulary = counter.vocabulary(1_000)
+    assert vocabulary.keys_in_id_order.tolist() == key.tolist()
+    assert vocabulary.distinct_values == 1
