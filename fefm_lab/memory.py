@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import resource
 from pathlib import Path
 
@@ -37,10 +36,11 @@ def rss_bytes() -> int | None:
 
 
 def _load_malloc_trim():
-    """glibc's `malloc_trim`, or None (another C library, or none to load)."""
+    """glibc's `malloc_trim`, or None (another C library). Looked up among the symbols the
+    process already has (`CDLL(None)`): `ctypes.util.find_library` would start a subprocess,
+    whose peak memory (a fork of this process) a benchmark adds to its own."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
     trim.argtypes = [ctypes.c_size_t]
