@@ -312,7 +312,7 @@ def _build(
     started = time.perf_counter()
     total_rows = count_data_rows(source) if config.split == "sequential" else None
     count_s = time.perf_counter() - started
-    peaks["count_rows"] = peak_rss_bytes()
+    _record_peak(peaks, "count_rows")
 
     def splits_of(rows: np.ndarray) -> np.ndarray:
         return assign_splits(
@@ -356,7 +356,7 @@ def _build(
         split_stats, pass2_s = _write_shards(
             config, source, plan, vocabularies, feature_map, splits_of, temporary, reporter
         )
-        peaks["pass2"] = peak_rss_bytes()
+        _record_peak(peaks, "pass2")
         (temporary / "vocabularies").mkdir()
         for name, vocab in vocabularies.items():
             np.save(temporary / "vocabularies" / f"{name}.npy", vocab.keys_in_id_order)
@@ -397,6 +397,13 @@ def _build(
     return PreparedData.open(final)
 
 
+def _record_peak(peaks: dict[str, int], phase: str) -> None:
+    """The process's peak resident memory at the end of `phase`, never below an earlier phase's
+    (the kernel folds per-thread page counts into VmHWM in batches, so two readings of the same
+    peak can differ by a few pages)."""
+    peaks[phase] = max(peak_rss_bytes(), *peaks.values())
+
+
 def _count_train_values(config, source, splits_of, layout, spill_directory, reporter, peaks):
     """Pass 1: the field plan, each sparse field's vocabulary and each dense field's [min, max]
     on the train split, rows seen and bad rows, and the seconds of the pass and of building the
@@ -435,7 +442,7 @@ def _count_train_values(config, source, splits_of, layout, spill_directory, repo
         rows_seen += len(chunk.rows) + chunk.bad_rows
         reporter.update(len(chunk.rows) + chunk.bad_rows)
     pass1_s = reporter.update(0, final=True)
-    peaks["pass1"] = peak_rss_bytes()
+    _record_peak(peaks, "pass1")
     started = time.perf_counter()
     vocabularies = {}
     for name in list(counters):
@@ -445,7 +452,7 @@ def _count_train_values(config, source, splits_of, layout, spill_directory, repo
         vocabularies[name] = counters.pop(name).vocabulary(config.min_count)
     release_free_memory()
     vocabularies_s = time.perf_counter() - started
-    peaks["vocabularies"] = peak_rss_bytes()
+    _record_peak(peaks, "vocabularies")
     return plan, vocabularies, dense_range, rows_seen, bad_rows, (pass1_s, vocabularies_s)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from fefm_lab.markdown import markdown_table
 from scripts.bench.measure import ROOT, module_command
-from scripts.bench.prepare import PROBE, generated_criteo_file, phase_text
+from scripts.bench.prepare import PROBE, generated_criteo_file, peaks_text, phase_text
 
 GIB = 2**30
 
@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['cpu_seconds']:.1f}",
             f"{r['peak_rss_bytes'] / GIB:.3f}",
             phase_text(r["phases"]),
+            peaks_text(r.get("phase_peaks", {})) or "-",
             r["digest"][:16],
         ]
         for label, r in runs
@@ -147,7 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     print(
         markdown_table(
             rows,
-            ["version", "seconds", "rows/s", "CPU s", "peak GiB", "phases (s)", "output SHA-256"],
+            [
+                "version",
+                "seconds",
+                "rows/s",
+                "CPU s",
+                "peak GiB",
+                "phases (s)",
+                "peak after phase (GiB)",
+                "output SHA-256",
+            ],
         )
     )
     medians = {
