@@ -80,8 +80,10 @@ class ValueCounter:
         self.pending_entries = pending_entries or DEFAULT_PENDING_ENTRIES
         self.group_entries = group_entries or DEFAULT_GROUP_ENTRIES
         self._spill: BinaryIO | None = None
-        # Per spill: record offset of the spill in the file and its bucket bounds (B + 1).
-        self._spills: list[tuple[int, np.ndarray]] = []
+        # Per spill: record offset of the spill in the file and its bucket bounds (B + 1), as
+        # Python ints: thousands of small arrays kept to the end would be scattered through
+        # the C heap that the chunks' arrays come from (see PENDING_PIECES).
+        self._spills: list[tuple[int, tuple[int, ...]]] = []
         self._spilled_records = 0
 
     def add(self, keys: np.ndarray, rows: np.ndarray) -> None:
@@ -143,7 +145,7 @@ class ValueCounter:
             self.spill_path.parent.mkdir(parents=True, exist_ok=True)
             self._spill = open(self.spill_path, "wb")  # noqa: SIM115 (closed in vocabulary)
         records.tofile(self._spill)
-        self._spills.append((self._spilled_records, bounds))
+        self._spills.append((self._spilled_records, tuple(bounds.tolist())))
         self._spilled_records += len(records)
         self._pending = []
         self._pending_size = 0
@@ -153,7 +155,7 @@ class ValueCounter:
         every key's entries fall in exactly one group."""
         self._write_spill()
         self._spill.close()
-        sizes = sum(bounds[1:] - bounds[:-1] for _, bounds in self._spills)
+        sizes = np.diff(np.array([bounds for _, bounds in self._spills]), axis=1).sum(axis=0)
         start = 0
         with open(self.spill_path, "rb") as handle:
             while start < HASH_BUCKETS:
@@ -163,9 +165,9 @@ class ValueCounter:
                     stop += 1
                 pieces = []
                 for offset, bounds in self._spills:
-                    count = int(bounds[stop] - bounds[start])
+                    count = bounds[stop] - bounds[start]
                     if count:
-                        handle.seek((offset + int(bounds[start])) * SPILL_RECORD.itemsize)
+                        handle.seek((offset + bounds[start]) * SPILL_RECORD.itemsize)
                         pieces.append(np.fromfile(handle, dtype=SPILL_RECORD, count=count))
                 records = np.concatenate(pieces) if pieces else np.empty(0, SPILL_RECORD)
                 yield _merge(records["key"], records["count"].astype(np.int64), records["first"])
