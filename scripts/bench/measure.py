@@ -91,19 +91,14 @@ def interval_stats(interval_seconds: Sequence[float], *, warmup: int) -> StepSta
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident memory of this process since it started, plus that of its waited children.
+    """Peak resident memory of this process since it started (`fefm_lab.memory.peak_rss_bytes`:
+    VmHWM, which starts afresh at exec, so a probe started by a large parent does not report the
+    parent's peak), plus that of its waited children (an upper bound when they ran side by side
+    with this process)."""
+    from fefm_lab import memory
 
-    Read from /proc/self/status (VmHWM), which starts afresh at exec: `ru_maxrss` of
-    RUSAGE_SELF does not, so a probe started by a large parent would report the parent's peak.
-    Children's peaks are added (an upper bound when they ran side by side with this process).
-    """
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    status = Path("/proc/self/status")
-    if status.is_file():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024 + children
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 + children
+    return memory.peak_rss_bytes() + children
 
 
 def module_command(
