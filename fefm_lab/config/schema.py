@@ -26,6 +26,7 @@ from fefm_lab.config.rules import (
     NON_EMPTY_TEXT,
     NON_NEGATIVE,
     PORT,
+    POSITIVE,
     Rule,
     int_at_least,
     one_of,
@@ -40,6 +41,7 @@ LAYER_WIDTHS = Rule(lambda v: all(u >= 1 for u in v), "a list of layer widths >=
 NON_EMPTY_WIDTHS = Rule(
     lambda v: len(v) > 0 and all(u >= 1 for u in v), "a non-empty list of layer widths >= 1"
 )
+OPEN_FRACTION = Rule(lambda v: 0 < v < 1, "a number in (0, 1)")
 GROUP_NAMES = Rule(lambda v: len(v) > 0, "a non-empty list of feature-group names")
 
 
@@ -423,10 +425,29 @@ class SynthConfig:
 
 
 @dataclass
+class MarginConfig:
+    """Practical margins: a paired difference shown to lie inside +-margin is `equivalent`
+    (fefm_lab/report/verdicts.py). 0.001 is the open CTR benchmarks' convention for "the same"
+    AUC; choose a margin as the smallest difference that would change a decision."""
+
+    auc: float = option(0.001, "margin of test AUC (and of AUC at the budget)", POSITIVE)
+    logloss: float = option(
+        0.001, "margin of test log loss (and of log loss at the budget)", POSITIVE
+    )
+
+
+@dataclass
 class ReportConfig:
-    """`fefm-lab report` reads the runs of mlflow.experiment."""
+    """`fefm-lab report` reads the runs of mlflow.experiment; the sweep's report uses the rest."""
 
     sweep: str | None = option(None, "restrict the report to one sweep's runs (null = all)")
+    margin: MarginConfig = section(MarginConfig, "equivalence margins per metric")
+    alpha: float = option(
+        0.05,
+        "the chance of any false verdict over every test the report makes (and every look of "
+        "an adaptive sweep), in (0, 1)",
+        OPEN_FRACTION,
+    )
 
 
 @dataclass

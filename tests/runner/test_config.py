@@ -18,6 +18,7 @@ from fefm_lab.config.schema import (
     MODEL_SCHEMAS,
     SECTION_SCHEMAS,
     FefmLabConfig,
+    MarginConfig,
     SyntheticSourceSchema,
     model_defaults,
     model_parameters,
@@ -46,6 +47,7 @@ SCHEMAS = (
     TrainerConfig,
     EarlyStopping,
     *SECTION_SCHEMAS.values(),
+    MarginConfig,
     *MODEL_SCHEMAS.values(),
 )
 
@@ -304,6 +306,10 @@ FM_KEYS = (
             "trainer.early_stopping.patience: expected an integer >= 0, got -1",
         ),
         (["mlflow.ui_port=70000"], "mlflow.ui_port: expected a port 1..65535, got 70000"),
+        (["report.margin.auc=0"], "report.margin.auc: expected a number > 0, got 0"),
+        (["report.margin.logloss=-0.1"], "report.margin.logloss: expected a number > 0, got -0.1"),
+        (["report.alpha=1"], "report.alpha: expected a number in (0, 1), got 1"),
+        (["+report.margin.acu=0.1"], "report.margin.acu: unknown key; allowed: auc, logloss"),
         (
             ["model=fm", "+model.use_fefm=true"],
             f"model.use_fefm: not a parameter of model 'fm'; it takes {FM_KEYS}",
