@@ -137,6 +137,7 @@ def command_synth(arguments: Sequence[str]) -> int:
 
 def command_report(arguments: Sequence[str]) -> int:
     from fefm_lab.report import write_report
+    from fefm_lab.report.settings import ReportSettings
     from fefm_lab.runner import store_for
     from fefm_lab.tracking.ui import tracking_has_experiment
 
@@ -152,6 +153,7 @@ def command_report(arguments: Sequence[str]) -> int:
         store,
         Path(resolved["paths"]["results_dir"]) / resolved["mlflow"]["experiment"],
         sweep=resolved["report"]["sweep"],
+        settings=ReportSettings.from_config(resolved["report"]),
     )
     print(written.markdown)
     for warning in written.warnings:

@@ -448,6 +448,13 @@ class ReportConfig:
         "an adaptive sweep), in (0, 1)",
         OPEN_FRACTION,
     )
+    budget_epochs: int | None = option(
+        None,
+        "also compare every ablation with its baseline at this fixed budget of epochs "
+        "(validation AUC and log loss after it, or at the run's end if it stopped earlier) "
+        "with the same verdicts; null = only at convergence (test metrics)",
+        int_at_least(1),
+    )
 
 
 @dataclass

@@ -3,9 +3,14 @@
 For each (dataset, model, ablation): test AUC and log loss as mean +- sample std (ddof 1) over
 seeds, the difference of means to the baseline (the same model without ablation), and a paired
 comparison over the seeds both have (report.statistics): mean and std of d_s = x_s - baseline_s,
-its 95% confidence interval, the paired t test's two-sided p-value, that p Holm-adjusted over the
-ablations compared with the same baseline, a verdict (better / worse / not resolved at alpha 0.05
-after the adjustment) and the smallest difference these seeds resolve (power 0.8).
+its 95% confidence interval, the paired t test's two-sided p-value and the smallest difference
+these seeds resolve (power 0.8). The verdicts (better / worse / equivalent / not resolved) come
+from `fefm_lab.report.verdicts.study_verdicts` over every comparison and metric of the table at
+once (simultaneous intervals, Bonferroni over the tests and the planned looks): columns
+`{metric}_verdict`, `{metric}_margin`, `{metric}_vci_low` / `_vci_high` (the interval the verdict
+reads), `{metric}_level` and `{metric}_seeds_needed`. With `report.budget_epochs` the runs also
+carry `budget_auc` / `budget_logloss` (validation metrics after that many epochs), compared the
+same way in the same family.
 Pairing removes the seed's shared effect (same split, same initialisation stream), which is what
 makes differences of 1e-4 AUC readable at all.
 """
@@ -21,15 +26,15 @@ from mlflow.entities import Run
 from fefm_lab.config.ablation import ABLATION_NAMES
 from fefm_lab.errors import UserError
 from fefm_lab.report.paper import PAPER_DATASETS, paper_gap, paper_numbers
+from fefm_lab.report.settings import ReportSettings
 from fefm_lab.report.statistics import (
     ALPHA,
     PairedComparison,
-    holm_adjust,
     minimum_detectable_difference,
     paired_comparison,
     seeds_needed,
-    verdict,
 )
+from fefm_lab.report.verdicts import study_verdicts
 from fefm_lab.sweep.parent import reused_runs
 from fefm_lab.tracking.store import (
     ROLE_JOB,
@@ -43,7 +48,7 @@ from fefm_lab.tracking.store import (
 )
 
 METRICS = ("auc", "logloss")
-HIGHER_IS_BETTER = {"auc": True, "logloss": False}
+BUDGET_METRICS = ("budget_auc", "budget_logloss")
 BASELINE = "none"
 KEY = ["dataset", "model", "ablation"]
 
@@ -143,8 +148,15 @@ def _comparison_columns(metric: str, comparison: PairedComparison | None) -> dic
     }
 
 
-def ablation_table(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+def report_metrics(runs: pd.DataFrame) -> tuple[str, ...]:
+    """The metrics the table compares: the test metrics, and those at the budget when known."""
+    return METRICS + (BUDGET_METRICS if set(BUDGET_METRICS) <= set(runs.columns) else ())
+
+
+def ablation_table(runs: pd.DataFrame, settings: ReportSettings | None = None) -> pd.DataFrame:
     """The long-format table (one row per dataset, model, ablation); see the module docstring."""
+    settings = settings or ReportSettings()
+    metrics = report_metrics(runs)
     groups = {key: frame for key, frame in runs.groupby(KEY, sort=True)}
     rows = []
     for (dataset, model, ablation), frame in groups.items():
@@ -157,7 +169,7 @@ def ablation_table(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
         }
         baseline = _baseline_of(groups, dataset, model)
         row["baseline"] = "" if baseline is None else f"{baseline.iloc[0]['model']} {BASELINE}"
-        for metric in METRICS:
+        for metric in metrics:
             values = frame.set_index("seed")[metric].astype(np.float64)
             row[f"{metric}_mean"] = float(values.mean())
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
@@ -172,35 +184,57 @@ def ablation_table(runs: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
             row[f"{metric}_mdd"] = (
                 math.nan
                 if comparison is None
-                else minimum_detectable_difference(comparison.std, comparison.n, alpha)
+                else minimum_detectable_difference(comparison.std, comparison.n, ALPHA)
             )
         paper = paper_numbers(dataset, model, ablation, frame.iloc[0]["params"])
         row["paper_auc"], row["paper_logloss"] = paper if paper else (math.nan, math.nan)
         rows.append(row)
     table = pd.DataFrame(rows)
-    _add_verdicts(table, alpha)
+    _add_verdicts(table, runs, settings, metrics)
     order = {name: i for i, name in enumerate(ABLATION_NAMES)}  # the ablation group's order
     table["_order"] = table["ablation"].map(lambda a: order.get(a, len(order)))
     table = table.sort_values(["dataset", "model", "_order", "ablation"]).drop(columns="_order")
     return table.reset_index(drop=True)
 
 
-def _add_verdicts(table: pd.DataFrame, alpha: float) -> None:
-    """Holm-adjusted p over the comparisons with one baseline, then better/worse/not resolved."""
-    for metric in METRICS:
-        table[f"{metric}_p_holm"] = math.nan
-        for _, family in table.groupby(["dataset", "baseline"]):
-            adjusted = holm_adjust(list(family[f"{metric}_p"]))
-            table.loc[family.index, f"{metric}_p_holm"] = adjusted
-        table[f"{metric}_verdict"] = [
-            verdict(mean, p, HIGHER_IS_BETTER[metric], alpha) if n >= 2 else ""
-            for mean, p, n in zip(
-                table[f"{metric}_paired_diff"],
-                table[f"{metric}_p_holm"],
-                table[f"{metric}_paired_n"],
-                strict=True,
-            )
-        ]
+VERDICT_COLUMNS = {
+    "verdict": "verdict",
+    "settled": "settled",
+    "margin": "margin",
+    "ci_low": "vci_low",
+    "ci_high": "vci_high",
+    "level": "level",
+    "seeds_needed": "seeds_needed",
+}
+
+
+def _add_verdicts(
+    table: pd.DataFrame, runs: pd.DataFrame, settings: ReportSettings, metrics: tuple[str, ...]
+) -> None:
+    """The four verdicts of every comparison in the table, as `{metric}_verdict` etc.; rows
+    without a comparison (the baselines) get an empty verdict."""
+    verdicts = study_verdicts(
+        runs,
+        margins=settings.margins,
+        alpha=settings.alpha,
+        looks=settings.looks,
+        metrics=metrics,
+        baseline=BASELINE,
+    ).set_index(["dataset", "model", "ablation", "metric"])
+    for metric in metrics:
+        for source, column in VERDICT_COLUMNS.items():
+            values = []
+            for dataset, model, ablation in zip(
+                table["dataset"], table["model"], table["ablation"], strict=True
+            ):
+                key = (dataset, model, ablation, metric)
+                found = verdicts[source].get(key) if key in verdicts.index else None
+                if found is None:
+                    found = (
+                        "" if source == "verdict" else (False if source == "settled" else math.nan)
+                    )
+                values.append(found)
+            table[f"{metric}_{column}"] = values
 
 
 def consistency_warnings(runs: pd.DataFrame) -> list[str]:

@@ -2,7 +2,8 @@
 
 Per dataset and model, two panels. Left: every seed's test AUC (dots) and the mean with its 95%
 t interval over seeds (bar). Right: the paired difference to `none` per seed (dots) and its mean
-with the 95% interval of the paired t test, coloured by the report's verdict. The right panel is
+with the interval its verdict reads (simultaneous over the report's tests), coloured by the
+verdict, and the equivalence margin as a shaded band around 0. The right panel is
 the one that decides: seed-to-seed spread shared by both runs of a seed cancels there.
 """
 
@@ -20,8 +21,9 @@ import pandas as pd
 from scipy import stats
 
 from fefm_lab.report.statistics import ALPHA, BETTER, WORSE
+from fefm_lab.report.verdicts import EQUIVALENT
 
-VERDICT_COLOURS = {WORSE: "#c0392b", BETTER: "#1e8449"}
+VERDICT_COLOURS = {WORSE: "#c0392b", BETTER: "#1e8449", EQUIVALENT: "#2471a3"}
 UNRESOLVED_COLOUR = "#7f8c8d"
 
 
@@ -61,12 +63,18 @@ def _draw_differences(axis, runs: pd.DataFrame, rows: pd.DataFrame, ablations: l
         colour = VERDICT_COLOURS.get(row["auc_verdict"], UNRESOLVED_COLOUR)
         axis.scatter(differences, position + _seed_offsets(len(differences)), s=14,
                      color=colour, alpha=0.6, zorder=3)  # fmt: skip
-        if not math.isnan(row["auc_ci_low"]):
-            axis.plot([row["auc_ci_low"], row["auc_ci_high"]], [position, position], color=colour,
+        if not math.isnan(row["auc_vci_low"]):
+            axis.plot([row["auc_vci_low"], row["auc_vci_high"]], [position, position], color=colour,
                       linewidth=3, solid_capstyle="butt", zorder=4)  # fmt: skip
         axis.plot(row["auc_paired_diff"], position, "D", color=colour, markersize=5, zorder=5)
     axis.axvline(0.0, color="black", linewidth=0.8)
-    axis.set(xlabel="paired Δ test AUC vs none (95% CI; red worse, green better, grey unresolved)")
+    margins = rows["auc_margin"].dropna()
+    if not margins.empty:
+        axis.axvspan(-margins.iloc[0], margins.iloc[0], color="#2471a3", alpha=0.12, zorder=1)
+    axis.set(
+        xlabel="paired Δ test AUC vs none (verdict interval; band: margin; red worse, green "
+        "better, blue equivalent, grey unresolved)"
+    )
 
 
 def plot_ablation_chart(table: pd.DataFrame, runs: pd.DataFrame, path: Path, title: str) -> Path:

@@ -1,4 +1,4 @@
-"""Paired comparisons over seeds: confidence interval, p-value, verdict, resolving power.
+"""Paired comparisons over seeds: confidence interval, p-value, resolving power.
 
 An ablation and its baseline run with the same seeds (same split, same initialisation stream), so
 the comparison is paired: d_s = x_s - baseline_s over the n seeds both have, with mean d̄ and
@@ -6,9 +6,7 @@ sample standard deviation s (ddof 1).
 
 - 95% confidence interval of the mean difference: d̄ ± t_{0.975, n-1} · s / √n.
 - Paired t statistic t = d̄ / (s / √n), two-sided p-value 2 · P(T_{n-1} > |t|).
-- Holm's step-down adjustment across the ablations compared with one baseline (a family of m
-  tests): sort the p-values, p_(i) -> max_{j <= i} min(1, (m - j + 1) · p_(j)). It keeps the
-  chance of any false "better"/"worse" in the family at alpha.
+- The verdicts (better / worse / equivalent / not resolved) are fefm_lab.report.verdicts'.
 - Power of the two-sided paired t test for a true difference δ: with the noncentral t
   distribution T' ~ t_{n-1}(λ = δ √n / s), power = P(T' > t_c) + P(T' < -t_c), t_c = t_{1-α/2, n-1}.
   The smallest difference these seeds resolve is the δ with power 0.8; the seeds a gap δ needs
@@ -71,25 +69,6 @@ def paired_comparison(
     p = float(2 * stats.t.sf(abs(t), n - 1))
     half_width = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * standard_error
     return PairedComparison(n, mean, std, mean - half_width, mean + half_width, t, p)
-
-
-def holm_adjust(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values (NaN entries stay NaN and do not count in m)."""
-    indexed = [(p, i) for i, p in enumerate(p_values) if not math.isnan(p)]
-    adjusted = [math.nan] * len(p_values)
-    m = len(indexed)
-    running = 0.0
-    for rank, (p, i) in enumerate(sorted(indexed)):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
-    return adjusted
-
-
-def verdict(mean: float, p: float, higher_is_better: bool, alpha: float = ALPHA) -> str:
-    """`better` / `worse` when p < alpha (in the direction of the mean), else `not resolved`."""
-    if math.isnan(p) or p >= alpha or mean == 0.0:
-        return NOT_RESOLVED
-    return BETTER if (mean > 0) == higher_is_better else WORSE
 
 
 def paired_t_power(difference: float, std: float, n: int, alpha: float = ALPHA) -> float:

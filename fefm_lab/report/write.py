@@ -24,7 +24,8 @@ from fefm_lab.report.ablation import (
 from fefm_lab.report.chart import plot_ablation_chart
 from fefm_lab.report.expectations import check_expectations, expectation_text
 from fefm_lab.report.html import report_html
-from fefm_lab.report.statistics import ALPHA, POWER
+from fefm_lab.report.settings import ReportSettings
+from fefm_lab.report.statistics import ALPHA, NOT_RESOLVED, POWER
 from fefm_lab.tracking.store import TAG_SWEEP, TrackingStore
 
 MARKDOWN_NAME = "ablation_table.md"
@@ -33,6 +34,12 @@ CHART_NAME = "ablation_chart.png"
 HTML_NAME = "ablation_report.html"
 RUNS_NAME = "runs.csv"
 ARTIFACT_DIR = "report"
+METRIC_LABELS = {
+    "auc": "test AUC",
+    "logloss": "test log loss",
+    "budget_auc": "budget val AUC",
+    "budget_logloss": "budget val log loss",
+}
 
 
 @dataclass
@@ -46,6 +53,7 @@ class Report:
     teacher: str
     gap_seeds: pd.DataFrame
     training: str = ""
+    settings: ReportSettings = field(default_factory=ReportSettings)
 
 
 @dataclass
@@ -61,63 +69,80 @@ def _mean_std(mean: float, std: float, digits: int = 5) -> str:
 
 
 def _difference_with_interval(row: pd.Series, metric: str) -> str:
-    """`+0.00530 [-0.00513, +0.01573]`: paired mean difference and its 95% interval."""
+    """`+0.00530 [-0.00513, +0.01573]`: paired mean difference and the interval its verdict
+    reads (simultaneous over the report's tests and looks)."""
     if row["ablation"] == "none" and row["baseline"].endswith(f"{row['model']} none"):
         return "baseline"
-    if row[f"{metric}_paired_n"] < 2 or math.isnan(row[f"{metric}_ci_low"]):
+    if row[f"{metric}_paired_n"] < 2 or math.isnan(row[f"{metric}_vci_low"]):
         diff = row[f"{metric}_paired_diff"]
         return "" if math.isnan(diff) else f"{diff:+.5f} (n={row[f'{metric}_paired_n']})"
     return (
         f"{row[f'{metric}_paired_diff']:+.5f} "
-        f"[{row[f'{metric}_ci_low']:+.5f}, {row[f'{metric}_ci_high']:+.5f}]"
+        f"[{row[f'{metric}_vci_low']:+.5f}, {row[f'{metric}_vci_high']:+.5f}]"
     )
 
 
-def _p_text(row: pd.Series, metric: str) -> str:
-    p, holm = row[f"{metric}_p"], row[f"{metric}_p_holm"]
-    return "" if math.isnan(p) else f"{p:.2g} ({holm:.2g})"
-
-
-def _magnitude(value: float) -> str:
-    return "" if math.isnan(value) else f"{value:.5f}"
+def _verdict_text(row: pd.Series, metric: str) -> str:
+    """The verdict; an unresolved one says about how many paired seeds would settle it."""
+    verdict = row[f"{metric}_verdict"]
+    needed = row[f"{metric}_seeds_needed"]
+    if verdict == NOT_RESOLVED and not math.isnan(needed):
+        return f"{verdict} (~{int(needed)} seeds)"
+    return verdict
 
 
 def readable_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as people read it: mean ± std, paired Δ with 95% CI, p, verdict, resolution."""
+    """The table as people read it: mean ± std, paired Δ with its interval, verdict."""
     rows = list(table.iterrows())
-    readable = pd.DataFrame(
-        {
-            "dataset": table["dataset"],
-            "model": table["model"],
-            "ablation": table["ablation"],
-            "seeds": table["runs"],
-            "test AUC": [_mean_std(r.auc_mean, r.auc_std) for _, r in rows],
-            "Δ AUC [95% CI]": [_difference_with_interval(r, "auc") for _, r in rows],
-            "p AUC (Holm)": [_p_text(r, "auc") for _, r in rows],
-            "AUC verdict": list(table["auc_verdict"]),
-            "resolvable Δ AUC": [_magnitude(v) for v in table["auc_mdd"]],
-            "test log loss": [_mean_std(r.logloss_mean, r.logloss_std) for _, r in rows],
-            "Δ log loss [95% CI]": [_difference_with_interval(r, "logloss") for _, r in rows],
-            "p log loss (Holm)": [_p_text(r, "logloss") for _, r in rows],
-            "log loss verdict": list(table["logloss_verdict"]),
-        }
-    )
+    columns: dict[str, object] = {
+        "dataset": table["dataset"],
+        "model": table["model"],
+        "ablation": table["ablation"],
+        "seeds": table["runs"],
+    }
+    for metric, label in METRIC_LABELS.items():
+        if f"{metric}_mean" not in table:
+            continue
+        columns[label] = [_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]) for _, r in rows]
+        columns[f"Δ {label} [CI]"] = [_difference_with_interval(r, metric) for _, r in rows]
+        columns[f"{label} verdict"] = [_verdict_text(r, metric) for _, r in rows]
+    readable = pd.DataFrame(columns)
     if table["paper_auc"].notna().any():
         readable["paper AUC"] = table["paper_auc"]
         readable["paper log loss"] = table["paper_logloss"]
     return readable
 
 
-def explanation(alpha: float = ALPHA, power: float = POWER) -> str:
+def _family(table: pd.DataFrame) -> tuple[int, float]:
+    """(tests, per-test level) of the table's verdicts; (0, NaN) when it compares nothing."""
+    levels = table["auc_level"].dropna() if "auc_level" in table else pd.Series(dtype=float)
+    if levels.empty:
+        return 0, math.nan
+    comparisons = int(table["auc_level"].notna().sum())
+    metrics = sum(1 for c in table.columns if c.endswith("_level"))
+    return comparisons * metrics, float(levels.iloc[0])
+
+
+def explanation(table: pd.DataFrame, settings: ReportSettings | None = None) -> str:
     """How to read the table (Markdown, one paragraph)."""
+    settings = settings or ReportSettings()
+    tests, level = _family(table)
+    names = {"auc": "AUC", "logloss": "log loss"}
+    margins = ", ".join(f"{names.get(m, m)} ±{v:g}" for m, v in settings.margins.items())
+    looks = f" × {settings.looks} planned looks" if settings.looks > 1 else ""
+    interval = (
+        f"its t interval at level 1 − {settings.alpha:g}/({tests} tests{looks}) = {1 - level:.2%}"
+        if tests
+        else "its t interval"
+    )
     return (
-        "Test metrics as mean ± sample std over seeds. Δ: the paired difference to the same "
-        "model without ablation (`none`), mean of the per-seed differences over the seeds both "
-        f"have, with its {1 - alpha:.0%} t confidence interval. p: two-sided paired t test, in "
-        "brackets Holm-adjusted over the ablations compared with the same baseline. Verdict: "
-        f"better / worse when the Holm-adjusted p < {alpha}, else not resolved at this number of "
-        f"seeds. Resolvable Δ: the smallest true difference these seeds detect with power "
-        f"{power} at the observed paired spread."
+        "Metrics as mean ± sample std over seeds. Δ: the paired difference to the same model "
+        "without ablation (`none`), mean of the per-seed differences over the seeds both have, "
+        f"with {interval} (Bonferroni: the chance of any false verdict in this report is at "
+        f"most {settings.alpha:g}). Verdict: **equivalent** when the interval lies inside the "
+        f"margin ({margins}; `report.margin.*`), else **better** / **worse** when it excludes "
+        "0, else **not resolved**, with about the paired seeds that would settle it at the "
+        "observed mean and spread. Better: higher AUC, lower log loss."
     )
 
 
@@ -143,7 +168,7 @@ def warning_lines(warnings: list[str]) -> str:
 def report_markdown(report: Report) -> str:
     parts = [
         f"# Ablation report: {report.title}\n",
-        warning_lines(report.warnings) + explanation() + "\n",
+        warning_lines(report.warnings) + explanation(report.table, report.settings) + "\n",
         markdown_table(readable_table(report.table)) + "\n",
     ]
     if report.training:
@@ -156,9 +181,10 @@ def report_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
-def build_report(runs: pd.DataFrame, title: str) -> Report:
+def build_report(runs: pd.DataFrame, title: str, settings: ReportSettings | None = None) -> Report:
     """The table, warnings, teacher check and seed counts of a set of runs."""
-    table = ablation_table(runs)
+    settings = settings or ReportSettings()
+    table = ablation_table(runs, settings)
     return Report(
         title=title,
         table=table,
@@ -167,6 +193,7 @@ def build_report(runs: pd.DataFrame, title: str) -> Report:
         teacher=expectation_text(check_expectations(table, runs)),
         gap_seeds=paper_gap_seeds(table),
         training=training_note(runs),
+        settings=settings,
     )
 
 
@@ -187,7 +214,7 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
     html = report_html(
         report,
         readable_table(report.table),
-        explanation(),
+        explanation(report.table, report.settings),
         gap_explanation(),
         chart.read_bytes(),
     )
@@ -215,11 +242,16 @@ def log_report(store: TrackingStore, parent_run_id: str, files: list[Path]) -> N
         store.client.log_artifact(parent_run_id, str(path), ARTIFACT_DIR)
 
 
-def write_report(store: TrackingStore, out_dir: Path, sweep: str | None = None) -> ReportFiles:
+def write_report(
+    store: TrackingStore,
+    out_dir: Path,
+    sweep: str | None = None,
+    settings: ReportSettings | None = None,
+) -> ReportFiles:
     """Build the report from the store, write it under `out_dir`, log it to the parent run."""
     runs = load_runs(store, sweep)
     title = f"experiment {store.experiment_name}" + (f", sweep {sweep}" if sweep else "")
-    report = build_report(runs, title)
+    report = build_report(runs, title, settings)
     markdown, files = write_files(report, out_dir)
     parent = _parent_for(store, runs, sweep)
     if parent is not None:
@@ -227,7 +259,9 @@ def write_report(store: TrackingStore, out_dir: Path, sweep: str | None = None) 
     return ReportFiles(markdown, files, parent, report.warnings)
 
 
-def log_sweep_report(store: TrackingStore, parent_run_id: str) -> ReportFiles:
+def log_sweep_report(
+    store: TrackingStore, parent_run_id: str, settings: ReportSettings | None = None
+) -> ReportFiles:
     """The end of a sweep: the report of its runs (children and reused runs), logged to its
     parent run (the files are made in a temporary directory)."""
     parent = store.client.get_run(parent_run_id)
@@ -235,7 +269,7 @@ def log_sweep_report(store: TrackingStore, parent_run_id: str) -> ReportFiles:
     sweep = parent.data.tags.get(TAG_SWEEP, parent_run_id)
     if runs.empty:
         raise UserError(f"no finished runs with test metrics in sweep {sweep!r}")
-    report = build_report(runs, f"experiment {store.experiment_name}, sweep {sweep}")
+    report = build_report(runs, f"experiment {store.experiment_name}, sweep {sweep}", settings)
     with tempfile.TemporaryDirectory(prefix="fefm-lab-report-") as scratch:
         markdown, files = write_files(report, Path(scratch))
         log_report(store, parent_run_id, files)

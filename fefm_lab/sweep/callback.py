@@ -16,6 +16,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 import fefm_lab
+from fefm_lab.report.settings import ReportSettings
 from fefm_lab.sweep.parent import open_parent, parent_of
 from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.store import TrackingStore, open_store
@@ -40,9 +41,12 @@ def end_sweep(
     status: str | None = None,
     reason: str = "",
     ui_port: int = DEFAULT_UI_PORT,
+    report: ReportSettings | None = None,
 ) -> SweepSummary:
     """`finish_sweep`, then the summary table, the ablation report and the UI links on stdout."""
-    summary = finish_sweep(store, parent_run_id, status=status, reason=reason, ui_port=ui_port)
+    summary = finish_sweep(
+        store, parent_run_id, status=status, reason=reason, ui_port=ui_port, report=report
+    )
     print(summary.markdown)
     print(f"sweep parent run {parent_run_id} in experiment {store.experiment_name!r}")
     if summary.report:
@@ -86,4 +90,9 @@ class SweepLifecycle(Callback):
         store = sweep_store(config)
         parent = parent_of(store, str(config.sweep.invocation))
         if parent is not None and parent.info.status == "RUNNING":
-            end_sweep(store, parent.info.run_id, ui_port=int(config.mlflow.ui_port))
+            settings = ReportSettings.from_config(
+                OmegaConf.to_container(config.report, resolve=True)
+            )
+            end_sweep(
+                store, parent.info.run_id, ui_port=int(config.mlflow.ui_port), report=settings
+            )

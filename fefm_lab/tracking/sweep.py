@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from mlflow.entities import Run
@@ -24,6 +25,9 @@ from fefm_lab.tracking.store import (
     TrackingStore,
     latest_per_config,
 )
+
+if TYPE_CHECKING:
+    from fefm_lab.report.settings import ReportSettings
 
 SUMMARY_COLUMNS = ("run", "status", "test_auc", "test_logloss", "reason", "run_id")
 DEFAULT_UI_PORT = 5000
@@ -93,6 +97,7 @@ def finish_sweep(
     status: str | None = None,
     reason: str = "",
     ui_port: int = DEFAULT_UI_PORT,
+    report: ReportSettings | None = None,
 ) -> SweepSummary:
     """Summarise the configurations, log the table (md + csv), counts and the ablation report
     (md, csv, png, html under `report/`) to the parent, close it, and make the UI links.
@@ -119,7 +124,7 @@ def finish_sweep(
         store.client.set_tag(parent_run_id, TAG_REASON, reason[:5000])
     sweep = store.client.get_run(parent_run_id).data.tags.get(TAG_SWEEP, "")
     if status is None:
-        _log_report(store, parent_run_id, summary)
+        _log_report(store, parent_run_id, summary, report)
     else:  # an interrupted or failed launch closes at once; `fefm-lab report` can follow
         summary.report_note = f"no ablation report: the sweep ended {end} ({reason})"
         store.client.set_tag(parent_run_id, TAG_REPORT, summary.report_note[:5000])
@@ -131,11 +136,16 @@ def finish_sweep(
     return summary
 
 
-def _log_report(store: TrackingStore, parent_run_id: str, summary: SweepSummary) -> None:
+def _log_report(
+    store: TrackingStore,
+    parent_run_id: str,
+    summary: SweepSummary,
+    settings: ReportSettings | None = None,
+) -> None:
     from fefm_lab.report.write import log_sweep_report
 
     try:
-        written = log_sweep_report(store, parent_run_id)
+        written = log_sweep_report(store, parent_run_id, settings)
     except UserError as error:
         summary.report_note = f"no ablation report: {error}"
     except Exception as error:  # a bug in the report must not leave the sweep's run open

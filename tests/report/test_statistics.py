@@ -9,15 +9,10 @@ import pytest
 from scipy import stats
 
 from fefm_lab.report.statistics import (
-    BETTER,
-    NOT_RESOLVED,
-    WORSE,
-    holm_adjust,
     minimum_detectable_difference,
     paired_comparison,
     paired_t_power,
     seeds_needed,
-    verdict,
 )
 
 # Hand-made per-seed test AUCs of a baseline and an ablation over five seeds.
@@ -57,26 +52,6 @@ def test_too_few_or_constant_differences() -> None:
     assert constant.std == pytest.approx(0.0, abs=1e-15)
     identical = paired_comparison([0.5, 0.6], [0.5, 0.6])
     assert identical.std == 0.0 and math.isnan(identical.p)
-    assert verdict(identical.mean, identical.p, higher_is_better=True) == NOT_RESOLVED
-
-
-def test_holm_adjustment_by_hand() -> None:
-    # m = 4: sorted 0.01, 0.02, 0.03, 0.5 -> 0.04, max(0.04, 0.06), max(.06, .06), min(1, .5)
-    adjusted = holm_adjust([0.03, 0.01, 0.5, 0.02])
-    assert adjusted == pytest.approx([0.06, 0.04, 0.5, 0.06])
-    with_nan = holm_adjust([0.2, math.nan, 0.6])
-    assert with_nan[0] == pytest.approx(0.4) and math.isnan(with_nan[1])
-    assert with_nan[2] == pytest.approx(0.6)
-    assert holm_adjust([0.9, 0.8]) == pytest.approx([1.0, 1.0])
-
-
-def test_verdict_direction_depends_on_the_metric() -> None:
-    assert verdict(-0.01, 0.001, higher_is_better=True) == WORSE
-    assert verdict(+0.01, 0.001, higher_is_better=True) == BETTER
-    assert verdict(-0.01, 0.001, higher_is_better=False) == BETTER  # lower log loss
-    assert verdict(+0.01, 0.001, higher_is_better=False) == WORSE
-    assert verdict(-0.01, 0.05, higher_is_better=True) == NOT_RESOLVED
-    assert verdict(-0.01, math.nan, higher_is_better=True) == NOT_RESOLVED
 
 
 def _power_by_scipy(effect: float, n: int, alpha: float = 0.05) -> float:
