@@ -11,7 +11,7 @@ KERNELS_STAMP := $(VENV)/.fefm-lab-kernels
 # TensorFlow build: cpu (tensorflow-cpu) or gpu (tensorflow[and-cuda]); see README "Running on a GPU"
 TF_BUILD ?= cpu
 
-.PHONY: help setup test test-all lint format run sweep report ui bench bench-peer bench-cluster clean
+.PHONY: help setup test test-all lint format run sweep tune report ui bench bench-peer bench-cluster clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,11 @@ run: setup ## Train the default job (DeepFEFM, embedded synthetic data) and prin
 sweep: setup ## Ablation sweep on synthetic data over 5 seeds, then the ablation report (and README)
 	$(FEFM) run -m experiment=synthetic_ablation
 	$(MAKE) --no-print-directory report
+
+tune: setup ## Tuned ablation study on synthetic data: each ablation tuned on validation (Optuna), then over 5 seeds; report (and README)
+	$(FEFM) run -m experiment=tuned_ablation
+	$(FEFM) report experiment=tuned_ablation
+	$(PY) scripts/embed_results.py README.md
 
 report: setup ## Rebuild the ablation report of the synthetic sweep under results/ and in README.md
 	$(FEFM) report experiment=synthetic_ablation

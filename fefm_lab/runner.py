@@ -20,7 +20,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from fefm_lab.config.ablation import model_seed
 from fefm_lab.config.compose import resolve
 from fefm_lab.config.schema import MODEL_CONFIG_ONLY
 from fefm_lab.config.validation import trainer_config, validate_config
@@ -42,9 +41,17 @@ from fefm_lab.tracking.run_logging import (
     log_step,
     log_text,
 )
-from fefm_lab.tracking.store import TAG_OUTCOME, TAG_REASON, TrackingStore, open_store
+from fefm_lab.tracking.store import (
+    TAG_OUTCOME,
+    TAG_REASON,
+    TAG_TRIAL,
+    TAG_TUNED,
+    TrackingStore,
+    open_store,
+)
 from fefm_lab.training.checkpoint import CheckpointDirectory, CheckpointInUse
 from fefm_lab.training.signals import StopSignals
+from fefm_lab.tuning.trial import TAG_PRUNED_AT, TAG_STUDY, trial_reporter
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,11 @@ class JobOutcome:
     test_logloss: float | None = None
     reason: str = ""
     user_error: bool = False
+    # validation at the best epoch (what a tuning study is told; never the test split) and,
+    # for a tuning trial its study pruned, the epoch it stopped after
+    best_val_auc: float | None = None
+    best_val_logloss: float | None = None
+    pruned_at_epoch: int | None = None
     # A job that did not finish: its one line (the job's name or run id and the reason). Not
     # printed here: `fefm-lab run` prints its own error line with the reason (once), a sweep
     # job prints this line (`fefm_lab.sweep.job`).
@@ -155,6 +167,10 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 f"skipping {name}: already FINISHED as run {run_id} "
                 f"(config hash {digest}); force=true reruns it"
             )
+            pruned_at = tags.get(TAG_PRUNED_AT)
+            settings = (resolved.get("tune") or {}).get("settings")
+            if settings:  # reused as a run of the tuned settings (the best trial's own run)
+                client.set_tag(run_id, TAG_TUNED, str(settings)[:5000])
             return JobOutcome(
                 "already_finished",
                 digest,
@@ -162,6 +178,9 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 run_id,
                 metrics.get("test_auc"),
                 metrics.get("test_logloss"),
+                best_val_auc=metrics.get("best_val_auc"),
+                best_val_logloss=metrics.get("best_val_logloss"),
+                pruned_at_epoch=int(pruned_at) if pruned_at else None,
             )
 
     try:
@@ -188,6 +207,12 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                     store.experiment_id, run_name=name, tags=run_tags(resolved, identity)
                 )
                 run_id = run.info.run_id
+            tune = resolved.get("tune") or {}
+            if tune.get("trial") is not None:  # also on a resumed run: the trial that runs it
+                client.set_tag(run_id, TAG_TRIAL, str(tune["trial"]))
+                client.set_tag(run_id, TAG_STUDY, str(tune["study"])[:5000])
+            if tune.get("settings"):
+                client.set_tag(run_id, TAG_TUNED, str(tune["settings"])[:5000])
             with keep_alive(client, run_id):
                 if continuation.run is None:
                     log_params(client, run_id, resolved)
@@ -245,7 +270,7 @@ def _build_model(resolved: Mapping[str, Any], data) -> Any:
     linear_columns, dnn_columns = data.feature_columns(model_cfg.get("embedding_dim", 1))
     params = {k: v for k, v in model_cfg.items() if k not in MODEL_CONFIG_ONLY}
     return build_model(
-        model_cfg["name"], linear_columns, dnn_columns, seed=model_seed(resolved), **params
+        model_cfg["name"], linear_columns, dnn_columns, seed=resolved["seed"], **params
     )
 
 
@@ -294,14 +319,22 @@ def _train_and_log(
     for tag in sorted(paths):
         _say(paths[tag])
         client.set_tag(run_id, tag, paths[tag][:5000])
+    reporter = trial_reporter(resolved)
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)
+        if reporter is not None:
+            reporter.catch_up(continuation.state.position.history)
+
+    def on_epoch_end(epoch: int, record: dict[str, float]) -> bool:
+        log_epoch(client, run_id, epoch, record)
+        return reporter is not None and reporter(epoch, record)
+
     result = fit_and_evaluate(
         model,
         data,
         trainer,
-        seed=model_seed(resolved),
-        on_epoch_end=lambda epoch, record: log_epoch(client, run_id, epoch, record),
+        seed=resolved["seed"],
+        on_epoch_end=on_epoch_end,
         on_steps=lambda step, values: log_step(client, run_id, step, values),
         checkpoints=continuation.checkpoints,
         run_id=run_id,
@@ -332,8 +365,22 @@ def _train_and_log(
         client.log_artifact(run_id, str(model_path), "model")
         curve = plot_training_curves(result.history, Path(folder) / "training_curve.png", name)
         client.log_artifact(run_id, str(curve))
-    client.set_tag(run_id, TAG_OUTCOME, "finished")
-    return JobOutcome("finished", digest, name, run_id, result.test_auc, result.test_logloss)
+    pruned_at = reporter.pruned_at if reporter is not None else None
+    if pruned_at is not None:  # ended by its study, not failed: its own outcome
+        client.set_tag(run_id, TAG_PRUNED_AT, str(pruned_at))
+        client.set_tag(run_id, TAG_REASON, f"pruned by the tuning study after epoch {pruned_at}")
+    client.set_tag(run_id, TAG_OUTCOME, "pruned" if pruned_at is not None else "finished")
+    return JobOutcome(
+        "finished",
+        digest,
+        name,
+        run_id,
+        result.test_auc,
+        result.test_logloss,
+        best_val_auc=result.best_val_auc,
+        best_val_logloss=result.best_val_logloss,
+        pruned_at_epoch=pruned_at,
+    )
 
 
 def ui_command(resolved: Mapping[str, Any]) -> str:

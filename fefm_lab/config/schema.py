@@ -366,6 +366,29 @@ class SweepConfig:
 
 
 @dataclass
+class TuneConfig:
+    """A tuning trial's link to its Optuna study (`hydra/sweeper=optuna` sets these per job:
+    where the job reports its validation metric after each epoch and asks whether to stop; the
+    metric and the pruner are the study's, `fefm_lab.tuning.trial`). Not part of the config hash."""
+
+    storage: str | None = option(
+        None, "set by the optuna sweeper: the study's Optuna storage URL. Do not set."
+    )
+    study: str | None = option(None, "set by the optuna sweeper: the study's name. Do not set.")
+    trial: int | None = option(
+        None,
+        "set by the optuna sweeper: the trial's number in its study. Do not set.",
+        int_at_least(0),
+    )
+    settings: str | None = option(
+        None,
+        "set by the optuna sweeper on the runs of a study's chosen settings over "
+        "hydra.sweeper.final_seeds: those settings (the run's `tuned_settings` tag, which the "
+        "ablation report shows). Do not set.",
+    )
+
+
+@dataclass
 class ServerConfig:
     """`fefm-lab server`: one MLflow tracking server for a team or a cluster; jobs log to it with
     mlflow.tracking_uri=http://HOST:PORT (checked further by fefm_lab.tracking.server)."""
@@ -488,6 +511,7 @@ class FefmLabConfig:
     )
     debug: DebugConfig = section(DebugConfig, "model sizes set by the `debug` presets")
     sweep: SweepConfig = section(SweepConfig, "the sweep's parent run")
+    tune: TuneConfig = section(TuneConfig, "a tuning trial's Optuna study (set by the sweeper)")
     synth: SynthConfig = section(SynthConfig, "`fefm-lab synth` settings")
     report: ReportConfig = section(ReportConfig, "`fefm-lab report` settings")
 
@@ -498,6 +522,7 @@ SECTION_SCHEMAS: dict[str, type] = {
     "mlflow": MlflowConfig,
     "server": ServerConfig,
     "sweep": SweepConfig,
+    "tune": TuneConfig,
     "synth": SynthConfig,
     "report": ReportConfig,
 }

@@ -43,6 +43,8 @@ from fefm_lab.tracking.store import (
     TAG_OUTCOME,
     TAG_ROLE,
     TAG_SWEEP,
+    TAG_TRIAL,
+    TAG_TUNED,
     TrackingStore,
     latest_per_config,
 )
@@ -87,6 +89,8 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             run.info.status != "FINISHED"
             or tags.get(TAG_ROLE) != ROLE_JOB
             or tags.get(TAG_OUTCOME) == "skipped"
+            # a tuning trial is not an ablation run, unless it is its study's chosen settings
+            or (TAG_TRIAL in tags and TAG_TUNED not in tags)
             or not {"test_auc", "test_logloss"} <= set(metrics)
         ):
             continue
@@ -104,6 +108,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "code_version": tags.get(TAG_CODE_VERSION, ""),
             "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT, ""),
             "params": dict(run.data.params),
+            "tuned_settings": tags.get(TAG_TUNED, ""),
             "start_time": run.info.start_time,
         }
     if not rows:

@@ -54,6 +54,7 @@ class Report:
     gap_seeds: pd.DataFrame
     training: str = ""
     settings: ReportSettings = field(default_factory=ReportSettings)
+    tuned: str = ""  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
 
 
 @dataclass
@@ -171,6 +172,8 @@ def report_markdown(report: Report) -> str:
         warning_lines(report.warnings) + explanation(report.table, report.settings) + "\n",
         markdown_table(readable_table(report.table)) + "\n",
     ]
+    if report.tuned:
+        parts.append(report.tuned + "\n")
     if report.training:
         parts.append(report.training + "\n")
     if report.teacher:
@@ -179,6 +182,24 @@ def report_markdown(report: Report) -> str:
         parts.append(f"**Seeds needed for the paper's gaps.** {gap_explanation()}\n")
         parts.append(markdown_table(report.gap_seeds) + "\n")
     return "\n".join(parts)
+
+
+def tuned_settings(runs: pd.DataFrame) -> str:
+    """Which settings each model and ablation got from its tuning (empty when none was tuned)."""
+    if "tuned_settings" not in runs or not runs["tuned_settings"].astype(bool).any():
+        return ""
+    tuned = runs[runs["tuned_settings"].astype(bool)]
+    table = (
+        tuned[["dataset", "model", "ablation", "tuned_settings"]]
+        .drop_duplicates()
+        .sort_values(["dataset", "model", "ablation"])
+        .rename(columns={"tuned_settings": "settings chosen on validation"})
+    )
+    return (
+        "**Tuned settings.** Each ablation was tuned with the same trial budget on the validation "
+        "split (hydra/sweeper=optuna), then run over the seeds with what it chose:\n\n"
+        + markdown_table(table)
+    )
 
 
 def build_report(runs: pd.DataFrame, title: str, settings: ReportSettings | None = None) -> Report:
@@ -194,6 +215,7 @@ def build_report(runs: pd.DataFrame, title: str, settings: ReportSettings | None
         gap_seeds=paper_gap_seeds(table),
         training=training_note(runs),
         settings=settings,
+        tuned=tuned_settings(runs),
     )
 
 

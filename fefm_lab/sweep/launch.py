@@ -234,7 +234,7 @@ def run_sweep(overrides: Sequence[str]) -> int:
     store = store_for(plan.configs[0])  # database and experiment exist before any job starts
     refuse_if_running(store, plan.name)
     invocation = uuid.uuid4().hex
-    _say(f"sweep {plan.name!r}: {len(plan.jobs)} jobs ({plan.launcher.rsplit('.', 1)[-1]})")
+    _say(f"sweep {plan.name!r}: {plan.described} ({plan.launcher.rsplit('.', 1)[-1]})")
     started_ms = int(time.time() * 1000)
     try:
         _launch(plan, plan.overrides, store, invocation, data)

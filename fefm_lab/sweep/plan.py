@@ -42,6 +42,8 @@ class SweepPlan:
     threads: int | None  # TensorFlow threads per job when the launcher runs jobs side by side
     placement: LauncherPlacement  # where the launcher runs the jobs (fefm_lab.cluster)
     overrides: list[str]  # the command line, plus an absolute paths.root_dir where jobs need it
+    # what is launched: "N jobs", or for a sweeper choosing its own jobs, what it checked
+    described: str = ""
 
     @property
     def tracking(self) -> dict[str, Any]:
@@ -49,13 +51,28 @@ class SweepPlan:
         return self.configs[0]["mlflow"]
 
 
-def _sweep_values(override) -> list[str]:
+def sweeper_class(base: DictConfig) -> type | None:
+    """The configured sweeper's class (None: Hydra's basic sweeper)."""
+    from hydra.utils import get_class
+
+    target = str(base.hydra.sweeper.get("_target_", ""))
+    if not target or target.endswith(".BasicSweeper"):
+        return None
+    return get_class(target)
+
+
+def _sweep_values(override, sweeper: type | None) -> list[str]:
+    """The values of an override the plan checks: every value of a listed sweep; for a sweeper
+    that chooses its jobs itself, those its `validation_values(override)` names."""
     if not override.is_sweep_override():
         return [override.get_value_element_as_str()]
+    choose = getattr(sweeper, "validation_values", None)
+    if choose is not None:
+        return choose(override)
     if not override.is_discrete_sweep():  # interval sweeps belong to optimising sweepers
         raise ConfigError(
             f"{override.input_line}: only choice, range and glob sweeps can be listed as jobs "
-            "(an interval sweep needs a sweeper plugin such as Optuna)"
+            "(an interval sweep needs a sweeper that chooses values: hydra/sweeper=optuna)"
         )
     return list(override.sweep_string_iterator())
 
@@ -73,13 +90,16 @@ def expand_jobs(overrides: Sequence[str]) -> tuple[list[list[str]], DictConfig]:
             parsed = parser.parse_overrides(list(overrides))
             fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
             base = compose(CONFIG_NAME, overrides=fixed, return_hydra_config=True)
+            sweeper = sweeper_class(base)
             params = base.hydra.sweeper.get("params") or {}
-            lines = [f"{key}={value}" for key, value in params.items()] + list(overrides)
+            # a null entry takes out a key that an included preset sweeps
+            lines = [f"{k}={v}" for k, v in params.items() if v is not None] + list(overrides)
             choices: dict[str, list[str]] = {}  # insertion order: a later key keeps its place
             for override in parser.parse_overrides(lines):
                 key = override.get_key_element()
-                choices[key] = [f"{key}={value}" for value in _sweep_values(override)]
-    except (HydraException, OmegaConfBaseException, ValueError) as error:
+                values = _sweep_values(override, sweeper)
+                choices[key] = [f"{key}={value}" for value in values]
+    except (HydraException, OmegaConfBaseException, ValueError, ImportError) as error:
         raise ConfigError(hydra_message(error)) from None
     finally:
         GlobalHydra.instance().clear()
@@ -133,6 +153,10 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
         except ConfigError as error:
             raise ConfigError(f"in sweep job {' '.join(job)}: {error}") from None
     launcher = OmegaConf.to_container(base.hydra.launcher, resolve=False)
+    sweeper = sweeper_class(base)
+    described = f"{len(jobs)} jobs"
+    if sweeper is not None:
+        described = f"{sweeper.__name__}, {len(jobs)} configurations of its space checked"
     return SweepPlan(
         name=sweep_name(base, overrides),
         jobs=jobs,
@@ -141,4 +165,5 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
         threads=threads_per_job(base.hydra.launcher),
         placement=placement,
         overrides=list(overrides),
+        described=described,
     )

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 import fefm_lab
 from fefm_lab.tracking.confighash import flatten
+from fefm_lab.tracking.server import redacted
 
 # MLflow refuses longer parameter values; longer ones are cut and marked.
 MAX_PARAM_LENGTH = 6000
@@ -45,8 +46,12 @@ def param_value(value: Any) -> str:
 
 
 def log_params(client: MlflowClient, run_id: str, resolved: Mapping[str, Any]) -> None:
-    """Every resolved config value, flattened to dotted keys (`model.embedding_dim`)."""
-    params = [Param(key, param_value(value)) for key, value in flatten(resolved).items()]
+    """Every resolved config value, flattened to dotted keys (`model.embedding_dim`); a
+    password in a database URL (`tune.storage`) is not logged."""
+    params = [
+        Param(key, param_value(redacted(str(value)) if key == "tune.storage" and value else value))
+        for key, value in flatten(resolved).items()
+    ]
     for start in range(0, len(params), BATCH_LIMIT):
         client.log_batch(run_id, params=params[start : start + BATCH_LIMIT])
 

@@ -70,7 +70,7 @@ def _connect_database(uri: str) -> None:
         engine = sqlalchemy.create_engine(uri)
     except ModuleNotFoundError as missing:
         raise UserError(
-            f"server.backend_store_uri={_redacted(uri)}: the database driver is not installed "
+            f"server.backend_store_uri={redacted(uri)}: the database driver is not installed "
             f"({missing.name}); install fefm-lab's cluster extra: pip install 'fefm-lab[cluster]'"
         ) from None
     except sqlalchemy.exc.ArgumentError as error:
@@ -81,14 +81,14 @@ def _connect_database(uri: str) -> None:
     except sqlalchemy.exc.SQLAlchemyError as error:
         first_line = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise UserError(
-            f"server.backend_store_uri={_redacted(uri)}: cannot connect to the database: "
+            f"server.backend_store_uri={redacted(uri)}: cannot connect to the database: "
             f"{first_line}"
         ) from None
     finally:
         engine.dispose()
 
 
-def _redacted(uri: str) -> str:
+def redacted(uri: str) -> str:
     """The URI without its password (it is printed in messages)."""
     parts = urlsplit(uri)
     if parts.password is None:
@@ -198,7 +198,7 @@ def serve(server: Mapping[str, Any]) -> None:
     command = server_command(server)
     print(
         f"MLflow tracking server on {tracking_uri_of(server)} "
-        f"(backend {_redacted(server['backend_store_uri'])}, "
+        f"(backend {redacted(server['backend_store_uri'])}, "
         f"artifacts {artifacts_destination(server['artifacts_destination'])})\n"
         f"jobs log to it with: mlflow.tracking_uri={tracking_uri_of(server)}",
         flush=True,

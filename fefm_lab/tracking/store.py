@@ -27,7 +27,9 @@ from fefm_lab.tracking.liveness import HEARTBEAT_TIMEOUT_S, death_reason
 
 # Tag names (plain words: they are what people filter on in the UI).
 TAG_ROLE = "role"  # "job" | "sweep"
-TAG_OUTCOME = "outcome"  # "finished" | "skipped" | "failed" | "killed"
+TAG_TRIAL = "optuna_trial"  # a tuning trial's number in its study (fefm_lab.tuning)
+TAG_TUNED = "tuned_settings"  # a run of a study's chosen settings: those settings
+TAG_OUTCOME = "outcome"  # "finished" | "skipped" | "failed" | "killed" | "pruned"
 TAG_REASON = "reason"  # why a run failed or was skipped
 TAG_CONFIG_HASH = "config_hash"
 TAG_SWEEP = "sweep"

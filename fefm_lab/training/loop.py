@@ -36,7 +36,8 @@ from fefm_lab.training.optimizer import RowSparseOptimizer
 from fefm_lab.training.signals import StopSignals, TrainingStopped
 
 LOG = logging.getLogger(__name__)
-EpochCallback = Callable[[int, dict[str, float]], None]
+# (epoch, its record) -> True to stop training after this epoch (a pruned tuning trial)
+EpochCallback = Callable[[int, dict[str, float]], bool | None]
 # (global step, {"train_logloss": mean over the last steps, "samples_per_second": ...})
 StepsCallback = Callable[[int, dict[str, float]], None]
 
@@ -333,6 +334,7 @@ def fit_and_evaluate(
 
     `checkpoints`: where to save (tagged with `run_id`); `resume`: a checkpoint to continue from
     (its history is not replayed through `on_epoch_end`); `stop`: the job's stop signals.
+    `on_epoch_end` returning True ends training after that epoch (a pruned tuning trial).
     """
     from fefm_lab.data.input import eval_dataset
 
@@ -443,7 +445,8 @@ def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallba
     if position.epoch > config.max_epochs:
         position.training_done = True
     saved = fit.save()
-    if on_epoch_end is not None:
-        on_epoch_end(epoch, record)
+    if on_epoch_end is not None and on_epoch_end(epoch, record):
+        position.training_done = True
+        _log(config, f"stopped after epoch {epoch}: the tuning study pruned the trial")
     if fit.stop is not None:
         fit.stop.check(saved)

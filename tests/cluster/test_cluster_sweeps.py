@@ -234,3 +234,41 @@ def test_submitit_local_runs_the_sweep_into_the_server(tracking_server, cluster_
     assert parent.data.metrics["runs_finished"] == 4
     # the jobs ran as submitit processes: their logs are in the sweep's .submitit folder
     assert len(list(root.glob("outputs/multirun/*/.submitit/*"))) >= 1
+
+
+def test_a_ray_tuning_lands_every_trial_in_one_study_and_one_parent(
+    tracking_server, postgres, ray_cluster, cluster_root
+) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    from fefm_lab.tuning.study import with_schema
+
+    root = cluster_root / "ray_tuning"
+    database = postgres.uri("mlflow")  # the server's own database: the study goes beside it
+    result = fefm_lab(
+        "run", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+        "trainer.learning_rate=tag(log, interval(0.02, 0.2))", "sweep.name=ray_tuning",
+        *TINY, *_ray(ray_cluster), f"mlflow.tracking_uri={tracking_server.uri}",
+        "mlflow.experiment=ray_tuning", f"server.backend_store_uri={database}",
+        f"paths.root_dir={root}", cwd=root,
+    )  # fmt: skip
+    assert result.returncode == 0, _explain(result)
+    study = optuna.load_study(study_name="ray_tuning", storage=with_schema(database))
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    store = open_store(tracking_server.uri, "ray_tuning")
+    (parent,) = store.search("tags.role = 'sweep'")
+    children = store.children(parent.info.run_id)
+    assert sorted(int(c.data.tags["optuna_trial"]) for c in children) == [0, 1, 2, 3]
+    assert {c.info.status for c in children} == {"FINISHED"}
+    for child in children:
+        trial = trials[int(child.data.tags["optuna_trial"])]
+        assert child.data.metrics["best_val_logloss"] == trial.value
+        assert (
+            float(child.data.params["trainer.learning_rate"])
+            == (trial.params["trainer.learning_rate"])
+        )
+    best = study.best_params["trainer.learning_rate"]
+    assert parent.data.tags["best_overrides"] == f"trainer.learning_rate={best!r}"

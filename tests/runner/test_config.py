@@ -30,7 +30,8 @@ from fefm_lab.training.config import EarlyStopping, TrainerConfig
 
 CONF = Path(config_dir())
 GROUPS = (
-    "ablation", "dataset", "debug", "experiment", "mlflow", "model", "paths", "server", "trainer",
+    "ablation", "dataset", "debug", "experiment", "mlflow", "model", "paths", "search", "server",
+    "trainer",
 )  # fmt: skip
 # What a group option needs besides itself to validate (required keys without a default).
 NEEDS = {

@@ -1,0 +1,1 @@
+"""Hyperparameter tuning on Optuna: search space, shared study, trial reporting, summary."""

@@ -1,0 +1,1 @@
+"""fefm-lab's Hydra sweepers (Hydra finds sweeper plugins only under `hydra_plugins`)."""
