@@ -44,11 +44,13 @@ format: setup ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# `make run force=true` reruns a finished configuration (what the skip message says); any other
+# overrides go in RUN_ARGS (make run RUN_ARGS="model=fm seed=2")
 run: setup ## Train the default job (DeepFEFM, embedded synthetic data) and print test AUC / log loss
-	$(FEFM) run
+	$(FEFM) run $(RUN_ARGS) $(if $(force),force=$(force))
 
 sweep: setup ## Ablation sweep on synthetic data over 5 seeds, then the ablation report (and README)
-	$(FEFM) run -m experiment=synthetic_ablation
+	$(FEFM) run -m experiment=synthetic_ablation $(if $(force),force=$(force))
 	$(MAKE) --no-print-directory report
 
 tune: setup ## Tuned ablation study on synthetic data: each ablation tuned on validation (Optuna), then over 5 seeds; report (and README)

@@ -8,18 +8,24 @@ Hydra's compose API.
 
 from __future__ import annotations
 
+import os
+import re
 import sys
+import tempfile
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 import fefm_lab
 from fefm_lab.config.ablation import ABLATIONS
 from fefm_lab.config.compose import compose_config, config_dir, group_options, resolved_config
 from fefm_lab.errors import ConfigError, UserError
 from fefm_lab.training.signals import TrainingStopped
+from fefm_lab.uris import masked_text, masked_uri
 
 SUBCOMMANDS = {
     "run": "train one configuration, or a sweep with -m (Hydra multirun)",
@@ -30,6 +36,8 @@ SUBCOMMANDS = {
     "server": "start an MLflow tracking server for a team or a cluster (server.* settings)",
     "show": "print the composed configuration",
 }
+# `fefm-lab --help` wraps option descriptions to this width.
+HELP_WIDTH = 100
 
 
 # ---------------------------------------------------------------- run
@@ -55,9 +63,36 @@ def _print_result(outcome, resolved: dict[str, Any]) -> None:
     print(f"test log loss {number(outcome.test_logloss)}")
     print(
         f"MLflow run    {outcome.run_id} (experiment {resolved['mlflow']['experiment']!r}, "
-        f"{resolved['mlflow']['tracking_uri']})"
+        f"{masked_uri(resolved['mlflow']['tracking_uri'])})"
     )
     print(f"look at it    {ui_command(resolved)}")
+
+
+def check_output_directory(overrides: Sequence[str], *, multirun: bool) -> None:
+    """Refuse a Hydra run (or sweep) directory that cannot be created, naming its key (exit 2).
+
+    Hydra would fail inside its launcher with a traceback and exit 1. The nearest existing
+    ancestor must take a new directory: one is made there and removed at once, so this also
+    catches read-only mounts and pseudo file systems (`/proc`), where permission bits say yes.
+    """
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    # the directory depends on hydra.* and paths.* only (a sweep's other overrides hold lists)
+    relevant = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "paths."))]
+    try:
+        directory = Path(str(OmegaConf.select(compose_config(relevant, with_hydra=True), key)))
+    except (ConfigError, OmegaConfBaseException):
+        return  # swept, or resolved only at launch: Hydra and the config checks report it
+    ancestor = directory.absolute()
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{key}={directory}: cannot be created: {ancestor} is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".fefm-lab-probe-", dir=ancestor))
+    except OSError as error:
+        raise ConfigError(
+            f"{key}={directory}: cannot be created in {ancestor}: {error.strerror}"
+        ) from None
 
 
 def command_run(arguments: Sequence[str]) -> int:
@@ -72,6 +107,7 @@ def command_run(arguments: Sequence[str]) -> int:
             f"fefm-lab run: unknown flag(s) {sorted(unknown)}; allowed: -m/--multirun"
         )
 
+    check_output_directory(overrides, multirun=multirun)
     if not multirun:
         resolved = resolved_config(overrides)
         store_for(resolved)  # database and experiment exist before the job starts
@@ -98,7 +134,7 @@ def command_run(arguments: Sequence[str]) -> int:
 
 def command_show(arguments: Sequence[str]) -> int:
     resolved = resolved_config(arguments)
-    print(OmegaConf.to_yaml(resolved), end="")
+    print(masked_text(OmegaConf.to_yaml(resolved)), end="")
     return 0
 
 
@@ -146,7 +182,7 @@ def command_report(arguments: Sequence[str]) -> int:
     if not tracking_has_experiment(tracking["tracking_uri"], tracking["experiment"]):
         raise ConfigError(
             f"mlflow.experiment={tracking['experiment']}: no such experiment in "
-            f"mlflow.tracking_uri={tracking['tracking_uri']}"
+            f"mlflow.tracking_uri={masked_uri(tracking['tracking_uri'])}"
         )
     store = store_for(resolved)
     written = write_report(
@@ -186,7 +222,7 @@ def command_ui(arguments: Sequence[str]) -> int:
         known = sorted({r.data.tags.get("sweep", "") for r in store.search("tags.role = 'sweep'")})
         raise ConfigError(
             f"sweep={sweep}: no such sweep in experiment {store.experiment_name!r} "
-            f"({tracking['tracking_uri']}); sweeps there: {', '.join(known) or 'none'}"
+            f"({masked_uri(tracking['tracking_uri'])}); sweeps there: {', '.join(known) or 'none'}"
         )
     listener = bind_ui_socket(port)
     print(f"MLflow UI on {ui_base_url(port)} (Ctrl-C stops it)")
@@ -220,11 +256,20 @@ COMMANDS = {
 
 
 def _first_comment(path: Path) -> str:
+    """The first sentence of a YAML's leading comment, which may run over several lines (it
+    ends at a full stop, an example line `#   fefm-lab ...`, an empty `#` or the comment's end).
+    """
+    words: list[str] = []
     for line in path.read_text().splitlines():
         text = line.strip()
-        if text.startswith("#") and not text.startswith("# @package"):
-            return text.lstrip("# ").strip()
-    return ""
+        if text.startswith("# @package"):
+            continue
+        if not text.startswith("#") or text == "#" or line.startswith("#   "):
+            break
+        words.append(text.lstrip("#").strip())
+    paragraph = " ".join(words)
+    end = re.search(r"\.(\s|$)", paragraph)
+    return paragraph[: end.start() + 1] if end else paragraph
 
 
 def _option_doc(group: str, option: str) -> str:
@@ -251,7 +296,9 @@ def groups_help() -> str:
         lines.append(f"  {group}:")
         for option in group_options(group):
             mark = "*" if defaults.get(group) == option else " "
-            lines.append(f"   {mark} {option:<26} {_option_doc(group, option)}")
+            doc = textwrap.wrap(_option_doc(group, option), HELP_WIDTH - 32) or [""]
+            lines.append(f"   {mark} {option:<26} {doc[0]}")
+            lines += [" " * 32 + more for more in doc[1:]]
     lines += [
         "Other keys: seed=INT, force=true (rerun finished configs), threads=INT,",
         "  mlflow.tracking_uri=URI, mlflow.experiment=NAME, paths.root_dir=DIR, any model.* /",

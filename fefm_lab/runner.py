@@ -26,12 +26,13 @@ from fefm_lab.config.validation import trainer_config, validate_config
 from fefm_lab.errors import UserError
 from fefm_lab.tracking.confighash import config_hash, current_code_version, data_fingerprint
 from fefm_lab.tracking.liveness import keep_alive
-from fefm_lab.tracking.naming import run_name, run_tags
+from fefm_lab.tracking.naming import configuration_tags, run_name, run_tags
 from fefm_lab.tracking.resume import (
     Continuation,
     backfill_epochs,
     find_continuation,
     reopen_run,
+    stale_checkpoints,
 )
 from fefm_lab.tracking.run_logging import (
     TAG_DEVICE,
@@ -49,9 +50,14 @@ from fefm_lab.tracking.store import (
     TrackingStore,
     open_store,
 )
-from fefm_lab.training.checkpoint import CheckpointDirectory, CheckpointInUse
+from fefm_lab.training.checkpoint import (
+    CheckpointDirectory,
+    CheckpointInUse,
+    CheckpointNotWritable,
+)
 from fefm_lab.training.signals import StopSignals
 from fefm_lab.tuning.trial import TAG_PRUNED_AT, TAG_STUDY, trial_reporter
+from fefm_lab.uris import masked_uri
 
 
 @dataclass(frozen=True)
@@ -124,7 +130,9 @@ def prepare_data(resolved: Mapping[str, Any]):
     """The prepared dataset of the run (built once, then reused from its fingerprint)."""
     from fefm_lab.cluster.shared_data import dataset_for_job
 
-    return dataset_for_job(resolved)  # in a sweep: the one its launching process prepared
+    data = dataset_for_job(resolved)  # in a sweep: the one its launching process prepared
+    data.check_trainable()  # a split with no rows or one class is named here, not "diverged"
+    return data
 
 
 def run_job(cfg: DictConfig) -> JobOutcome:
@@ -151,8 +159,12 @@ def run_job(cfg: DictConfig) -> JobOutcome:
         return JobOutcome("failed", "", name, reason=reason, user_error=user_error, message=message)
     identity = run_identity(resolved, data.manifest)
     digest = identity.config_hash
-    for reaped_id, why in store.reap_dead_runs(config_hash=digest):
+    # by the configuration's tags, not its hash: a run killed before an upgrade is reaped too
+    for reaped_id, why in store.reap_dead_runs(tags=configuration_tags(resolved)):
         _say(f"run {reaped_id} of this configuration marked KILLED: {why}")
+    stale = stale_checkpoints(store, resolved["paths"]["checkpoint_dir"], identity.code_version)
+    if stale is not None:
+        _say(stale.describe())
 
     if not resolved["force"]:
         previous = store.finished_run_with_hash(digest)
@@ -185,7 +197,7 @@ def run_job(cfg: DictConfig) -> JobOutcome:
 
     try:
         continuation = find_continuation(store, resolved["paths"]["checkpoint_dir"], digest)
-    except CheckpointInUse as busy:
+    except (CheckpointInUse, CheckpointNotWritable) as busy:
         message = f"not running {name}: {busy}"
         return JobOutcome(
             "failed", digest, name, reason=str(busy), user_error=True, message=message
@@ -387,7 +399,7 @@ def ui_command(resolved: Mapping[str, Any]) -> str:
     """The `fefm-lab ui` command that opens the MLflow UI on this run's store and experiment."""
     tracking = resolved["mlflow"]
     return (
-        f"fefm-lab ui mlflow.tracking_uri={tracking['tracking_uri']} "
+        f"fefm-lab ui mlflow.tracking_uri={masked_uri(tracking['tracking_uri'])} "
         f"mlflow.experiment={tracking['experiment']}   "
         f"(serves http://127.0.0.1:{tracking.get('ui_port', 5000)})"
     )

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from fefm_lab.cluster.launchers import LauncherPlacement
 from fefm_lab.errors import ConfigError
 from fefm_lab.tracking.server import is_loopback_host
+from fefm_lab.uris import masked_uri
 
 SERVER_HINT = (
     "start a tracking server every node can reach (`fefm-lab server "
@@ -55,7 +56,7 @@ def check_tracking_for_launcher(tracking_uri: str, placement: LauncherPlacement)
     why = _local_only_tracking(tracking_uri, placement)
     if why is not None:
         raise ConfigError(
-            f"mlflow.tracking_uri={tracking_uri} is {why}, and hydra/launcher="
+            f"mlflow.tracking_uri={masked_uri(tracking_uri)} is {why}, and hydra/launcher="
             f"{placement.name} runs jobs on other machines; {SERVER_HINT}"
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -44,8 +45,9 @@ def one_of(*choices: str) -> Rule:
     return Rule(lambda v: v in choices, text or "one of " + ", ".join(choices))
 
 
-NON_NEGATIVE = Rule(lambda v: v >= 0, "a number >= 0")
-POSITIVE = Rule(lambda v: v > 0, "a number > 0")
+# Finite: inf passes `> 0` (NaN fails every comparison) and would train on nothing but NaN.
+NON_NEGATIVE = Rule(lambda v: 0 <= v < math.inf, "a finite number >= 0")
+POSITIVE = Rule(lambda v: 0 < v < math.inf, "a finite number > 0")
 FRACTION = Rule(lambda v: 0 <= v < 1, "a number in [0, 1)")
 NON_EMPTY_TEXT = Rule(lambda v: v != "", "a non-empty string")
 PORT = Rule(lambda v: 1 <= v <= 65535, "a port 1..65535")

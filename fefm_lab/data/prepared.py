@@ -57,6 +57,30 @@ class PreparedData:
         check_split(split)
         return int(self.manifest["splits"][split]["positives"])
 
+    def check_trainable(self) -> None:
+        """Refuse data no model can be trained and scored on, before any training.
+
+        Training needs rows; early stopping and the validation/test AUC need both classes in
+        their split (AUC is undefined on one class, and log loss on one class says nothing).
+        A split with no rows or one class is a data problem, not a model that diverged.
+        """
+        counts = {s: (self.rows(s), self.positives(s)) for s in SPLITS}
+        fractions = self.manifest.get("settings", {}).get("split_fractions")
+        shown = ", ".join(f"{s} {n:,} rows / {c:,} clicks" for s, (n, c) in counts.items())
+        setting = "dataset.split_fractions" + (f"={fractions}" if fractions else "")
+        for split, (rows, clicks) in counts.items():
+            if rows == 0:
+                problem = "has no rows"
+            elif clicks in (0, rows):
+                problem = f"has one class only ({'all clicks' if clicks else 'no clicks'})"
+            else:
+                continue
+            raise DataError(
+                f"{self.directory}: the {split} split {problem} ({shown}); training and scoring "
+                f"need rows of both classes in every split: give more rows (with clicks and "
+                f"non-clicks), or change {setting}"
+            )
+
     def shard_paths(self, split: str) -> list[Path]:
         check_split(split)
         return [self.directory / name for name in self.manifest["splits"][split]["shards"]]

@@ -48,6 +48,7 @@ from fefm_lab.tracking.store import (
     TrackingStore,
     latest_per_config,
 )
+from fefm_lab.uris import masked_uri
 
 METRICS = ("auc", "logloss")
 BUDGET_METRICS = ("budget_auc", "budget_logloss")
@@ -74,7 +75,8 @@ def load_runs(store: TrackingStore, sweep: str | None = None) -> pd.DataFrame:
         where = f"sweep {sweep!r} of " if sweep else ""
         raise UserError(
             f"no finished runs with test metrics in {where}experiment {store.experiment_name!r} "
-            f"({store.tracking_uri}); run `fefm-lab run -m ...` first or check mlflow.experiment"
+            f"({masked_uri(store.tracking_uri)}); run `fefm-lab run -m ...` first or check "
+            "mlflow.experiment"
         )
     return rows
 

@@ -10,6 +10,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from fefm_lab.sweep.parent import parent_of, record_reuse, record_unrun
+from fefm_lab.uris import masked_text, masked_uri
 
 
 class SweepJobError(Exception):
@@ -42,12 +43,14 @@ def run_sweep_job(cfg: DictConfig):
     except Exception as error:  # reported to the launching process, with context
         raise SweepJobError(
             f"sweep job {_job_label()}: cannot reach the tracking store "
-            f"{cfg.mlflow.tracking_uri}: {type(error).__name__}: {error}"
+            f"{masked_uri(cfg.mlflow.tracking_uri)}: {type(error).__name__}: "
+            f"{masked_text(str(error))}"
         ) from None
     if parent is None:
         raise SweepJobError(
             f"sweep job {_job_label()}: no parent run of sweep invocation {invocation!r} in "
-            f"{cfg.mlflow.tracking_uri} (the sweep's start failed: see the warning before the jobs)"
+            f"{masked_uri(cfg.mlflow.tracking_uri)} (the sweep's start failed: see the warning "
+            "before the jobs)"
         )
     parent_id = parent.info.run_id
     with read_write(cfg):

@@ -38,23 +38,35 @@ def run_tags(resolved: Mapping[str, Any], identity: RunIdentity) -> dict[str, st
     """Tags a job run carries: what it is, where it comes from, which sweep it belongs to, and
     which process runs it (host, pid, heartbeat: see `fefm_lab.tracking.liveness`)."""
     tags = {
-        "model": str(resolved["model"]["name"]),
-        "ablation": ablation_label(resolved),
-        "dataset": dataset_name(resolved),
-        "seed": str(resolved["seed"]),
+        **configuration_tags(resolved),
         TAG_SWEEP: str(resolved.get("sweep", {}).get("name") or "none"),
         TAG_CONFIG_HASH: identity.config_hash,
         TAG_DATA_FINGERPRINT: identity.data_fingerprint,
         TAG_CODE_VERSION: identity.code_version,
         "git_commit": git_commit(),
         "fefm_lab_version": fefm_lab.__version__,
-        TAG_ROLE: ROLE_JOB,
         **liveness_tags(),
     }
     parent = resolved.get("sweep", {}).get("parent_run_id")
     if parent:
         tags[TAG_PARENT] = str(parent)
     return tags
+
+
+# The tags that say which configuration a job run is, whatever code version ran it.
+CONFIGURATION_TAGS = ("model", "ablation", "dataset", "seed", TAG_ROLE)
+
+
+def configuration_tags(resolved: Mapping[str, Any]) -> dict[str, str]:
+    """The `CONFIGURATION_TAGS` of a job run of `resolved` (for reaping across upgrades)."""
+    tags = {
+        "model": str(resolved["model"]["name"]),
+        "ablation": ablation_label(resolved),
+        "dataset": dataset_name(resolved),
+        "seed": str(resolved["seed"]),
+        TAG_ROLE: ROLE_JOB,
+    }
+    return {key: tags[key] for key in CONFIGURATION_TAGS}
 
 
 def run_name(resolved: Mapping[str, Any]) -> str:

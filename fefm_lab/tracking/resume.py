@@ -19,8 +19,15 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from fefm_lab.tracking.run_logging import log_epoch
-from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_OUTCOME, TAG_REASON, TrackingStore
+from fefm_lab.tracking.store import (
+    TAG_CODE_VERSION,
+    TAG_CONFIG_HASH,
+    TAG_OUTCOME,
+    TAG_REASON,
+    TrackingStore,
+)
 from fefm_lab.training.checkpoint import CheckpointDirectory, TrainingState
+from fefm_lab.uris import masked_uri
 
 LOG = logging.getLogger(__name__)
 RESUMABLE_STATUSES = ("RUNNING", "KILLED")
@@ -49,7 +56,8 @@ def _run_or_none(client: MlflowClient, run_id: str) -> Run | None:
 
 def _why_not(run: Run | None, store: TrackingStore, state: TrainingState, digest: str) -> str:
     if run is None:
-        return f"its run {state.run_id!r} is not in the tracking store {store.tracking_uri}"
+        where = masked_uri(store.tracking_uri)
+        return f"its run {state.run_id!r} is not in the tracking store {where}"
     if run.info.experiment_id != store.experiment_id:
         return f"its run {state.run_id} is in another experiment"
     if run.data.tags.get(TAG_CONFIG_HASH) != digest:
@@ -97,3 +105,42 @@ def backfill_epochs(client: MlflowClient, run_id: str, history: list[dict[str, f
     for record in missing:
         log_epoch(client, run_id, int(record["epoch"]), record)
     return len(missing)
+
+
+@dataclass(frozen=True)
+class StaleCheckpoints:
+    """Checkpoints no start of this code continues (see `stale_checkpoints`)."""
+
+    root: Path
+    directories: list[Path]
+    total_bytes: int
+
+    def describe(self) -> str:
+        """`2 stale checkpoints, 0.04 GiB, under DIR: a1b2..., c3d4...` with what to do."""
+        names = ", ".join(d.name for d in self.directories)
+        return (
+            f"{len(self.directories)} stale checkpoint(s), {self.total_bytes / 2**30:.2f} GiB, "
+            f"under {self.root}: {names} (their runs are gone or of another code version, so "
+            "no start continues them; delete those directories to free the space)"
+        )
+
+
+def stale_checkpoints(
+    store: TrackingStore, checkpoint_root: str | Path, code_version: str
+) -> StaleCheckpoints | None:
+    """Checkpoint directories under `checkpoint_root` that nothing will continue: not locked by
+    a live process, and saved for a run that is not in the store or was made by another code
+    version (its config hash includes the code version, so no start of this code finds it)."""
+    root = Path(checkpoint_root)
+    stale, total = [], 0
+    for directory in sorted(p for p in root.glob("*") if p.is_dir()) if root.is_dir() else []:
+        checkpoints = CheckpointDirectory(root, directory.name)
+        if not checkpoints.path.is_file() or checkpoints.held_by_a_live_process():
+            continue
+        run_id = checkpoints.saved_for_run()
+        run = _run_or_none(store.client, run_id) if run_id else None
+        if run is not None and run.data.tags.get(TAG_CODE_VERSION) in (code_version, None):
+            continue
+        stale.append(directory)
+        total += sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    return StaleCheckpoints(root, stale, total) if stale else None

@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 import fefm_lab
 from fefm_lab.tracking.confighash import flatten
-from fefm_lab.tracking.server import redacted
+from fefm_lab.uris import masked_text
 
 # MLflow refuses longer parameter values; longer ones are cut and marked.
 MAX_PARAM_LENGTH = 6000
@@ -38,20 +38,19 @@ FINAL_METRICS = (
 
 
 def param_value(value: Any) -> str:
-    """Lists and null as JSON (`[64, 32]`, `null`), the rest as str; cut at MLflow's limit."""
+    """Lists and null as JSON (`[64, 32]`, `null`), the rest as str, URIs masked; cut at
+    MLflow's limit."""
     text = json.dumps(value) if isinstance(value, list | tuple) or value is None else str(value)
+    text = masked_text(text)
     if len(text) > MAX_PARAM_LENGTH:
         text = text[: MAX_PARAM_LENGTH - 3] + "..."
     return text
 
 
 def log_params(client: MlflowClient, run_id: str, resolved: Mapping[str, Any]) -> None:
-    """Every resolved config value, flattened to dotted keys (`model.embedding_dim`); a
-    password in a database URL (`tune.storage`) is not logged."""
-    params = [
-        Param(key, param_value(redacted(str(value)) if key == "tune.storage" and value else value))
-        for key, value in flatten(resolved).items()
-    ]
+    """Every resolved config value, flattened to dotted keys (`model.embedding_dim`); URIs are
+    masked (`param_value`), so a password in `tune.storage` or a tracking URI is not logged."""
+    params = [Param(key, param_value(value)) for key, value in flatten(resolved).items()]
     for start in range(0, len(params), BATCH_LIMIT):
         client.log_batch(run_id, params=params[start : start + BATCH_LIMIT])
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import socket
 import sys
 from collections.abc import Mapping
@@ -20,9 +21,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fefm_lab.errors import ConfigError, UserError
+from fefm_lab.uris import masked_text, masked_uri
 
 # Backend store schemes `mlflow server` accepts (SQLAlchemy dialects, optionally +driver).
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql", "sqlite")
+# The driver module `fefm-lab[cluster]` installs (psycopg 3; pyproject.toml).
+CLUSTER_EXTRA_DRIVER = "psycopg"
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # MLflow 3.x starts about ten job-execution worker processes per server unless told not to.
 SERVER_ENVIRONMENT = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -50,16 +54,43 @@ def check_backend_store_uri(uri: str) -> None:
         raise ConfigError(
             f"server.backend_store_uri: expected a database URI "
             f"(postgresql://USER@HOST/DB for a team or a cluster, sqlite:////ABSOLUTE/PATH.db "
-            f"for one machine), got {uri!r}"
+            f"for one machine), got {masked_uri(uri)!r}"
         )
     if scheme == "sqlite":
         path = uri[len("sqlite:///") :]
         if not path.startswith("/"):
             raise ConfigError(
-                f"server.backend_store_uri: {uri!r} is a relative SQLite path (it would depend on "
-                "the directory the server starts in); give an absolute one, "
+                f"server.backend_store_uri: {masked_uri(uri)!r} is a relative SQLite path (it "
+                "would depend on the directory the server starts in); give an absolute one, "
                 "sqlite:////ABSOLUTE/PATH/mlflow.db"
             )
+        return
+    port = _port_text(uri)
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ConfigError(
+            f"server.backend_store_uri={masked_uri(uri)}: expected a port 1..65535 after the "
+            f"host, got {port!r}"
+        )
+
+
+def _port_text(uri: str) -> str:
+    """The port as written in a URI's authority ('' when none), after the last `@`."""
+    authority = uri.partition("://")[2]
+    host_port = re.split(r"[/?#]", authority[authority.rfind("@") + 1 :], maxsplit=1)[0]
+    if host_port.startswith("["):
+        return host_port.partition("]")[2].removeprefix(":")
+    return host_port.rpartition(":")[2] if ":" in host_port else ""
+
+
+def _driver_hint(module: str) -> str:
+    """How to get a missing database driver: the cluster extra brings psycopg 3 only."""
+    if module.split(".")[0] == CLUSTER_EXTRA_DRIVER:
+        return "install fefm-lab's cluster extra: pip install 'fefm-lab[cluster]'"
+    return (
+        f"install the package that provides the Python module {module!r} "
+        f"(fefm-lab's cluster extra brings only {CLUSTER_EXTRA_DRIVER}, which SQLAlchemy uses "
+        "for postgresql:// and postgresql+psycopg:// URIs)"
+    )
 
 
 def _connect_database(uri: str) -> None:
@@ -70,31 +101,22 @@ def _connect_database(uri: str) -> None:
         engine = sqlalchemy.create_engine(uri)
     except ModuleNotFoundError as missing:
         raise UserError(
-            f"server.backend_store_uri={redacted(uri)}: the database driver is not installed "
-            f"({missing.name}); install fefm-lab's cluster extra: pip install 'fefm-lab[cluster]'"
+            f"server.backend_store_uri={masked_uri(uri)}: the database driver is not installed "
+            f"({missing.name}); {_driver_hint(missing.name or '')}"
         ) from None
-    except sqlalchemy.exc.ArgumentError as error:
-        raise ConfigError(f"server.backend_store_uri: {error}") from None
+    except (sqlalchemy.exc.ArgumentError, ValueError) as error:
+        raise ConfigError(f"server.backend_store_uri: {masked_text(str(error))}") from None
     try:
         with engine.connect():
             pass
     except sqlalchemy.exc.SQLAlchemyError as error:
         first_line = str(getattr(error, "orig", error)).strip().splitlines()[0]
         raise UserError(
-            f"server.backend_store_uri={redacted(uri)}: cannot connect to the database: "
-            f"{first_line}"
+            f"server.backend_store_uri={masked_uri(uri)}: cannot connect to the database: "
+            f"{masked_text(first_line)}"
         ) from None
     finally:
         engine.dispose()
-
-
-def redacted(uri: str) -> str:
-    """The URI without its password (it is printed in messages)."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def artifacts_destination(value: str) -> str:
@@ -198,7 +220,7 @@ def serve(server: Mapping[str, Any]) -> None:
     command = server_command(server)
     print(
         f"MLflow tracking server on {tracking_uri_of(server)} "
-        f"(backend {redacted(server['backend_store_uri'])}, "
+        f"(backend {masked_uri(server['backend_store_uri'])}, "
         f"artifacts {artifacts_destination(server['artifacts_destination'])})\n"
         f"jobs log to it with: mlflow.tracking_uri={tracking_uri_of(server)}",
         flush=True,

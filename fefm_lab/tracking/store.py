@@ -13,17 +13,23 @@ URIs need no lock.
 from __future__ import annotations
 
 import fcntl
+import os
+import random
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
+from fefm_lab.errors import UserError
 from fefm_lab.tracking.liveness import HEARTBEAT_TIMEOUT_S, death_reason
+from fefm_lab.uris import masked_text, masked_uri
 
 # Tag names (plain words: they are what people filter on in the UI).
 TAG_ROLE = "role"  # "job" | "sweep"
@@ -125,19 +131,26 @@ class TrackingStore:
         *,
         config_hash: str | None = None,
         sweep: str | None = None,
+        tags: Mapping[str, str] | None = None,
         timeout_s: float = HEARTBEAT_TIMEOUT_S,
     ) -> list[tuple[str, str]]:
         """Mark RUNNING runs whose process is gone KILLED, with tags `outcome` and `reason`.
 
-        Restricted to one config hash and/or one sweep name when given (a sweep's parent run
-        carries the sweep tag too). "Gone" is `liveness.death_reason`: a dead pid on this host,
-        or no heartbeat for `timeout_s` from another host. Returns (run id, reason) per reaped run.
+        Restricted to one config hash, one sweep name (a sweep's parent run carries the sweep
+        tag too) and/or runs carrying all of `tags`, when given. `tags` finds a configuration's
+        runs of every code version (an upgrade changes the config hash, not the model, ablation,
+        dataset or seed), so a run killed before an upgrade is reaped after it. "Gone" is
+        `liveness.death_reason` (it does not depend on the code version): a dead pid on this
+        host, or no heartbeat for `timeout_s` from another host. Returns (run id, reason) per
+        reaped run.
         """
         query = "attributes.status = 'RUNNING'"
         if config_hash is not None:
             query += f" and tags.{TAG_CONFIG_HASH} = {_quote(config_hash)}"
         if sweep is not None:
             query += f" and tags.{TAG_SWEEP} = {_quote(sweep)}"
+        for key, value in (tags or {}).items():
+            query += f" and tags.{key} = {_quote(value)}"
         reaped = []
         now = time.time()
         for run in self.search(query):
@@ -164,6 +177,57 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path(path[1:])
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+FILE_STORE_REFUSED = (
+    "a file store (a directory of runs): MLflow 3 deprecates file stores and refuses to create "
+    "new ones; use sqlite:///PATH/mlflow.db (one machine) or http://HOST:PORT (a tracking "
+    "server: `fefm-lab server`)"
+)
+
+
+def _store_problem(tracking_uri: str) -> str | None:
+    """Why this store cannot be used, checked before MLflow touches it (None: it can be tried).
+
+    A file store is refused; for SQLite, the directory must be creatable and writable (SQLite
+    writes its journal beside the database) and an existing database file must be readable and
+    start with SQLite's header (a garbage file is not migrated over).
+    """
+    scheme = urlparse(tracking_uri).scheme.lower()
+    if scheme in ("", "file"):
+        return FILE_STORE_REFUSED
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        return None
+    directory = database.absolute().parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        return f"cannot create the directory {directory}: {error.strerror}"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f"the directory {directory} is not writable"
+    if database.is_dir():
+        return f"{database} is a directory, not a database file"
+    if not database.exists() or database.stat().st_size == 0:
+        return None
+    try:
+        with open(database, "rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as error:
+        return f"cannot read {database}: {error.strerror}"
+    if header != SQLITE_HEADER:
+        return f"{database} is not an SQLite database (it does not start with SQLite's header)"
+    if not os.access(database, os.W_OK):
+        return f"{database} is not writable"
+    return None
+
+
+def check_store(tracking_uri: str) -> None:
+    """Refuse a tracking store that cannot be used with one line naming it (exit 2)."""
+    problem = _store_problem(tracking_uri)
+    if problem is not None:
+        raise UserError(f"mlflow.tracking_uri={masked_uri(tracking_uri)}: {problem}")
+
+
 @contextmanager
 def creation_lock(tracking_uri: str) -> Iterator[None]:
     """Hold an exclusive lock on `<database>.lock` for a SQLite URI; nothing for other URIs.
@@ -185,25 +249,99 @@ def creation_lock(tracking_uri: str) -> Iterator[None]:
 
 
 def open_store(
-    tracking_uri: str, experiment_name: str, artifact_location: str | None = None
+    tracking_uri: str,
+    experiment_name: str,
+    artifact_location: str | None = None,
+    *,
+    client: MlflowClient | None = None,
 ) -> TrackingStore:
     """Connect, creating the database and the experiment if they do not exist yet.
 
-    Safe from any number of processes at once: creation and migration of a SQLite database and
-    the experiment's get-or-create run under `creation_lock`.
+    Safe from any number of processes at once: creation and migration of a SQLite database run
+    under `creation_lock`; a tracking server takes no lock, so the experiment's get-or-create
+    and its tags tolerate another process doing the same at the same moment. `client` is one
+    already made for `tracking_uri` (tests force races through it).
     """
-    with creation_lock(tracking_uri):
-        client = MlflowClient(tracking_uri=tracking_uri)  # creates / migrates the schema
-        experiment = client.get_experiment_by_name(experiment_name)
-        if experiment is None:
-            experiment_id = client.create_experiment(
-                experiment_name, artifact_location=_artifact_uri(artifact_location, tracking_uri)
-            )
-        else:
-            experiment_id = experiment.experiment_id
-            if experiment.lifecycle_stage == "deleted":
-                client.restore_experiment(experiment_id)
-        from fefm_lab.tracking.ui import describe_experiment
+    check_store(tracking_uri)
+    from fefm_lab.tracking.ui import describe_experiment
 
-        describe_experiment(client, experiment_id, experiment_name)
+    with creation_lock(tracking_uri):
+        try:
+            client = client or MlflowClient(tracking_uri=tracking_uri)  # creates / migrates
+            experiment_id = get_or_create_experiment(
+                client, experiment_name, _artifact_uri(artifact_location, tracking_uri)
+            )
+            describe_experiment(client, experiment_id, experiment_name)
+        except (MlflowException, SQLAlchemyError) as error:
+            if sqlite_path(tracking_uri) is None:
+                raise
+            raise UserError(
+                f"mlflow.tracking_uri={masked_uri(tracking_uri)}: not a usable MLflow database "
+                f"(damaged or truncated?): {_first_line(error)}"
+            ) from None
     return TrackingStore(client, experiment_id, experiment_name, tracking_uri)
+
+
+# Tries of a get-or-create or a tag write that lost a race with another process.
+RACE_ATTEMPTS = 6
+
+
+def _lost_a_race(error: MlflowException) -> bool:
+    """Whether a write failed because another process wrote the same key first (a unique-key
+    violation, or MLflow's RESOURCE_ALREADY_EXISTS)."""
+    text = str(error).lower()
+    return error.error_code == "RESOURCE_ALREADY_EXISTS" or any(
+        word in text for word in ("unique", "already exists", "duplicate key", "integrityerror")
+    )
+
+
+def _pause_after_race(attempt: int) -> None:
+    time.sleep(0.05 * 2**attempt * (1 + random.random()))  # jittered: racers part ways
+
+
+def get_or_create_experiment(
+    client: MlflowClient, name: str, artifact_location: str | None = None
+) -> str:
+    """The id of the live experiment `name`, created (or restored) if needed.
+
+    Another process may create or restore it between our look and our write: that write fails
+    with a unique-key error, and a second look finds the experiment.
+    """
+    for attempt in range(RACE_ATTEMPTS):
+        experiment = client.get_experiment_by_name(name)
+        try:
+            if experiment is None:
+                return client.create_experiment(name, artifact_location=artifact_location)
+            if experiment.lifecycle_stage == "deleted":
+                client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        except MlflowException as error:
+            again = client.get_experiment_by_name(name)
+            if again is not None and again.lifecycle_stage != "deleted":
+                return again.experiment_id  # the other process's create or restore
+            if not _lost_a_race(error) or attempt == RACE_ATTEMPTS - 1:
+                raise
+            _pause_after_race(attempt)
+    raise AssertionError("unreachable")
+
+
+def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """Set an experiment tag; the same value already there (another process set it at the same
+    moment) is success, and a unique-key race is retried."""
+    for attempt in range(RACE_ATTEMPTS):
+        try:
+            client.set_experiment_tag(experiment_id, key, value)
+            return
+        except MlflowException as error:
+            if client.get_experiment(experiment_id).tags.get(key) == value:
+                return
+            if not _lost_a_race(error) or attempt == RACE_ATTEMPTS - 1:
+                raise
+            _pause_after_race(attempt)
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's innermost message (SQLAlchemy wraps the driver's)."""
+    inner = getattr(error, "orig", None) or error.__cause__ or error
+    lines = str(inner).strip().splitlines() or [type(inner).__name__]
+    return masked_text(lines[0])

@@ -28,7 +28,15 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from fefm_lab.errors import ConfigError, UserError
-from fefm_lab.tracking.store import TAG_ROLE, TAG_SWEEP, TrackingStore, _quote
+from fefm_lab.tracking.store import (
+    TAG_ROLE,
+    TAG_SWEEP,
+    TrackingStore,
+    _quote,
+    check_store,
+    set_experiment_tag,
+)
+from fefm_lab.uris import masked_uri
 
 KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"
@@ -55,13 +63,14 @@ def describe_experiment(client: MlflowClient, experiment_id: str, name: str) -> 
     """Mark the experiment as model training and give it a description (an existing one stays)."""
     tags = client.get_experiment(experiment_id).tags
     if tags.get(KIND_TAG) != MODEL_TRAINING_KIND:
-        client.set_experiment_tag(experiment_id, KIND_TAG, MODEL_TRAINING_KIND)
+        set_experiment_tag(client, experiment_id, KIND_TAG, MODEL_TRAINING_KIND)
     if not tags.get(DESCRIPTION_TAG):
-        client.set_experiment_tag(experiment_id, DESCRIPTION_TAG, experiment_description(name))
+        set_experiment_tag(client, experiment_id, DESCRIPTION_TAG, experiment_description(name))
 
 
 def tracking_has_experiment(tracking_uri: str, name: str) -> bool:
     """Whether the store holds a live experiment of this name (for read-only commands)."""
+    check_store(tracking_uri)
     experiment = MlflowClient(tracking_uri=tracking_uri).get_experiment_by_name(name)
     return experiment is not None and experiment.lifecycle_stage != "deleted"
 
@@ -128,9 +137,9 @@ def check_servable(tracking_uri: str) -> None:
     """`fefm-lab ui` serves a store it opens itself; a tracking server serves its own UI."""
     if urlsplit(tracking_uri).scheme.lower() in ("http", "https"):
         raise ConfigError(
-            f"mlflow.tracking_uri={tracking_uri}: that tracking server serves the MLflow UI "
-            f"itself (open {tracking_uri} in a browser); `fefm-lab ui` serves a database store "
-            "(sqlite:///..., postgresql://...)"
+            f"mlflow.tracking_uri={masked_uri(tracking_uri)}: that tracking server serves the "
+            f"MLflow UI itself (open {masked_uri(tracking_uri)} in a browser); `fefm-lab ui` "
+            "serves a database store (sqlite:///..., postgresql://...)"
         )
 
 

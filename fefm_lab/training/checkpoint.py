@@ -48,6 +48,10 @@ class CheckpointInUse(UserError):
     """Another live process holds the checkpoint directory of this configuration."""
 
 
+class CheckpointNotWritable(UserError):
+    """The checkpoint directory cannot be written (full disk, read-only, no permission)."""
+
+
 @dataclass
 class Position:
     """Where training stands, and the bookkeeping that decides what happens next.
@@ -132,6 +136,7 @@ class CheckpointDirectory:
     """
 
     def __init__(self, root: str | Path, config_hash: str) -> None:
+        self.root = Path(root)
         self.config_hash = config_hash
         self.directory = Path(root) / config_hash
         self.path = self.directory / CHECKPOINT_FILE
@@ -141,9 +146,12 @@ class CheckpointDirectory:
 
     def lock(self) -> None:
         """Take the directory's lock or raise CheckpointInUse naming the holder."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         lock_path = self.directory / LOCK_FILE
-        descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise self._not_writable(lock_path, error) from None
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -156,6 +164,28 @@ class CheckpointDirectory:
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, f"host {socket.gethostname()} pid {os.getpid()}".encode(), 0)
         self._lock_descriptor = descriptor
+
+    def held_by_a_live_process(self) -> bool:
+        """Whether a live process (this one included) holds the lock; it is not taken."""
+        try:
+            descriptor = os.open(self.directory / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(descriptor)  # also drops the shared lock just taken
+        return False
+
+    def saved_for_run(self) -> str | None:
+        """The run id the checkpoint was saved for (its meta only), or None if unreadable."""
+        try:
+            with np.load(self.path, allow_pickle=False) as archive:
+                return str(json.loads(bytes(archive[_META]).decode())["run_id"])
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile):
+            return None
 
     def unlock(self) -> None:
         if self._lock_descriptor is not None:
@@ -177,16 +207,27 @@ class CheckpointDirectory:
         members = [("model", state.model), ("optimizer", state.optimizer)]
         if state.best is not None:
             members.append(("best", state.best))
-        with (
-            atomic_path(self.path) as partial,
-            zipfile.ZipFile(partial, "x", zipfile.ZIP_STORED, allowZip64=True) as archive,
-        ):
-            meta = np.frombuffer(json.dumps(_meta(state)).encode(), dtype=np.uint8)
-            _write_array(archive, _META, meta)
-            for prefix, arrays in members:
-                for index, array in enumerate(arrays):
-                    _write_array(archive, f"{prefix}/{index}", np.asarray(array))
+        try:
+            with (
+                atomic_path(self.path) as partial,
+                zipfile.ZipFile(partial, "x", zipfile.ZIP_STORED, allowZip64=True) as archive,
+            ):
+                meta = np.frombuffer(json.dumps(_meta(state)).encode(), dtype=np.uint8)
+                _write_array(archive, _META, meta)
+                for prefix, arrays in members:
+                    for index, array in enumerate(arrays):
+                        _write_array(archive, f"{prefix}/{index}", np.asarray(array))
+        except OSError as error:
+            raise self._not_writable(self.path, error) from None
         return self.path
+
+    def _not_writable(self, path: Path, error: OSError) -> CheckpointNotWritable:
+        """The error naming `paths.checkpoint_dir` (a bare ENOSPC names no setting)."""
+        return CheckpointNotWritable(
+            f"paths.checkpoint_dir={self.root}: cannot write {path}: "
+            f"{error.strerror or error}; free space there or set paths.checkpoint_dir to "
+            "another directory (the previous checkpoint, if any, is kept)"
+        )
 
     def load(self) -> TrainingState | None:
         """The checkpoint, or None (with a warning) when it is missing, damaged or not ours."""

@@ -14,6 +14,7 @@ as an uninterrupted one, so it ends with the same weights and metrics, bit for b
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
 import sys
@@ -80,12 +81,22 @@ class Trainer:
         self.variables = list(model.trainable_variables)
         self.optimizer = RowSparseOptimizer(config.optimizer, config.learning_rate, self.variables)
         # Only the last batch of an epoch or split has another size: relax shapes, don't retrace.
+        # Each function wraps a partial of this trainer, not the method: TensorFlow counts
+        # traces per code object (a method's or a lambda's is shared by every trainer), so the
+        # traces of every job a sweep runs in one process added up to "N out of the last M
+        # calls ... triggered tf.function retracing". A partial has no code object of its own.
         self._gradients = tf.function(
-            self._loss_and_gradients, jit_compile=config.jit_compile, reduce_retracing=True
+            functools.partial(Trainer._loss_and_gradients, self),
+            jit_compile=config.jit_compile,
+            reduce_retracing=True,
         )
-        self.train_step = tf.function(self._train_step, reduce_retracing=True)
+        self.train_step = tf.function(
+            functools.partial(Trainer._train_step, self), reduce_retracing=True
+        )
         self.predict_step = tf.function(
-            self._predict, jit_compile=config.jit_compile, reduce_retracing=True
+            functools.partial(Trainer._predict, self),
+            jit_compile=config.jit_compile,
+            reduce_retracing=True,
         )
 
     def _loss_and_gradients(self, features, labels):

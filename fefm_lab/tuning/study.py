@@ -33,7 +33,7 @@ from fefm_lab.tracking.liveness import (
     pid_alive,
     process_start_ticks,
 )
-from fefm_lab.tracking.server import redacted
+from fefm_lab.uris import masked_uri
 
 # Trial user attributes (also what `fefm-lab` shows of a trial).
 ATTR_HOST, ATTR_PID, ATTR_PID_START, ATTR_HEARTBEAT = "host", "pid", "pid_start", "heartbeat"
@@ -105,7 +105,7 @@ def open_study(
     previous = study.user_attrs.get(ATTR_OBJECTIVE)
     if previous is not None and previous != objective:
         raise ConfigError(
-            f"hydra.sweeper.objective={objective}: study {name!r} in {redacted(storage.url)} "
+            f"hydra.sweeper.objective={objective}: study {name!r} in {masked_uri(storage.url)} "
             f"tunes {previous}; give another hydra.sweeper.study_name"
         )
     study.set_user_attr(ATTR_OBJECTIVE, objective)

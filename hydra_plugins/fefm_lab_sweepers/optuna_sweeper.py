@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.job import SweepJobError
 from fefm_lab.tuning.space import search_space, validation_values
+from fefm_lab.uris import masked_uri
 
 SAMPLERS = ("tpe", "random")
 PRUNERS = (None, "none", "median", "successive_halving")
@@ -187,7 +188,7 @@ class OptunaSweeper(Sweeper):
         distributions = {key: d.distribution for key, d in dimensions.items()}
         tune = [f"tune.storage='{url}'", f"tune.study='{name}'"]
         _say(
-            f"study {name!r} ({studies.redacted(url)}): {self.n_trials} trials, "
+            f"study {name!r} ({masked_uri(url)}): {self.n_trials} trials, "
             f"{self.n_jobs} per batch, {studies.remaining(study, self.n_trials)} to run"
         )
 

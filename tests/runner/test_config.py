@@ -283,8 +283,23 @@ FM_KEYS = (
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        (["trainer.learning_rate=abc"], "trainer.learning_rate: expected a number > 0, got 'abc'"),
-        (["trainer.learning_rate=0"], "trainer.learning_rate: expected a number > 0, got 0.0"),
+        (
+            ["trainer.learning_rate=abc"],
+            "trainer.learning_rate: expected a finite number > 0, got 'abc'",
+        ),
+        (
+            ["trainer.learning_rate=0"],
+            "trainer.learning_rate: expected a finite number > 0, got 0.0",
+        ),
+        (
+            ["trainer.learning_rate=inf"],
+            "trainer.learning_rate: expected a finite number > 0, got inf",
+        ),
+        (
+            ["trainer.learning_rate=nan"],
+            "trainer.learning_rate: expected a finite number > 0, got nan",
+        ),
+        (["model.l2_reg_dnn=inf"], "model.l2_reg_dnn: expected a finite number >= 0, got inf"),
         (["model.dnn_dropout=1.5"], "model.dnn_dropout: expected a number in [0, 1), got 1.5"),
         (["model.embedding_dim=0"], "model.embedding_dim: expected an integer >= 1, got 0"),
         (["model.embedding_dim=1.5"], "model.embedding_dim: expected an integer >= 1, got 1.5"),

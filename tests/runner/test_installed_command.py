@@ -20,5 +20,8 @@ def test_installed_fefm_lab_reports_config_errors_with_exit_2(tmp_path: Path) ->
         cwd=tmp_path,
     )
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: trainer.learning_rate: expected a number > 0, got -1.0"
+    assert (
+        result.stderr.strip()
+        == "error: trainer.learning_rate: expected a finite number > 0, got -1.0"
+    )
     assert list(tmp_path.iterdir()) == []  # nothing read, nothing written
