@@ -322,8 +322,11 @@ FM_KEYS = (
             "trainer.early_stopping.patience: expected an integer >= 0, got -1",
         ),
         (["mlflow.ui_port=70000"], "mlflow.ui_port: expected a port 1..65535, got 70000"),
-        (["report.margin.auc=0"], "report.margin.auc: expected a number > 0, got 0"),
-        (["report.margin.logloss=-0.1"], "report.margin.logloss: expected a number > 0, got -0.1"),
+        (["report.margin.auc=0"], "report.margin.auc: expected a finite number > 0, got 0"),
+        (
+            ["report.margin.logloss=-0.1"],
+            "report.margin.logloss: expected a finite number > 0, got -0.1",
+        ),
         (["report.alpha=1"], "report.alpha: expected a number in (0, 1), got 1"),
         (["+report.margin.acu=0.1"], "report.margin.acu: unknown key; allowed: auc, logloss"),
         (
