@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -341,6 +342,7 @@ def _train_and_log(
         log_epoch(client, run_id, epoch, record)
         return reporter is not None and reporter(epoch, record)
 
+    cpu_start = time.process_time()
     result = fit_and_evaluate(
         model,
         data,
@@ -368,6 +370,9 @@ def _train_and_log(
             "train_seconds": result.train_seconds,
             "samples_per_second": result.samples_per_second,
             "checkpoint_seconds": result.checkpoint_seconds,
+            # CPU time of training and testing in this process, all threads (a resumed run:
+            # since it resumed); what the adaptive-seeds sweeper and its report count
+            "cpu_seconds": time.process_time() - cpu_start,
         },
         step=result.best_epoch,
     )

@@ -389,6 +389,37 @@ class TuneConfig:
 
 
 @dataclass
+class AdaptiveSeedsConfig:
+    """`hydra/sweeper=adaptive_seeds`: seeds added to each ablation until its verdicts settle.
+
+    Looks at n = first_seeds, first_seeds + seeds_per_look, ..., max_seeds seeds; the runs are
+    seeds 1..n of every point of the swept grid (`seed` itself is not swept). The verdicts use
+    `report.margin` and `report.alpha` (the chance of any wrong verdict over every look,
+    ablation and metric). See fefm_lab.sweep.adaptive_seeds for the rule and its error bound.
+    """
+
+    first_seeds: int = option(
+        3, "seeds every ablation and its baseline run before the first look", int_at_least(2)
+    )
+    max_seeds: int = option(
+        10, "the cap: seeds an ablation that never settles runs (>= first_seeds)", int_at_least(2)
+    )
+    seeds_per_look: int = option(
+        2, "seeds added to each unsettled ablation (and its baseline) per look", int_at_least(1)
+    )
+    max_cpu_hours: float | None = option(
+        None,
+        "budget: no further look once the sweep's runs used this many CPU-hours (null = none)",
+        POSITIVE,
+    )
+    max_wall_hours: float | None = option(
+        None,
+        "budget: no further look once this launch has run this many hours (null = none)",
+        POSITIVE,
+    )
+
+
+@dataclass
 class ServerConfig:
     """`fefm-lab server`: one MLflow tracking server for a team or a cluster; jobs log to it with
     mlflow.tracking_uri=http://HOST:PORT (checked further by fefm_lab.tracking.server)."""

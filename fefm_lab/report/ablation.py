@@ -107,6 +107,7 @@ def runs_frame(runs: list[Run]) -> pd.DataFrame:
             "auc": metrics["test_auc"],
             "logloss": metrics["test_logloss"],
             "stopped_early": metrics.get("stopped_early", math.nan),
+            "cpu_seconds": metrics.get("cpu_seconds", math.nan),
             "code_version": tags.get(TAG_CODE_VERSION, ""),
             "data_fingerprint": tags.get(TAG_DATA_FINGERPRINT, ""),
             "params": dict(run.data.params),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from fefm_lab.report.ablation import (
     sweep_runs,
     training_note,
 )
+from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_markdown
 from fefm_lab.report.chart import plot_ablation_chart
 from fefm_lab.report.expectations import check_expectations, expectation_text
 from fefm_lab.report.html import report_html
@@ -55,6 +58,7 @@ class Report:
     training: str = ""
     settings: ReportSettings = field(default_factory=ReportSettings)
     tuned: str = ""  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
+    adaptive: str = ""  # an adaptive-seeds sweep's seeds, CPU-hours and cost (adaptive_study)
 
 
 @dataclass
@@ -178,6 +182,8 @@ def report_markdown(report: Report) -> str:
         parts.append(report.training + "\n")
     if report.teacher:
         parts.append(report.teacher + "\n")
+    if report.adaptive:
+        parts.append(report.adaptive + "\n")
     if not report.gap_seeds.empty:
         parts.append(f"**Seeds needed for the paper's gaps.** {gap_explanation()}\n")
         parts.append(markdown_table(report.gap_seeds) + "\n")
@@ -202,9 +208,18 @@ def tuned_settings(runs: pd.DataFrame) -> str:
     )
 
 
-def build_report(runs: pd.DataFrame, title: str, settings: ReportSettings | None = None) -> Report:
-    """The table, warnings, teacher check and seed counts of a set of runs."""
+def build_report(
+    runs: pd.DataFrame,
+    title: str,
+    settings: ReportSettings | None = None,
+    adaptive: dict | None = None,
+) -> Report:
+    """The table, warnings, teacher check and seed counts of a set of runs; `adaptive`: the
+    settings an adaptive-seeds sweep tagged its parent with (TAG_ADAPTIVE), whose planned looks
+    the verdicts then count."""
     settings = settings or ReportSettings()
+    if adaptive:
+        settings = dataclasses.replace(settings, looks=int(adaptive["looks"]))
     table = ablation_table(runs, settings)
     return Report(
         title=title,
@@ -216,6 +231,7 @@ def build_report(runs: pd.DataFrame, title: str, settings: ReportSettings | None
         training=training_note(runs),
         settings=settings,
         tuned=tuned_settings(runs),
+        adaptive=adaptive_markdown(runs, adaptive) if adaptive else "",
     )
 
 
@@ -258,6 +274,14 @@ def _parent_for(store: TrackingStore, runs: pd.DataFrame, sweep: str | None) -> 
     return parents[-1] if parents else None
 
 
+def adaptive_settings(store: TrackingStore, parent_run_id: str | None) -> dict | None:
+    """What an adaptive-seeds sweep recorded on its parent run (None for another sweep)."""
+    if parent_run_id is None:
+        return None
+    text = store.client.get_run(parent_run_id).data.tags.get(TAG_ADAPTIVE)
+    return json.loads(text) if text else None
+
+
 def log_report(store: TrackingStore, parent_run_id: str, files: list[Path]) -> None:
     """Log the report files to a run under `report/` (MLflow's artifact viewer shows them)."""
     for path in files:
@@ -273,9 +297,12 @@ def write_report(
     """Build the report from the store, write it under `out_dir`, log it to the parent run."""
     runs = load_runs(store, sweep)
     title = f"experiment {store.experiment_name}" + (f", sweep {sweep}" if sweep else "")
-    report = build_report(runs, title, settings)
+    parent = _parent_for(store, runs, sweep)
+    report = build_report(runs, title, settings, adaptive_settings(store, parent))
     markdown, files = write_files(report, out_dir)
     parent = _parent_for(store, runs, sweep)
+    report = build_report(runs, title, adaptive_settings(store, parent))
+    markdown, files = write_files(report, out_dir)
     if parent is not None:
         log_report(store, parent, files)
     return ReportFiles(markdown, files, parent, report.warnings)
@@ -291,7 +318,8 @@ def log_sweep_report(
     sweep = parent.data.tags.get(TAG_SWEEP, parent_run_id)
     if runs.empty:
         raise UserError(f"no finished runs with test metrics in sweep {sweep!r}")
-    report = build_report(runs, f"experiment {store.experiment_name}, sweep {sweep}", settings)
+    title = f"experiment {store.experiment_name}, sweep {sweep}"
+    report = build_report(runs, title, settings, adaptive_settings(store, parent_run_id))
     with tempfile.TemporaryDirectory(prefix="fefm-lab-report-") as scratch:
         markdown, files = write_files(report, Path(scratch))
         log_report(store, parent_run_id, files)

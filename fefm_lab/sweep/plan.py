@@ -146,6 +146,9 @@ def plan_sweep(overrides: Sequence[str]) -> SweepPlan:
     if root:  # jobs start in another working directory: a relative paths.root_dir made absolute
         overrides = [*overrides, *root]
         jobs, base = expand_jobs(overrides)
+    check = getattr(sweeper_class(base), "check_config", None)  # a sweeper's own keys' ranges
+    if check is not None:
+        check(base.hydra.sweeper)
     configs = []
     for job in jobs:  # every job's config is checked before the first one starts
         try:

@@ -34,10 +34,10 @@ def test_glob_lists_the_group_options() -> None:
 
 
 def test_the_command_line_overrides_the_presets_sweep_in_place() -> None:
-    jobs, base = expand_jobs(["experiment=synthetic_ablation", "seed=7"])
-    assert [job[0] for job in jobs] == [f"ablation={o}" for o in sorted(_options("ablation"))]
-    assert all(job[1] == "seed=7" and job[2] == "experiment=synthetic_ablation" for job in jobs)
-    assert base.hydra.runtime.choices.experiment == "synthetic_ablation"
+    jobs, base = expand_jobs(["experiment=ablation_grid", "seed=7"])
+    assert len(jobs) == 16  # the preset's four flags, each true and false; one seed, not three
+    assert all(job[4] == "seed=7" and job[5] == "experiment=ablation_grid" for job in jobs)
+    assert base.hydra.runtime.choices.experiment == "ablation_grid"
 
 
 def _options(group: str) -> list[str]:

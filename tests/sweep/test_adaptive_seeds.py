@@ -1,0 +1,109 @@
+"""`hydra/sweeper=adaptive_seeds`: the decisions on hand-built runs, and its plan before Hydra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fefm_lab import cli
+from fefm_lab.errors import ConfigError
+from fefm_lab.sweep.adaptive_seeds import AdaptiveStudy, SeedSchedule, check_settings
+from fefm_lab.sweep.plan import plan_sweep
+
+ADAPTIVE = "hydra/sweeper=adaptive_seeds"
+
+
+def test_the_schedule_plans_its_looks_and_the_last_step_is_cut_at_the_cap() -> None:
+    schedule = SeedSchedule(first=3, max=8, step=2)
+    assert schedule.looks == 4  # 3, 5, 7, 8
+    assert [schedule.after(n) for n in (3, 5, 7, 8)] == [5, 7, 8, 8]
+    assert SeedSchedule(3, 3, 2).looks == 1
+
+
+def _runs(values: dict[str, list[float]]) -> pd.DataFrame:
+    rows = []
+    for ablation, aucs in values.items():
+        for seed, auc in enumerate(aucs, start=1):
+            rows.append(
+                {
+                    "dataset": "synthetic",
+                    "model": "deepfefm",
+                    "ablation": ablation,
+                    "seed": seed,
+                    "auc": auc,
+                    "logloss": 0.4 - auc / 2,  # log loss moves against AUC, same spread / 2
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_only_unsettled_ablations_and_their_baseline_get_more_seeds() -> None:
+    points = [["ablation=none"], ["ablation=shallow"], ["ablation=no_linear"]]
+    study = AdaptiveStudy(points, SeedSchedule(3, 7, 2), alpha=0.3, margins={"auc": 0.05,
+                          "logloss": 0.05})  # fmt: skip
+    assert study.pending() == [(i, s) for i in range(3) for s in (1, 2, 3)]
+    study.mark_launched(study.pending())
+    for i, name in enumerate(("none", "shallow", "no_linear")):
+        study.record_key(i, ("synthetic", "deepfefm", name))
+    base = [0.80, 0.85, 0.82, 0.79, 0.84, 0.81, 0.83]
+    noise = [0.03, -0.04, 0.05, -0.02, 0.01, -0.03, 0.02]
+    runs = _runs(
+        {
+            "none": base,
+            # no_linear: the baseline +- 1e-3: equivalent within 0.05 at once
+            "no_linear": [b + e / 30 for b, e in zip(base, noise, strict=True)],
+            # shallow: noisy around the baseline: not resolved at 3 seeds
+            "shallow": [b + 2 * e for b, e in zip(base, noise, strict=True)],
+        }
+    )
+    assert study.look(runs[runs.seed <= 3]) is True
+    assert study.level == pytest.approx(0.3 / (3 * 4))  # 3 planned looks x 2 ablations x 2 metrics
+    assert study.states[2].verdicts == {"auc": "equivalent", "logloss": "equivalent"}
+    assert study.states[2].settled_at == 3
+    assert study.states[1].verdicts["auc"] == "not resolved"
+    assert [s.target for s in study.states] == [5, 5, 3]
+    assert study.pending() == [(0, 4), (0, 5), (1, 4), (1, 5)]
+    study.mark_launched(study.pending())
+    assert study.look(runs[runs.seed <= 5]) is True
+    assert [s.target for s in study.states] == [7, 7, 3]
+    study.mark_launched(study.pending())
+    assert study.look(runs) is False  # the cap: 7 seeds, shallow still not resolved
+    assert study.states[1].settled_at is None and study.pending() == []
+    assert len(study.history) == 3
+    # the settled ablation's verdicts stay: same seeds, same level
+    assert set(study.history[-1].query("ablation == 'no_linear'")["verdict"]) == {"equivalent"}
+
+
+def test_settings_are_checked_with_the_key_named() -> None:
+    assert check_settings({"first_seeds": 2, "max_seeds": 4})["seeds_per_look"] == 2
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.max_seeds: expected an integer >= "):
+        check_settings({"first_seeds": 5, "max_seeds": 4})
+    with pytest.raises(
+        ConfigError, match=r"hydra.sweeper.max_cpu_hours: expected null or a number > 0, got 0"
+    ):
+        check_settings({"max_cpu_hours": 0})
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.first_seed: unknown key"):
+        check_settings({"first_seed": 3})
+
+
+def test_the_plan_validates_the_grid_and_the_sweepers_settings(tmp_path: Path) -> None:
+    root = f"paths.root_dir={tmp_path}"
+    plan = plan_sweep([ADAPTIVE, "ablation=none,shallow", "debug=tiny", root])
+    assert [c["ablation"] for c in plan.configs] == ["none", "shallow"]
+    assert plan.described.startswith("AdaptiveSeedsSweeper, 2 configurations")
+    with pytest.raises(ConfigError, match=r"hydra.sweeper.seeds_per_look: expected an integer"):
+        plan_sweep([ADAPTIVE, "ablation=none,shallow", "hydra.sweeper.seeds_per_look=0", root])
+
+
+def test_a_swept_seed_or_a_bad_setting_stops_the_sweep_with_exit_2(tmp_path, capsys) -> None:
+    root = f"paths.root_dir={tmp_path}"
+    assert cli.main(["run", "-m", ADAPTIVE, "ablation=none,shallow", "seed=1,2", root]) == 2
+    err = capsys.readouterr().err
+    assert "error: seed=1,2: hydra/sweeper=adaptive_seeds picks the seeds itself" in err
+    assert cli.main(["run", "-m", ADAPTIVE, "hydra.sweeper.max_seeds=1", root]) == 2
+    err = capsys.readouterr().err
+    assert "hydra.sweeper.max_seeds: expected an integer >= " in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "mlflow.db").exists()
