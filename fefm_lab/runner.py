@@ -21,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from fefm_lab.config.ablation import model_seed
 from fefm_lab.config.compose import resolve
 from fefm_lab.config.schema import MODEL_CONFIG_ONLY
 from fefm_lab.config.validation import trainer_config, validate_config
@@ -283,7 +284,7 @@ def _build_model(resolved: Mapping[str, Any], data) -> Any:
     linear_columns, dnn_columns = data.feature_columns(model_cfg.get("embedding_dim", 1))
     params = {k: v for k, v in model_cfg.items() if k not in MODEL_CONFIG_ONLY}
     return build_model(
-        model_cfg["name"], linear_columns, dnn_columns, seed=resolved["seed"], **params
+        model_cfg["name"], linear_columns, dnn_columns, seed=model_seed(resolved), **params
     )
 
 
@@ -347,7 +348,7 @@ def _train_and_log(
         model,
         data,
         trainer,
-        seed=resolved["seed"],
+        seed=model_seed(resolved),
         on_epoch_end=on_epoch_end,
         on_steps=lambda step, values: log_step(client, run_id, step, values),
         checkpoints=continuation.checkpoints,

@@ -33,6 +33,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fefm_lab.config.ablation import seed_stream
+
 # What decides a run's numbers. Tracking, paths, sweep bookkeeping and threads do not.
 HASHED_KEYS = ("dataset", "model", "trainer", "seed")
 # Settings that only change speed or what is printed, never a result. dataset.path: the data
@@ -107,8 +109,11 @@ def _without_speed_only(values: Mapping[str, Any], path: tuple[str, ...] = ()) -
 
 
 def hashed_part(resolved: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that the hash covers."""
-    return _without_speed_only({key: resolved.get(key) for key in HASHED_KEYS})
+    """The part of a resolved config that the hash covers; a seed stream other than 0 (the
+    `control` ablation) counts too, and only then, so stream-0 hashes stay what they were."""
+    part = _without_speed_only({key: resolved.get(key) for key in HASHED_KEYS})
+    stream = seed_stream(resolved)
+    return part | ({"seed_stream": stream} if stream else {})
 
 
 def _digest(value: Any) -> str:
