@@ -81,7 +81,8 @@ def test_settings_are_checked_with_the_key_named() -> None:
     with pytest.raises(ConfigError, match=r"hydra.sweeper.max_seeds: expected an integer >= "):
         check_settings({"first_seeds": 5, "max_seeds": 4})
     with pytest.raises(
-        ConfigError, match=r"hydra.sweeper.max_cpu_hours: expected null or a number > 0, got 0"
+        ConfigError,
+        match=r"hydra.sweeper.max_cpu_hours: expected null or a finite number > 0, got 0",
     ):
         check_settings({"max_cpu_hours": 0})
     with pytest.raises(ConfigError, match=r"hydra.sweeper.first_seed: unknown key"):
