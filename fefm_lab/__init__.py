@@ -8,7 +8,17 @@ from fefm_lab.features import DenseFeat, SparseFeat
 
 __version__ = "0.1.0"
 
-_MODEL_EXPORTS = ("DeepFEFM", "FEFM", "FmFM", "DeepFM", "FM", "FwFM", "LR", "build_model")
+_MODEL_EXPORTS = (
+    "DeepFEFM",
+    "FEFM",
+    "FmFM",
+    "DeepFM",
+    "DCNv2",
+    "FM",
+    "FwFM",
+    "LR",
+    "build_model",
+)
 
 __all__ = ["DenseFeat", "SparseFeat", "__version__", *_MODEL_EXPORTS]
 

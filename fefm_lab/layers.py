@@ -592,6 +592,83 @@ class FwFMInteraction(_ConfiguredLayer):
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
+class CrossNetV2(_ConfiguredLayer):
+    """DCN-V2's cross network: L full-rank cross layers over one input vector x_0 in R^d,
+
+        x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l,   l = 0 .. L-1,   output x_L,
+
+    each W_l a full d x d matrix (the paper's "DCN-V2", not its low-rank or mixture variants),
+    b_l a bias. Row vectors here: the stored `kernel_l` is W_l^T (x_l W_l^T = (W_l x_l)^T).
+    Kernels start Glorot-uniform, biases at zero (as the paper's code).
+
+    Args:
+        num_layers: L >= 1.
+        l2_reg: L2 strength on the kernels (>= 0).
+        seed: seed of the kernels' initialisers (layer l uses seed + l).
+
+    Input (batch, d), output (batch, d).
+
+    Example (d = 2, one layer, W = identity, b = (1, 0): x_0 ⊙ (x_0 + b) + x_0):
+
+    >>> import numpy as np
+    >>> layer = CrossNetV2(num_layers=1, seed=0)
+    >>> x0 = np.array([[1.0, 2.0]], "float32")
+    >>> layer.build(x0.shape)
+    >>> _ = layer.kernels[0].assign(np.eye(2, dtype="float32"))
+    >>> _ = layer.biases[0].assign(np.array([1.0, 0.0], "float32"))
+    >>> np.asarray(layer(x0)).tolist()
+    [[3.0, 6.0]]
+
+    Reference: R. Wang et al., "DCN V2: Improved Deep & Cross Network and Practical Lessons for
+    Web-scale Learning to Rank Systems", WWW 2021, Eq. (1).
+    """
+
+    config_keys = ("num_layers", "l2_reg", "seed")
+
+    def __init__(
+        self, num_layers: int, l2_reg: float = 0.0, seed: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+            raise ValueError(f"`num_layers` must be an int >= 1, received {num_layers!r}")
+        self.num_layers = num_layers
+        self.l2_reg = check_number("l2_reg", l2_reg, 0.0)
+        self.seed = _check_seed(seed)
+
+    def build(self, input_shape: Sequence[int | None]) -> None:
+        if len(input_shape) != 2 or input_shape[-1] is None:
+            raise ValueError(
+                f"CrossNetV2 expects input of shape (batch, d), received {tuple(input_shape)!r}"
+            )
+        d = int(input_shape[-1])
+        regularizer = keras.regularizers.L2(self.l2_reg) if self.l2_reg > 0 else None
+        self.kernels = [
+            self.add_weight(
+                name=f"kernel_{i}",
+                shape=(d, d),
+                initializer=keras.initializers.GlorotUniform(
+                    seed=None if self.seed is None else self.seed + i
+                ),
+                regularizer=regularizer,
+            )
+            for i in range(self.num_layers)
+        ]
+        self.biases = [
+            self.add_weight(name=f"bias_{i}", shape=(d,), initializer="zeros")
+            for i in range(self.num_layers)
+        ]
+
+    def call(self, inputs: Any) -> Any:
+        x = inputs
+        for kernel, bias in zip(self.kernels, self.biases, strict=True):  # L layers, not pairs
+            x = inputs * (ops.matmul(x, kernel) + bias) + x
+        return x
+
+    def compute_output_shape(self, input_shape: Any) -> tuple[int | None, ...]:
+        return tuple(input_shape)
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
 class SumLogits(_ConfiguredLayer):
     """Prediction head: y = sigmoid(b + sum of every input's entries), or without the sigmoid.
 

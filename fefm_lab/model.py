@@ -22,6 +22,13 @@ over fewer than two fields raise a ValueError that names the flags.
 
 Seeds: every initialiser gets its own seed derived from `seed` (see `_SEED_OFFSETS`), so one seed
 reproduces a model exactly and no two tables start equal.
+
+DCN-V2 (Wang et al. 2021) is the one member with a cross network: x_0 = [flattened feature
+embeddings, dense values] feeds L cross layers x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l (full-rank
+W_l, `CrossNetV2`) and, in parallel, the DNN h = DNN(x_0); the logit is b + w^T [x_L ; h]. It is
+built in the parallel structure: the setting the open benchmark (BARS) reports for DCN-V2 on
+Criteo_x1 and Avazu_x1, and the paper's best on Criteo; `dnn_hidden_units=()` leaves the cross
+network alone (the paper's CrossNet-V2). Like the paper, it has no linear or FM term.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from fefm_lab.features import DenseFeat, FeatureColumn, SparseFeat
 from fefm_lab.layers import (
     L2_MODES,
     TASKS,
+    CrossNetV2,
     FEFMInteraction,
     FieldEmbedding,
     FMInteraction,
@@ -51,7 +59,14 @@ from fefm_lab.layers import (
 
 EMBEDDING_STDDEV = 1e-4
 
-_SEED_OFFSETS = {"embedding": 0, "pair": 1, "linear": 2, "dnn_output": 3, "dnn_hidden": 10}
+_SEED_OFFSETS = {
+    "embedding": 0,
+    "pair": 1,
+    "linear": 2,
+    "dnn_output": 3,
+    "dnn_hidden": 10,
+    "cross": 100,
+}
 
 
 def _flag(name: str, value: Any) -> None:
@@ -79,6 +94,11 @@ def _hidden_units(name: str, value: Any) -> None:
         raise ValueError(
             f"`{name}` must be a list of ints >= 1 (empty for no DNN), received {value!r}"
         )
+
+
+def _cross_layers(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be an int >= 1, received {value!r}")
 
 
 def _activation(name: str, value: Any) -> None:
@@ -133,6 +153,7 @@ _KEYWORDS: dict[str, tuple[Any, Callable[[str, Any], None]]] = {
     "task": (None, lambda name, v: check_choice(name, v, TASKS)),
     "symmetric": (True, _flag),
     "l2_mode": (None, lambda name, v: check_choice(name, v, L2_MODES)),
+    "num_cross_layers": (0, _cross_layers),
 }
 PARAMETERS: dict[str, Parameter] = {
     key: Parameter(_DEFAULT[key], otherwise, check) for key, (otherwise, check) in _KEYWORDS.items()
@@ -156,6 +177,7 @@ class ModelSpec:
     summary: str
     needs_dnn: bool = False
     fixed: Mapping[str, Any] = field(default_factory=dict)
+    cross: bool = False  # DCN-V2's cross network over x_0 (then interaction is None)
 
 
 _ALWAYS = {"seed", "task", "l2_mode"}
@@ -204,6 +226,15 @@ MODEL_FAMILY: dict[str, ModelSpec] = {
         "DeepFM (Guo et al. 2017): b + linear + FM + DNN over the shared feature embeddings.",
         needs_dnn=True,
     ),
+    "dcnv2": ModelSpec(
+        "DCN-V2",
+        None,
+        frozenset({*_ALWAYS, "l2_reg_embedding_feat", *_DNN, "num_cross_layers"}),
+        "DCN-V2 (Wang et al. 2021), parallel: b + w^T [CrossNet-V2(x_0) ; DNN(x_0)], x_0 the "
+        "flattened feature embeddings and dense values (`l2_reg_dnn` also on the cross kernels).",
+        fixed={"use_linear": False},
+        cross=True,
+    ),
     "lr": ModelSpec(
         "LR",
         None,
@@ -225,7 +256,7 @@ def build_model(
     dnn_feature_columns: Sequence[FeatureColumn],
     **params: Any,
 ) -> keras.Model:
-    """Build model `name` (deepfefm, fefm, fmfm, fm, fwfm, deepfm, lr) with keyword `params`.
+    """Build model `name` (deepfefm, fefm, fmfm, fm, fwfm, deepfm, dcnv2, lr) with `params`.
 
     Raises ValueError for an unknown name or a parameter the model does not take.
     """
@@ -255,7 +286,9 @@ def _model_function(name: str) -> Callable[..., keras.Model]:
             inspect.Parameter(
                 "dnn_feature_columns",
                 kind,
-                default=() if spec.interaction is None else inspect.Parameter.empty,
+                default=()
+                if spec.interaction is None and not spec.cross
+                else inspect.Parameter.empty,
             ),
             *(
                 inspect.Parameter(key, kind, default=PARAMETERS[key].default)
@@ -300,8 +333,8 @@ def _build(
         )
     in_logit = spec.interaction is not None and p["use_fefm"]
     in_dnn = has_dnn and p["use_fefm_embed_in_dnn"]
-    features_in_dnn = has_dnn and not p["exclude_feature_embed_in_dnn"]
-    if not (p["use_linear"] or in_logit or has_dnn):
+    features_in_dnn = (has_dnn or spec.cross) and not p["exclude_feature_embed_in_dnn"]
+    if not (p["use_linear"] or in_logit or has_dnn or spec.cross):
         raise ValueError(
             "nothing left in the logit: use_linear=False, use_fefm=False and "
             "dnn_hidden_units=() (no DNN); enable at least one of them"
@@ -316,7 +349,7 @@ def _build(
     interaction_used = in_logit or in_dnn
     if interaction_used:
         _check_fm_fields(columns, _needed_by(spec, in_logit, in_dnn))
-    inputs = _inputs(columns, linear_only=spec.interaction is None)
+    inputs = _inputs(columns, linear_only=spec.interaction is None and not spec.cross)
     embedded = (
         columns.dnn_sparse if features_in_dnn else columns.fm_fields if interaction_used else []
     )
@@ -330,7 +363,11 @@ def _build(
         interaction = layer(_fm_field_embeddings(columns, where, tables))
         if in_logit:  # FEFM's (B, P) pair scores: the head sums them into the FEFM logit
             logits.append(interaction)
-    if has_dnn:
+    if spec.cross:
+        dense = [inputs[c.name] for c in columns.dnn_dense]
+        x0 = _dnn_input(tables, dense, None, with_features=True)
+        logits.append(_dcn_logit(x0, units, p))
+    elif has_dnn:
         dnn_input = _dnn_input(
             tables,
             [inputs[c.name] for c in columns.dnn_dense],
@@ -521,14 +558,46 @@ def _dnn_input(
     return parts
 
 
+def _concatenated(parts: list[Any], name: str) -> Any:
+    return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name=name)(parts)
+
+
+def _dcn_logit(x0_parts: list[Any], units: tuple[int, ...], p: Mapping[str, Any]) -> Any:
+    """DCN-V2, parallel: Dense(1, no bias) over [CrossNetV2(x_0), DNN hidden output(x_0)]."""
+    x0 = _concatenated(x0_parts, "dcn_input")
+    cross = CrossNetV2(
+        p["num_cross_layers"],
+        l2_reg=p["l2_reg_dnn"],
+        seed=p["seed"] + _SEED_OFFSETS["cross"],
+        name="cross_net",
+    )(x0)
+    parts = [cross, _dnn_hidden(x0, units, p)] if units else [cross]
+    return keras.layers.Dense(
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.GlorotUniform(
+            seed=p["seed"] + _SEED_OFFSETS["dnn_output"]
+        ),
+        name="dcn_logit",
+    )(_concatenated(parts, "dcn_output_input"))
+
+
 def _dnn_logit(dnn_input: list[Any], units: tuple[int, ...], p: Mapping[str, Any]) -> Any:
     """Dense -> (BatchNorm) -> activation -> Dropout per hidden layer, then Dense(1, no bias)."""
+    x = _dnn_hidden(_concatenated(dnn_input, "dnn_input"), units, p)
+    return keras.layers.Dense(
+        1,
+        use_bias=False,
+        kernel_initializer=keras.initializers.GlorotUniform(
+            seed=p["seed"] + _SEED_OFFSETS["dnn_output"]
+        ),
+        name="dnn_logit",
+    )(x)
+
+
+def _dnn_hidden(x: Any, units: tuple[int, ...], p: Mapping[str, Any]) -> Any:
+    """The DNN's hidden layers: Dense -> (BatchNorm) -> activation -> Dropout per layer."""
     seed, l2_reg, dropout = p["seed"], p["l2_reg_dnn"], p["dnn_dropout"]
-    x = (
-        dnn_input[0]
-        if len(dnn_input) == 1
-        else keras.layers.Concatenate(name="dnn_input")(dnn_input)
-    )
     for i, width in enumerate(units):
         x = keras.layers.Dense(
             width,
@@ -545,14 +614,7 @@ def _dnn_logit(dnn_input: list[Any], units: tuple[int, ...], p: Mapping[str, Any
             x = keras.layers.Dropout(
                 dropout, seed=seed + _SEED_OFFSETS["dnn_hidden"] + 500 + i, name=f"dnn_dropout_{i}"
             )(x)
-    return keras.layers.Dense(
-        1,
-        use_bias=False,
-        kernel_initializer=keras.initializers.GlorotUniform(
-            seed=seed + _SEED_OFFSETS["dnn_output"]
-        ),
-        name="dnn_logit",
-    )(x)
+    return x
 
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
@@ -564,4 +626,5 @@ FmFM = MODELS["fmfm"]
 FM = MODELS["fm"]
 FwFM = MODELS["fwfm"]
 DeepFM = MODELS["deepfm"]
+DCNv2 = MODELS["dcnv2"]
 LR = MODELS["lr"]

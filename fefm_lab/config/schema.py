@@ -159,13 +159,36 @@ class DeepFEFMConfig(DNNConfig, FEFMConfig):
     use_fefm_embed_in_dnn: bool = option(True, "feed the FEFM interaction embeddings r to the DNN")
 
 
-MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {
+@dataclass
+class DCNv2Config(DNNConfig):
+    """DCN-V2 (Wang et al. 2021), parallel: b + w^T [x_L ; DNN(x_0)], x_0 the flattened feature
+    embeddings and dense values, x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l with full-rank W_l.
+
+    No linear or FM term (as the paper); `l2_reg_dnn` is on the DNN and the cross kernels.
+    """
+
+    name: str = option("dcnv2", "the model family")
+    task: str = option("binary", "binary: sigmoid output, log loss on 0/1 clicks", BINARY_ONLY)
+    l2_mode: str = option(
+        "batch",
+        "batch: L2 on the table rows a batch looks up | table: on whole tables (the reference)",
+        one_of(*L2_MODES),
+    )
+    embedding_dim: int = option(16, "k: size of every feature embedding", int_at_least(1))
+    l2_reg_embedding_feat: float = option(1e-5, "L2 strength on feature embeddings", NON_NEGATIVE)
+    num_cross_layers: int = option(
+        3, "L: full-rank cross layers x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l", int_at_least(1)
+    )
+
+
+MODEL_SCHEMAS: dict[str, type] = {
     "deepfefm": DeepFEFMConfig,
     "fefm": FEFMConfig,
     "fmfm": FmFMConfig,
     "fm": FMConfig,
     "fwfm": FwFMConfig,
     "deepfm": DeepFMConfig,
+    "dcnv2": DCNv2Config,
     "lr": LRConfig,
 }
 MODEL_NAMES = tuple(MODEL_SCHEMAS)
@@ -214,7 +237,9 @@ class DatasetSchema:
     path: str | None = option(MISSING, "the raw file (plain or .gz; required but for synthetic)")
     split: str = option(
         "shuffled",
-        "shuffled (hash of seed and row number) | sequential (file order, i.e. time order)",
+        "shuffled (hash of seed and row number) | sequential (file order, i.e. time order) | "
+        "given (generic csv only: path is a folder of three files, each one split, as a "
+        "benchmark publishes them; never re-split)",
     )
     split_fractions: list[float] = option(
         [0.64, 0.16, 0.20], "[train, validation, test] fractions summing to 1 (the paper's)"
@@ -260,6 +285,16 @@ class GenericDatasetSchema(DatasetSchema):
     categorical: list[str] = option([], "categorical feature columns (any text, hashed to ids)")
     numeric: list[str] = option(
         [], "numeric feature columns: integers, or any number with dense_minmax"
+    )
+    split_files: list[str] = option(
+        ["train.csv", "valid.csv", "test.csv"],
+        "split=given: the [train, validation, test] file names inside the folder `path`, all with "
+        "the same header",
+    )
+    md5: list[str] | None = option(
+        None,
+        "split=given: the published MD5 of each of split_files, checked once before preparing "
+        "(a mismatch stops, naming the file); null = not checked",
     )
 
 
@@ -508,6 +543,11 @@ class ReportConfig:
         "(validation AUC and log loss after it, or at the run's end if it stopped earlier) "
         "with the same verdicts; null = only at convergence (test metrics)",
         int_at_least(1),
+    )
+    published: bool = option(
+        True,
+        "add a table of the runs on the open benchmark's datasets (criteo_x1, avazu_x1, "
+        "frappe_x1) beside its published test AUC / log loss (fefm_lab/report/published.py)",
     )
 
 

@@ -115,7 +115,7 @@ def _schema_for(path: str, owner: Any) -> type | None:
 
 
 def _unknown_key(path: str, schema: type) -> str:
-    if issubclass(schema, ModelConfig):
+    if schema in MODEL_SCHEMAS.values():
         name = schema_fields(schema)["name"].default
         return _not_a_parameter(name, path.rpartition(".")[2])
     return f"{path}: unknown key; allowed: {', '.join(schema_fields(schema))}"

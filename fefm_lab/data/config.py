@@ -13,7 +13,8 @@ from typing import Any
 from fefm_lab.errors import ConfigError
 
 FORMATS = ("criteo", "avazu", "generic", "synthetic")
-SPLIT_MODES = ("shuffled", "sequential")
+SPLIT_MODES = ("shuffled", "sequential", "given")
+SPLIT_FILE_ROLES = ("train", "validation", "test")
 INTEGER_ENCODINGS = ("categorical", "log_bucket", "dense_minmax")
 BAD_ROW_POLICIES = ("error", "skip")
 FILE_TYPES = ("csv", "parquet")
@@ -53,6 +54,9 @@ class DatasetConfig:
     label: str | None = None
     categorical: tuple[str, ...] = ()
     numeric: tuple[str, ...] = ()
+    # split "given" only: three files under `path` (a folder) and their published MD5s
+    split_files: tuple[str, str, str] = ("train.csv", "valid.csv", "test.csv")
+    md5: tuple[str, str, str] | None = None
     # synthetic only
     synthetic: SyntheticSource = field(default_factory=SyntheticSource)
     # performance knobs: they do not change the prepared content, so they are not fingerprinted
@@ -74,6 +78,15 @@ class DatasetConfig:
             values["column_names"] = list(self.column_names) if self.column_names else None
             values["categorical"] = list(self.categorical)
             values["numeric"] = list(self.numeric)
+        # the MD5s are a check of the files, which the source fingerprint already covers
+        values.pop("md5")
+        if self.split == "given":
+            # the files as given: no fraction or seed decides a row's split
+            values.pop("split_fractions")
+            values.pop("split_seed")
+            values["split_files"] = list(self.split_files)
+        else:
+            values.pop("split_files")
         return values
 
 
@@ -147,6 +160,11 @@ def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
         raise ConfigError(f"dataset.name must be a string; received {name!r}")
     path = values.get("path")
     if fmt != "synthetic" and (not isinstance(path, str) or not path or path == "???"):
+        if values.get("split") == "given":
+            raise ConfigError(
+                "dataset.path must name the folder holding the benchmark's split files "
+                f"(e.g. dataset.path=/data/Criteo_x1); received {path!r}"
+            )
         raise ConfigError(
             f"dataset.path must name the raw {fmt} file (e.g. dataset.path=/data/train.txt); "
             f"received {path!r}"
@@ -204,13 +222,59 @@ def validate_dataset_config(dataset_cfg: Any) -> DatasetConfig:
         label=values.get("label"),
         categorical=_names(values, "categorical"),
         numeric=_names(values, "numeric"),
+        split_files=_split_files(values),
+        md5=_md5s(values),
         synthetic=synthetic,
         block_bytes=_int(values, "block_bytes", 16 << 20, 1),
         shard_rows=_int(values, "shard_rows", 1_000_000, 1),
     )
     if fmt == "generic":
         _check_generic(config)
+    if config.split == "given" and (fmt != "generic" or config.file_type != "csv"):
+        raise ConfigError(
+            "dataset.split=given reads three csv files as published (dataset presets bars_*); "
+            f"it needs dataset.format=generic and dataset.file_type=csv, got {fmt} / "
+            f"{config.file_type}"
+        )
     return config
+
+
+def _split_files(values: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The [train, validation, test] file names under dataset.path (split=given)."""
+    files = _to_plain(values.get("split_files", DatasetConfig.split_files))
+    if (
+        isinstance(files, str)
+        or not hasattr(files, "__len__")
+        or len(files) != 3
+        or not all(isinstance(f, str) and f and "/" not in f for f in files)
+        or len(set(files)) != 3
+    ):
+        raise ConfigError(
+            "dataset.split_files must be three distinct file names [train, validation, test] "
+            f"inside dataset.path; received {files!r}"
+        )
+    return tuple(files)
+
+
+def _md5s(values: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The published MD5 of each split file, or None (not checked)."""
+    digests = _to_plain(values.get("md5"))
+    if digests is None:
+        return None
+    if (
+        isinstance(digests, str)
+        or not hasattr(digests, "__len__")
+        or len(digests) != 3
+        or not all(
+            isinstance(d, str) and len(d) == 32 and all(c in "0123456789abcdef" for c in d)
+            for d in digests
+        )
+    ):
+        raise ConfigError(
+            "dataset.md5 must be null or three lowercase hex MD5 digests (32 characters) of "
+            f"[train, validation, test]; received {digests!r}"
+        )
+    return tuple(digests)
 
 
 def _check_generic(config: DatasetConfig) -> None:

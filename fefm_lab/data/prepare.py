@@ -38,6 +38,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from fefm_lab.data.checksums import verify_md5
 from fefm_lab.data.config import DatasetConfig, validate_dataset_config
 from fefm_lab.data.encode import dense_values, min_max_scale, sparse_keys
 from fefm_lab.data.feature_map import DENSE, SPARSE, FeatureMap, FieldSpec
@@ -50,7 +51,7 @@ from fefm_lab.data.prepared import (
     PreparedData,
     shard_schema,
 )
-from fefm_lab.data.reader import count_data_rows, open_source, prefetched
+from fefm_lab.data.reader import SplitFilesSource, count_data_rows, open_source, prefetched
 from fefm_lab.data.split import TRAIN, assign_splits
 from fefm_lab.data.vocab import MISSING_ID, OOV_ID, ValueCounter
 from fefm_lab.errors import DataError
@@ -199,6 +200,30 @@ def _source_path(
     return Path(os.path.expanduser(config.path)).absolute(), config.format
 
 
+def split_file_paths(config: DatasetConfig, folder: Path) -> list[Path]:
+    """The [train, validation, test] files of a `split: given` dataset, each a regular file."""
+    paths = [folder / name for name in config.split_files]
+    if not folder.is_dir():
+        what = "no such folder" if not folder.exists() else "not a folder"
+        raise DataError(
+            f"{folder}: {what}; with dataset.split=given, dataset.path names the folder holding "
+            f"{', '.join(config.split_files)}"
+        )
+    for path in paths:
+        if not path.is_file():
+            raise DataError(
+                f"{path}: no such file; dataset.split_files expects "
+                f"{', '.join(config.split_files)} in {folder}"
+            )
+    return paths
+
+
+def _fingerprint(config: DatasetConfig, source_path: Path) -> dict[str, Any]:
+    if config.split != "given":
+        return source_fingerprint(source_path)
+    return {"files": [source_fingerprint(p) for p in split_file_paths(config, source_path)]}
+
+
 def prepare(
     dataset_cfg: Any,
     *,
@@ -219,14 +244,15 @@ def prepare(
     data_root = Path(data_root)
     reporter = _Progress(progress)
     source_path, raw_format = _source_path(config, data_root, progress, generate=not reuse_only)
-    split_seed = config.split_seed if config.split_seed is not None else int(seed)
-    settings = {**config.settings(), "split_seed": split_seed, "raw_format": raw_format}
+    settings = {**config.settings(), "raw_format": raw_format}
+    if config.split != "given":
+        settings["split_seed"] = config.split_seed if config.split_seed is not None else int(seed)
     prepared_root = data_root / "prepared"
     index_path = (
         prepared_root / ".sources" / (_digest({"path": str(source_path), **settings}) + ".json")
     )
 
-    reused = _reuse_from_index(index_path, source_path)
+    reused = _reuse_from_index(index_path, source_path, config)
     if reused is not None:
         return reused
     if reuse_only:
@@ -234,13 +260,15 @@ def prepare(
             f"no complete prepared dataset {config.name!r} for source {source_path} under "
             f"{prepared_root}"
         )
-    fingerprint = source_fingerprint(source_path)
+    fingerprint = _fingerprint(config, source_path)
     digest = _digest({"source": fingerprint, "settings": settings, "layout": LAYOUT_VERSION})
     final = prepared_root / f"{config.name}-{digest}"
     if (final / MANIFEST).is_file():
         _write_index(index_path, source_path, fingerprint, final)
         return PreparedData.open(final)
 
+    if config.split == "given" and config.md5 is not None:
+        verify_md5(split_file_paths(config, source_path), config.md5)
     layout = layout_for(config, raw_format)
     built = _build(config, layout, source_path, settings, fingerprint, digest, final, reporter)
     _write_index(index_path, source_path, fingerprint, built.directory)
@@ -251,9 +279,20 @@ def _digest(values: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _reuse_from_index(index_path: Path, source_path: Path) -> PreparedData | None:
+def _stats(config: DatasetConfig, source_path: Path) -> list[list[int]]:
+    """[size, mtime_ns] of the source file, or of each split file of a `split: given` folder."""
+    paths = (
+        [source_path / n for n in config.split_files] if config.split == "given" else [source_path]
+    )
+    stats = [p.stat() for p in paths]
+    return [[s.st_size, s.st_mtime_ns] for s in stats]
+
+
+def _reuse_from_index(
+    index_path: Path, source_path: Path, config: DatasetConfig
+) -> PreparedData | None:
     """A complete directory recorded for this source and settings, when the source is unchanged
-    (same size and mtime: no byte is read) or gone (moved away after preparing)."""
+    (same size and mtime of each file: no byte is read) or gone (moved away after preparing)."""
     if not index_path.is_file():
         return None
     try:
@@ -264,11 +303,11 @@ def _reuse_from_index(index_path: Path, source_path: Path) -> PreparedData | Non
     if not (directory / MANIFEST).is_file():
         return None
     try:
-        stat = source_path.stat()
+        stats = _stats(config, source_path)
     except FileNotFoundError:
         LOG.info("%s is gone; reusing its prepared dataset %s", source_path, directory)
         return PreparedData.open(directory)
-    if stat.st_size == entry["size"] and stat.st_mtime_ns == entry["mtime_ns"]:
+    if stats == entry.get("stats", [[entry.get("size"), entry.get("mtime_ns")]]):
         return PreparedData.open(directory)
     return None
 
@@ -276,6 +315,8 @@ def _reuse_from_index(index_path: Path, source_path: Path) -> PreparedData | Non
 def _write_index(index_path: Path, source: Path, fingerprint: dict, directory: Path) -> None:
     index_path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"source": str(source), "directory": str(directory.absolute()), **fingerprint}
+    if "files" in fingerprint:
+        entry["stats"] = [[f["size"], f["mtime_ns"]] for f in fingerprint["files"]]
     atomic_write_text(index_path, json.dumps(entry, indent=2))
 
 
@@ -307,7 +348,11 @@ def _build(
     final: Path,
     reporter: _Progress,
 ) -> PreparedData:
-    source = open_source(source_path, layout, config.on_bad_rows, config.block_bytes)
+    if config.split == "given":
+        paths = split_file_paths(config, source_path)
+        source = SplitFilesSource(paths, layout, config.on_bad_rows, config.block_bytes)
+    else:
+        source = open_source(source_path, layout, config.on_bad_rows, config.block_bytes)
     peaks = {"start": peak_rss_bytes()}
     started = time.perf_counter()
     total_rows = count_data_rows(source) if config.split == "sequential" else None
@@ -316,7 +361,7 @@ def _build(
 
     def splits_of(rows: np.ndarray) -> np.ndarray:
         return assign_splits(
-            rows, config.split, config.split_fractions, settings["split_seed"], total_rows
+            rows, config.split, config.split_fractions, settings.get("split_seed", 0), total_rows
         )
 
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -383,6 +428,9 @@ def _build(
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "keys": "vocabularies/<field>.npy: uint64 value keys in id order (first id 2)",
         }
+        if config.split == "given":
+            # the published MD5s the files matched before preparing (null: not checked)
+            manifest["md5_checked"] = list(config.md5) if config.md5 else None
         atomic_write_text(temporary / MANIFEST, json.dumps(manifest, indent=2) + "\n")
         try:
             os.rename(temporary, final)

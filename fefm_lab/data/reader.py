@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fefm_lab.data.layout import SourceLayout
+from fefm_lab.data.split import GIVEN_FILE_SHIFT
 from fefm_lab.errors import DataError
 
 _INTEGER_PATTERN = r"^[+-]?[0-9]{1,18}$"
@@ -540,6 +541,28 @@ def prefetched(items: Iterator[T], depth: int = 1) -> Iterator[T]:
         close = getattr(items, "close", None)
         if close is not None:
             close()
+
+
+class SplitFilesSource:
+    """A published split's files ([train, validation, test]) read one after another as one source.
+
+    Each file is a TextSource of the same layout (its own header check, its own line numbers in
+    messages); a row's index is (file index << GIVEN_FILE_SHIFT) + its data-row index in its file,
+    which `assign_splits(rows, "given", ...)` reads the split from.
+    """
+
+    def __init__(self, paths: list[Path], layout: SourceLayout, on_bad_rows: str, block_bytes: int):
+        self.sources = [TextSource(p, layout, on_bad_rows, block_bytes) for p in paths]
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return self.sources[0].column_names
+
+    def chunks(self) -> Iterator[RawChunk]:
+        for index, source in enumerate(self.sources):
+            for chunk in source.chunks():
+                chunk.rows = chunk.rows + (index << GIVEN_FILE_SHIFT)
+                yield chunk
 
 
 def open_source(path: Path, layout: SourceLayout, on_bad_rows: str, block_bytes: int):

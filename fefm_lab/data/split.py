@@ -5,6 +5,8 @@ u < f_train, validation when u < f_train + f_validation, test otherwise. Determi
 seed, independent of chunking, and an unbiased random split.
 `sequential`: file order (time order in Criteo and Avazu): the first floor(f_train * n) rows
 train, the next up to floor((f_train + f_validation) * n) validation, the rest test.
+`given`: a benchmark's published split, one file per split read one after another; a row's index
+is (file index << GIVEN_FILE_SHIFT) + its row in its file, so its split is the file it came from.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import numpy as np
 from fefm_lab.data.keys import uniform01
 
 TRAIN, VALIDATION, TEST = 0, 1, 2
+# 2^40 rows per file: far beyond any CTR file, and the indices stay in file order
+GIVEN_FILE_SHIFT = 40
 
 
 def assign_splits(
@@ -25,6 +29,8 @@ def assign_splits(
 ) -> np.ndarray:
     """int8 split code (TRAIN, VALIDATION, TEST) of each data row index in `rows`."""
     train, validation, _ = fractions
+    if mode == "given":
+        return (np.asarray(rows, dtype=np.int64) >> GIVEN_FILE_SHIFT).astype(np.int8)
     if mode == "shuffled":
         position = uniform01(seed, rows)
         first, second = train, train + validation

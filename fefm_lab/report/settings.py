@@ -17,12 +17,15 @@ def _default_margins() -> dict[str, float]:
 @dataclass(frozen=True)
 class ReportSettings:
     """Margins per metric, the family-wise alpha, the planned looks (1: a fixed-seed study; an
-    adaptive sweep sets its own) and the fixed budget of epochs (None: no budget view)."""
+    adaptive sweep sets its own), the fixed budget of epochs (None: no budget view) and whether
+    the open benchmark's published numbers go beside the runs on its datasets."""
 
     margins: Mapping[str, float] = field(default_factory=_default_margins)
     alpha: float = schema_fields(ReportConfig)["alpha"].default
     looks: int = 1
     budget_epochs: int | None = None
+    # the runs on the open benchmark's datasets beside its published numbers (report.published)
+    published: bool = schema_fields(ReportConfig)["published"].default
 
     @classmethod
     def from_config(cls, report: Mapping[str, Any], *, looks: int = 1) -> ReportSettings:
@@ -33,4 +36,5 @@ class ReportSettings:
             alpha=float(report.get("alpha", cls.alpha)),
             looks=looks,
             budget_epochs=report.get("budget_epochs"),
+            published=bool(report.get("published", cls.published)),
         )

@@ -27,6 +27,7 @@ from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_markdown
 from fefm_lab.report.chart import plot_ablation_chart
 from fefm_lab.report.expectations import check_expectations, expectation_text
 from fefm_lab.report.html import report_html
+from fefm_lab.report.published import comparison_explanation, published_comparison
 from fefm_lab.report.settings import ReportSettings
 from fefm_lab.report.statistics import ALPHA, NOT_RESOLVED, POWER
 from fefm_lab.tracking.store import TAG_SWEEP, TrackingStore
@@ -36,6 +37,7 @@ CSV_NAME = "ablation_table.csv"
 CHART_NAME = "ablation_chart.png"
 HTML_NAME = "ablation_report.html"
 RUNS_NAME = "runs.csv"
+PUBLISHED_NAME = "published_comparison.csv"
 ARTIFACT_DIR = "report"
 METRIC_LABELS = {
     "auc": "test AUC",
@@ -59,6 +61,7 @@ class Report:
     settings: ReportSettings = field(default_factory=ReportSettings)
     tuned: str = ""  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
     adaptive: str = ""  # an adaptive-seeds sweep's seeds, CPU-hours and cost (adaptive_study)
+    published: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -187,6 +190,9 @@ def report_markdown(report: Report) -> str:
     if not report.gap_seeds.empty:
         parts.append(f"**Seeds needed for the paper's gaps.** {gap_explanation()}\n")
         parts.append(markdown_table(report.gap_seeds) + "\n")
+    if not report.published.empty:
+        parts.append(f"**Beside the open benchmark.** {comparison_explanation()}\n")
+        parts.append(markdown_table(report.published) + "\n")
     return "\n".join(parts)
 
 
@@ -232,6 +238,7 @@ def build_report(
         settings=settings,
         tuned=tuned_settings(runs),
         adaptive=adaptive_markdown(runs, adaptive) if adaptive else "",
+        published=published_comparison(runs) if settings.published else pd.DataFrame(),
     )
 
 
@@ -249,6 +256,9 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
         report.table.to_csv(partial, index=False)
     with atomic_path(out_dir / RUNS_NAME) as partial:
         run_listing.to_csv(partial, index=False)
+    if not report.published.empty:
+        with atomic_path(out_dir / PUBLISHED_NAME) as partial:
+            report.published.to_csv(partial, index=False)
     html = report_html(
         report,
         readable_table(report.table),
@@ -263,6 +273,8 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
         chart,
         atomic_write_text(out_dir / HTML_NAME, html),
     ]
+    if not report.published.empty:
+        files.insert(3, out_dir / PUBLISHED_NAME)
     return markdown, files
 
 

@@ -121,19 +121,26 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _content_keys(source: Mapping[str, Any]) -> Any:
+    """Size and head/tail SHA-256 of the raw file, or of each file of a published split."""
+    if "files" in source:
+        return [_content_keys(file) for file in source["files"]]
+    return {key: source[key] for key in ("size", "head_sha256", "tail_sha256")}
+
+
 def data_fingerprint(manifest: Mapping[str, Any]) -> str:
     """Content fingerprint of a prepared dataset, from its manifest (no byte of data is read).
 
     Covers the raw source's size and the SHA-256 of its first and last MiB (what `prepare`
-    fingerprints), the settings that shaped the prepared content, and the row and click counts
-    per split; not the source's path or modification time, so a copied or moved file is the same
-    data. Two files of equal size whose first and last MiB and per-split counts agree are taken
-    for the same data.
+    fingerprints; of each file, for a benchmark's published split), the settings that shaped the
+    prepared content, and the row and click counts per split; not the source's path or
+    modification time, so a copied or moved file is the same data. Two files of equal size whose
+    first and last MiB and per-split counts agree are taken for the same data.
     """
     source = manifest["source"]
     return _digest(
         {
-            "source": {key: source[key] for key in ("size", "head_sha256", "tail_sha256")},
+            "source": _content_keys(source),
             "settings": manifest["settings"],
             "layout_version": manifest.get("layout_version"),
             "rows_read": manifest.get("rows_read"),

@@ -27,11 +27,21 @@ from fefm_lab.errors import ConfigError
 OPTIMIZERS = ("adagrad", "adam")
 
 
+MONITORS = ("val_logloss", "val_auc")
+
+
 @dataclass
 class EarlyStopping:
-    """Stop when validation log loss has not improved by `min_delta` for `patience` epochs."""
+    """Stop when the monitored validation metric has not improved by `min_delta` for `patience`
+    epochs."""
 
-    min_delta: float = option(5e-6, "improvement in validation log loss that counts", NON_NEGATIVE)
+    monitor: str = option(
+        "val_logloss",
+        "val_logloss (lower is better; the paper) | val_auc (higher is better; the open benchmark "
+        "BARS / FuxiCTR)",
+        one_of(*MONITORS),
+    )
+    min_delta: float = option(5e-6, "improvement in the monitored metric that counts", NON_NEGATIVE)
     patience: int = option(2, "epochs without improvement before stopping", int_at_least(0))
     restore_best: bool = option(True, "keep the weights of the best validation epoch")
 

@@ -1,4 +1,5 @@
-"""The training loop: sparse-row updates, early stopping on validation log loss, exact metrics.
+"""The training loop: sparse-row updates, early stopping on validation log loss (or AUC), exact
+metrics.
 
 One step is `loss = BCE(y, p) + sum(model.losses)`; the forward and backward pass run in one
 XLA-compiled function (when `jit_compile`), the row-sparse optimizer update in a plain graph
@@ -340,7 +341,8 @@ def fit_and_evaluate(
     """Train `model` on `data` (a `PreparedData`), stop early on validation log loss, test once.
 
     Early stopping follows the paper: an epoch improves when validation log loss drops by more
-    than `min_delta`; after `patience` epochs without improvement training stops, and with
+    than `min_delta` (with `monitor=val_auc`, as the open benchmark: when validation AUC rises by
+    more than `min_delta`); after `patience` epochs without improvement training stops, and with
     `restore_best` the best epoch's weights are the ones tested.
 
     `checkpoints`: where to save (tagged with `run_id`); `resume`: a checkpoint to continue from
@@ -399,6 +401,14 @@ def fit_and_evaluate(
     )
 
 
+def _improved(monitor: str, min_delta: float, val: dict, position: Position) -> bool:
+    """Whether this epoch's validation beats the best so far by more than `min_delta`."""
+    if monitor == "val_auc":
+        first = position.best_epoch == 0 and math.isfinite(val["auc"])
+        return first or val["auc"] > position.best_auc + min_delta
+    return val["logloss"] < position.best_logloss - min_delta
+
+
 def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallback | None) -> None:
     """Validate, update early stopping, move to the next epoch, save, then report the epoch."""
     config, position, trainer = fit.config, fit.position, fit.trainer
@@ -434,7 +444,7 @@ def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallba
         f"{record['samples_per_second']:,.0f} samples/s)",
     )
     stopping = config.early_stopping
-    if val["logloss"] < position.best_logloss - stopping.min_delta:
+    if _improved(stopping.monitor, stopping.min_delta, val, position):
         position.best_epoch, position.best_logloss, position.best_auc = (
             epoch,
             val["logloss"],

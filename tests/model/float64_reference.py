@@ -46,3 +46,19 @@ def pair_dots(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, "float64")
     n = v.shape[1]
     return np.stack([(v[:, i] * v[:, j]).sum(1) for i in range(n) for j in range(i + 1, n)], 1)
+
+
+def cross_net_v2_reference(
+    x0: np.ndarray, kernels: list[np.ndarray], biases: list[np.ndarray]
+) -> np.ndarray:
+    """DCN-V2's x_{l+1} = x_0 ⊙ (W_l x_l + b_l) + x_l in float64, example by example, with the
+    stored kernels K_l = W_l^T (so W_l x_l is K_l^T x_l)."""
+    x0 = np.asarray(x0, "float64")
+    out = np.empty_like(x0)
+    for b in range(x0.shape[0]):
+        x = x0[b].copy()
+        for kernel, bias in zip(kernels, biases, strict=True):
+            w_l = np.asarray(kernel, "float64").T
+            x = x0[b] * (w_l @ x + np.asarray(bias, "float64")) + x
+        out[b] = x
+    return out

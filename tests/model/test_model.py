@@ -358,10 +358,10 @@ def test_bad_columns():
 
 
 def test_build_model_names_and_keys():
-    for name in ("deepfefm", "fefm", "fmfm", "fm", "fwfm", "deepfm", "lr"):
+    for name in ("deepfefm", "fefm", "fmfm", "fm", "fwfm", "deepfm", "dcnv2", "lr"):
         model = build_model(name, COLUMNS, COLUMNS, seed=1)
         assert model.output_shape == (None, 1)
-    with pytest.raises(ValueError, match=r"unknown model 'ffm'; expected one of \['deepfefm'"):
+    with pytest.raises(ValueError, match=r"unknown model 'ffm'; expected one of \['dcnv2', 'deep"):
         build_model("ffm", COLUMNS, COLUMNS)
     with pytest.raises(ValueError, match="model 'fm' does not take parameter 'dnn_dropout'"):
         build_model("fm", COLUMNS, COLUMNS, dnn_dropout=0.1)
@@ -465,6 +465,8 @@ def test_every_builder_takes_what_the_family_table_says():
         "fwfm": f"{shallow} l2_reg_embedding_field seed use_linear task l2_mode",
         "deepfm": "fm_group dnn_hidden_units l2_reg_linear l2_reg_embedding_feat l2_reg_dnn seed "
         "dnn_dropout use_linear dnn_activation dnn_use_bn task l2_mode",
+        "dcnv2": "dnn_hidden_units l2_reg_embedding_feat l2_reg_dnn seed dnn_dropout "
+        "dnn_activation dnn_use_bn task l2_mode num_cross_layers",
         "lr": "l2_reg_linear seed task l2_mode",
     }
     expected = {k: v.split() if isinstance(v, str) else v for k, v in expected.items()}

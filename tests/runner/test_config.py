@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from fefm_lab import cli
 from fefm_lab.config.ablation import ABLATION_NAMES, ABLATIONS, ablation_label
@@ -40,6 +41,10 @@ NEEDS = {
     "generic": ["dataset.path={tmp}/clicks.csv", "dataset.label=click", "dataset.categorical=[ad]"],
     "paper_criteo": ["dataset.path={tmp}/criteo.txt"],
     "paper_avazu": ["dataset.path={tmp}/avazu.csv"],
+    "criteo_x1": ["dataset.path={tmp}/Criteo_x1"],
+    "avazu_x1": ["dataset.path={tmp}/Avazu_x1"],
+    "frappe_x1": ["dataset.path={tmp}/Frappe_x1"],
+    "bars_criteo_x1": ["dataset.path={tmp}/Criteo_x1"],
 }
 SCHEMAS = (
     FefmLabConfig,
@@ -64,11 +69,13 @@ def _compose(overrides: list[str], tmp: Path) -> dict:
 def test_groups_and_their_options() -> None:
     # conf/hydra/ holds fefm-lab's own version of a Hydra option (hydra/launcher=ray)
     folders = (p.name for p in CONF.iterdir() if p.is_dir())
-    assert sorted(f for f in folders if f not in ("__pycache__", "hydra")) == [
-        g
-        for g in GROUPS
-        if g != "ablation"  # the ablations are options in the ConfigStore
-    ]
+    # conf/bars/ holds the bars_* experiments' per-model settings, picked by conf/config.yaml
+    assert sorted(f for f in folders if f not in ("__pycache__", "hydra")) == sorted(
+        [
+            "bars",
+            *(g for g in GROUPS if g != "ablation"),  # the ablations are options in the ConfigStore
+        ]
+    )
     assert _options("ablation") == sorted(ABLATION_NAMES)
     assert _options("model") == sorted(MODEL_SCHEMAS)
     assert "schema" not in _options("model") and _options("trainer") == ["adam", "default"]
@@ -87,11 +94,38 @@ def test_every_option_composes_and_validates(group: str, option: str, tmp_path: 
     if group == "model":
         assert resolved["model"]["name"] == option
         assert set(resolved["model"]) == set(schema_fields(MODEL_SCHEMAS[option]))
-    if group == "dataset":
+    if group == "dataset" and option.endswith("_x1"):  # the open benchmark's published splits
+        assert (resolved["dataset"]["name"], resolved["dataset"]["format"]) == (option, "generic")
+        assert resolved["dataset"]["split"] == "given" and len(resolved["dataset"]["md5"]) == 3
+    elif group == "dataset":
         assert resolved["dataset"]["name"] == resolved["dataset"]["format"] == option
     if group == "experiment" and option.startswith("paper_"):
         assert resolved["dataset"]["name"] == option.removeprefix("paper_")
         assert resolved["mlflow"]["experiment"] == option
+
+
+@pytest.mark.parametrize("option", _options("bars"))
+def test_each_bars_setting_reaches_its_model(option: str, tmp_path: Path) -> None:
+    """conf/bars/<experiment>_<model>.yaml is what `experiment=<experiment> model=<model>` runs."""
+    experiment, _, model = option.rpartition("_")
+    resolved = _compose(
+        [f"experiment={experiment}", f"model={model}", f"dataset.path={tmp_path}"], tmp_path
+    )
+    validate_config(resolved)
+    stated = OmegaConf.to_container(OmegaConf.load(CONF / "bars" / f"{option}.yaml"))
+    assert {key: resolved["model"][key] for key in stated} == stated
+    trainer = resolved["trainer"]
+    assert (trainer["optimizer"], trainer["learning_rate"], trainer["batch_size"]) == (
+        "adam",
+        0.001,
+        4096,
+    )
+    assert trainer["early_stopping"]["monitor"] == "val_auc"
+    assert trainer["early_stopping"]["patience"] == 2
+    if model != "lr":
+        assert resolved["model"]["embedding_dim"] == 10
+    # without the experiment, the model keeps its own settings
+    assert _compose([f"model={model}"], tmp_path)["model"] != resolved["model"]
 
 
 def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:

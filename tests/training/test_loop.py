@@ -81,6 +81,32 @@ def test_early_stopping_counts_patience_from_the_best_epoch(planted) -> None:
     assert result.best_epoch == 1 and result.stopped_early
 
 
+def test_early_stopping_on_validation_auc_keeps_the_best_auc_epoch(planted) -> None:
+    # the open benchmark's rule: the best epoch is the highest validation AUC, whatever the
+    # log loss does; min_delta 0 counts any rise
+    config = _config(
+        max_epochs=5, early_stopping=EarlyStopping(monitor="val_auc", min_delta=0.0, patience=1)
+    )
+    result = fit_and_evaluate(_model(planted), planted, config, seed=2)
+    aucs = [h["val_auc"] for h in result.history]
+    best = int(np.argmax(aucs)) + 1
+    assert result.best_epoch == best
+    assert result.best_val_auc == pytest.approx(max(aucs), abs=0)
+    # patience 1: it ran one epoch past the best, unless the cap came first
+    assert len(result.history) == min(best + 1, 5)
+    assert result.stopped_early == (len(result.history) < 5)
+
+
+def test_early_stopping_on_auc_by_min_delta(planted) -> None:
+    # no AUC can rise by 1: epoch 1 is the best and patience 2 ends the run after epoch 3
+    config = _config(
+        max_epochs=6, early_stopping=EarlyStopping(monitor="val_auc", min_delta=1.0, patience=2)
+    )
+    result = fit_and_evaluate(_model(planted), planted, config, seed=1)
+    assert len(result.history) == 3
+    assert result.best_epoch == 1 and result.stopped_early
+
+
 def test_steps_per_epoch_caps_each_epoch(planted) -> None:
     result = fit_and_evaluate(
         _model(planted), planted, _config(max_epochs=2, steps_per_epoch=3), seed=1
