@@ -49,8 +49,8 @@ format: setup ## Apply ruff's formatting and safe fixes
 run: setup ## Train the default job (DeepFEFM, embedded synthetic data) and print test AUC / log loss
 	$(FEFM) run $(RUN_ARGS) $(if $(force),force=$(force))
 
-sweep: setup ## Ablation sweep on synthetic data over 5 seeds, then the ablation report (and README)
-	$(FEFM) run -m experiment=synthetic_ablation $(if $(force),force=$(force))
+sweep: setup ## Ablation study on synthetic data, seeds added until the verdicts settle (2 jobs at once), then the report (and README)
+	$(FEFM) run -m experiment=synthetic_ablation hydra/launcher=joblib $(if $(force),force=$(force))
 	$(MAKE) --no-print-directory report
 
 tune: setup ## Tuned ablation study on synthetic data: each ablation tuned on validation (Optuna), then over 5 seeds; report (and README)

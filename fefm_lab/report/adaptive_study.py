@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fefm_lab.markdown import markdown_table
+from fefm_lab.report.ablation import report_metrics
 from fefm_lab.report.verdicts import BASELINE, study_verdicts
 
 KEY = ["dataset", "model", "ablation"]
@@ -31,6 +32,7 @@ def adaptive_rows(runs: pd.DataFrame, settings: Mapping[str, Any]) -> pd.DataFra
         margins=settings["margins"],
         alpha=float(settings["alpha"]),
         looks=int(settings["looks"]),
+        metrics=report_metrics(runs),
     )
     by_key = {tuple(key): frame for key, frame in verdicts.groupby(KEY)}
     rows = []

@@ -34,6 +34,7 @@ import pandas as pd
 from fefm_lab.config.rules import check_section
 from fefm_lab.config.schema import AdaptiveSeedsConfig
 from fefm_lab.errors import ConfigError
+from fefm_lab.report.ablation import report_metrics
 from fefm_lab.report.verdicts import BASELINE, study_verdicts
 
 Key = tuple[str, str, str]  # dataset, model, ablation
@@ -169,7 +170,11 @@ class AdaptiveStudy:
     def look(self, runs: pd.DataFrame) -> bool:
         """Verdicts of every ablation at its seeds; True when targets were raised."""
         verdicts = study_verdicts(
-            runs, margins=self.margins, alpha=self.alpha, looks=self.schedule.looks
+            runs,
+            margins=self.margins,
+            alpha=self.alpha,
+            looks=self.schedule.looks,
+            metrics=report_metrics(runs),  # the report's: test, and at the budget when known
         )
         self.history.append(verdicts)
         if not verdicts.empty:

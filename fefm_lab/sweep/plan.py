@@ -99,6 +99,11 @@ def expand_jobs(overrides: Sequence[str]) -> tuple[list[list[str]], DictConfig]:
                 key = override.get_key_element()
                 values = _sweep_values(override, sweeper)
                 choices[key] = [f"{key}={value}" for value in values]
+            # keys a sweeper sets itself (adaptive_seeds: seed=1..max_seeds): validated, and
+            # their data prepared, like listed values
+            own_axes = getattr(sweeper, "own_axes", None)
+            for key, values in (own_axes(base.hydra.sweeper) if own_axes else {}).items():
+                choices[key] = [f"{key}={value}" for value in values]
     except (HydraException, OmegaConfBaseException, ValueError, ImportError) as error:
         raise ConfigError(hydra_message(error)) from None
     finally:

@@ -61,6 +61,12 @@ class AdaptiveSeedsSweeper(Sweeper):
         return sweep_values(override)
 
     @staticmethod
+    def own_axes(sweeper: DictConfig) -> dict[str, list[str]]:
+        """The keys this sweeper sets itself: `seed`, 1..max_seeds (fefm_lab.sweep.plan
+        validates every job with them and prepares their data before Hydra starts)."""
+        return {"seed": [str(seed) for seed in range(1, int(sweeper.max_seeds) + 1)]}
+
+    @staticmethod
     def check_config(sweeper: DictConfig) -> None:
         """The sweeper's own keys' ranges, checked before any job starts (ConfigError)."""
         values = OmegaConf.to_container(sweeper, resolve=True)

@@ -272,14 +272,16 @@ def test_paper_numbers_go_beside_runs_of_the_paper_presets(dataset: str, tmp_pat
 
 
 def test_sweep_presets_expand_to_their_grids() -> None:
-    # the adaptive-seeds sweeper picks the seeds itself: the plan checks each ablation once
+    # the adaptive-seeds sweeper's reach: every ablation but `control` on seeds 1..max_seeds
     jobs, base = expand_jobs(["experiment=synthetic_ablation"])
-    assert len(jobs) == len(ABLATIONS)
+    max_seeds = base.hydra.sweeper.max_seeds
+    assert len(jobs) == (len(ABLATIONS) - 1) * max_seeds
     assert {j for job in jobs for j in job if j.startswith("ablation=")} == {
-        f"ablation={name}" for name in ABLATION_NAMES
+        f"ablation={name}" for name in ABLATION_NAMES if name != "control"
     }
-    assert not any(j.startswith("seed=") for job in jobs for j in job)
-    assert (base.hydra.sweeper.first_seeds, base.hydra.sweeper.max_seeds) == (3, 7)
+    assert {j for job in jobs for j in job if j.startswith("seed=")} == {
+        f"seed={seed}" for seed in range(1, max_seeds + 1)
+    }
     grid, _ = expand_jobs(["experiment=ablation_grid", "seed=1"])
     assert len(grid) == 16  # the command line's seed=1 replaces the preset's seed sweep
 

@@ -91,9 +91,12 @@ def test_settings_are_checked_with_the_key_named() -> None:
 
 def test_the_plan_validates_the_grid_and_the_sweepers_settings(tmp_path: Path) -> None:
     root = f"paths.root_dir={tmp_path}"
-    plan = plan_sweep([ADAPTIVE, "ablation=none,shallow", "debug=tiny", root])
-    assert [c["ablation"] for c in plan.configs] == ["none", "shallow"]
-    assert plan.described.startswith("AdaptiveSeedsSweeper, 2 configurations")
+    plan = plan_sweep([ADAPTIVE, "ablation=none,shallow", "hydra.sweeper.max_seeds=3", root])
+    # every job the sweeper can reach: each grid point on seeds 1..max_seeds
+    assert [(c["ablation"], c["seed"]) for c in plan.configs] == [
+        ("none", 1), ("none", 2), ("none", 3), ("shallow", 1), ("shallow", 2), ("shallow", 3)
+    ]  # fmt: skip
+    assert plan.described.startswith("AdaptiveSeedsSweeper, 6 configurations")
     with pytest.raises(ConfigError, match=r"hydra.sweeper.seeds_per_look: expected an integer"):
         plan_sweep([ADAPTIVE, "ablation=none,shallow", "hydra.sweeper.seeds_per_look=0", root])
 
