@@ -132,7 +132,8 @@ def latest_per_seed(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired(values: pd.Series, baseline: pd.Series) -> PairedComparison:
-    """Paired comparison over the seeds both series have (indexed by seed)."""
+    """Paired comparison over the seeds both series have (indexed by seed; NaN: not had)."""
+    values, baseline = values.dropna(), baseline.dropna()
     common = values.index.intersection(baseline.index).sort_values()
     return paired_comparison(values.loc[common].to_numpy(), baseline.loc[common].to_numpy())
 

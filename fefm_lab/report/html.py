@@ -78,14 +78,28 @@ def html_table(frame: pd.DataFrame, table_id: str) -> str:
     )
 
 
+def html_section(text: str, frame: pd.DataFrame, table_id: str) -> str:
+    """A paragraph of the report's Markdown, then a table."""
+    return f"<p>{inline_markdown(text)}</p>\n{html_table(frame, table_id)}"
+
+
+def _png(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
 def report_html(
     report: Report,
     readable: pd.DataFrame,
     explanation: str,
     gap_explanation: str,
     chart_png: bytes,
+    *,
+    curves_png: bytes | None = None,
+    budget: str = "",
 ) -> str:
-    """The whole page: title, warnings, how to read, table, teacher check, chart, seeds needed."""
+    """The whole page: title, warnings, how to read, table, the budget's table, teacher check,
+    chart, learning curves, seeds needed."""
     title = html.escape(f"Ablation report: {report.title}")
     warnings = ""
     if report.warnings:
@@ -95,7 +109,6 @@ def report_html(
             "</strong> Rerun the sweep so that every run uses the same code and data "
             f"(<code>force=true</code> reruns finished configurations).</p><ul>{items}</ul></div>"
         )
-    chart = base64.b64encode(chart_png).decode("ascii")
     gaps = ""
     if not report.gap_seeds.empty:
         gaps = (
@@ -107,9 +120,16 @@ def report_html(
         f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{STYLE}</style></head><body>\n"
         f"<h1>{title}</h1>\n{warnings}\n<p>{inline_markdown(explanation)}</p>\n"
-        f"{html_table(readable, 'ablation-table')}\n"
+        f"{html_table(readable, 'ablation-table')}\n{budget}\n"
         f"{markdown_blocks(report.training)}\n{markdown_blocks(report.teacher)}\n"
-        f'<img alt="test AUC per ablation with per-seed points and 95% confidence intervals" '
-        f'src="data:image/png;base64,{chart}">\n'
-        f"{gaps}\n</body></html>\n"
+        + _png(chart_png, "test AUC per ablation with per-seed points and verdict intervals")
+        + "\n"
+        + (
+            _png(
+                curves_png, "validation AUC and log loss by epoch per ablation, mean with 95% band"
+            )
+            if curves_png
+            else ""
+        )
+        + f"\n{gaps}\n</body></html>\n"
     )

@@ -7,7 +7,8 @@ every batch of seeds)::
                    baseline="none") -> pandas.DataFrame
 
 `runs`: one row per run with columns dataset, model, ablation, seed and one column per metric
-(what `fefm_lab.report.ablation.runs_frame` gives). `margins`: metric -> practical margin m > 0
+(what `fefm_lab.report.ablation.runs_frame` gives; a NaN leaves that seed out of that metric's
+pairs). `margins`: metric -> practical margin m > 0
 (`report.margin.*`; a metric such as `budget_auc` falls back to the margin of `auc`). The answer
 has one row per (dataset, model, ablation other than the baseline, metric): n (paired seeds),
 diff (mean paired difference d̄ = mean of x_s - baseline_s), std, ci_low / ci_high (the
@@ -158,6 +159,14 @@ def _baselines(runs: pd.DataFrame, baseline: str) -> dict[tuple[str, str], pd.Da
     return found
 
 
+def _finite(values: pd.DataFrame, reference: pd.DataFrame, seeds: pd.Index, metric: str):
+    """x_s - baseline_s over `seeds`, leaving out seeds where either lacks the metric (NaN)."""
+    d = values.loc[seeds, metric].to_numpy(np.float64) - reference.loc[seeds, metric].to_numpy(
+        np.float64
+    )
+    return d[np.isfinite(d)]
+
+
 def paired_differences(
     runs: pd.DataFrame, metrics: Sequence[str], baseline: str = BASELINE
 ) -> list[tuple[tuple[str, str, str], dict[str, np.ndarray]]]:
@@ -176,11 +185,7 @@ def paired_differences(
         pairs.append(
             (
                 (str(dataset), str(model), str(ablation)),
-                {
-                    metric: values.loc[common, metric].to_numpy(np.float64)
-                    - reference.loc[common, metric].to_numpy(np.float64)
-                    for metric in metrics
-                },
+                {metric: _finite(values, reference, common, metric) for metric in metrics},
             )
         )
     return pairs

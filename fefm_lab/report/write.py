@@ -15,6 +15,8 @@ from fefm_lab.errors import UserError
 from fefm_lab.fileio import atomic_path, atomic_write_text
 from fefm_lab.markdown import markdown_table
 from fefm_lab.report.ablation import (
+    BUDGET_METRICS,
+    METRICS,
     ablation_table,
     consistency_warnings,
     load_runs,
@@ -25,8 +27,9 @@ from fefm_lab.report.ablation import (
 )
 from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_markdown
 from fefm_lab.report.chart import plot_ablation_chart
+from fefm_lab.report.curves import CURVES_NAME, load_curves, plot_learning_curves, with_budget
 from fefm_lab.report.expectations import check_expectations, expectation_text
-from fefm_lab.report.html import report_html
+from fefm_lab.report.html import html_section, report_html
 from fefm_lab.report.published import comparison_explanation, published_comparison
 from fefm_lab.report.settings import ReportSettings
 from fefm_lab.report.statistics import ALPHA, NOT_RESOLVED, POWER
@@ -62,6 +65,7 @@ class Report:
     tuned: str = ""  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
     adaptive: str = ""  # an adaptive-seeds sweep's seeds, CPU-hours and cost (adaptive_study)
     published: pd.DataFrame = field(default_factory=pd.DataFrame)
+    curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run and epoch
 
 
 @dataclass
@@ -99,7 +103,7 @@ def _verdict_text(row: pd.Series, metric: str) -> str:
     return verdict
 
 
-def readable_table(table: pd.DataFrame) -> pd.DataFrame:
+def readable_table(table: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> pd.DataFrame:
     """The table as people read it: mean ± std, paired Δ with its interval, verdict."""
     rows = list(table.iterrows())
     columns: dict[str, object] = {
@@ -108,14 +112,13 @@ def readable_table(table: pd.DataFrame) -> pd.DataFrame:
         "ablation": table["ablation"],
         "seeds": table["runs"],
     }
-    for metric, label in METRIC_LABELS.items():
-        if f"{metric}_mean" not in table:
-            continue
+    for metric in metrics:
+        label = METRIC_LABELS[metric]
         columns[label] = [_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]) for _, r in rows]
         columns[f"Δ {label} [CI]"] = [_difference_with_interval(r, metric) for _, r in rows]
         columns[f"{label} verdict"] = [_verdict_text(r, metric) for _, r in rows]
     readable = pd.DataFrame(columns)
-    if table["paper_auc"].notna().any():
+    if metrics == METRICS and table["paper_auc"].notna().any():
         readable["paper AUC"] = table["paper_auc"]
         readable["paper log loss"] = table["paper_logloss"]
     return readable
@@ -179,6 +182,11 @@ def report_markdown(report: Report) -> str:
         warning_lines(report.warnings) + explanation(report.table, report.settings) + "\n",
         markdown_table(readable_table(report.table)) + "\n",
     ]
+    if has_budget(report):
+        parts.append(budget_explanation(report.settings) + "\n")
+        parts.append(markdown_table(readable_table(report.table, BUDGET_METRICS)) + "\n")
+    if not report.curves.empty:
+        parts.append(f"![learning curves]({CURVES_NAME})\n")
     if report.tuned:
         parts.append(report.tuned + "\n")
     if report.training:
@@ -214,18 +222,35 @@ def tuned_settings(runs: pd.DataFrame) -> str:
     )
 
 
+def has_budget(report: Report) -> bool:
+    return f"{BUDGET_METRICS[0]}_verdict" in report.table
+
+
+def budget_explanation(settings: ReportSettings) -> str:
+    return (
+        f"**At a fixed budget of {settings.budget_epochs} epochs** (`report.budget_epochs`): "
+        "validation AUC and log loss after that epoch (or at the end of a run that stopped "
+        "earlier), compared the same way, in the same family of tests."
+    )
+
+
 def build_report(
     runs: pd.DataFrame,
     title: str,
     settings: ReportSettings | None = None,
     adaptive: dict | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> Report:
     """The table, warnings, teacher check and seed counts of a set of runs; `adaptive`: the
     settings an adaptive-seeds sweep tagged its parent with (TAG_ADAPTIVE), whose planned looks
-    the verdicts then count."""
+    the verdicts then count; with per-epoch `curves` also the learning curves and, when
+    `settings.budget_epochs` is set, the comparison at that budget."""
     settings = settings or ReportSettings()
     if adaptive:
         settings = dataclasses.replace(settings, looks=int(adaptive["looks"]))
+    curves = curves if curves is not None else pd.DataFrame()
+    if settings.budget_epochs is not None and not curves.empty:
+        runs = with_budget(runs, curves, settings.budget_epochs)
     table = ablation_table(runs, settings)
     return Report(
         title=title,
@@ -239,6 +264,7 @@ def build_report(
         tuned=tuned_settings(runs),
         adaptive=adaptive_markdown(runs, adaptive) if adaptive else "",
         published=published_comparison(runs) if settings.published else pd.DataFrame(),
+        curves=curves,
     )
 
 
@@ -259,20 +285,34 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
     if not report.published.empty:
         with atomic_path(out_dir / PUBLISHED_NAME) as partial:
             report.published.to_csv(partial, index=False)
+    files = [out_dir / CSV_NAME, out_dir / RUNS_NAME, chart]
+    curves_png = None
+    if not report.curves.empty:
+        with atomic_path(out_dir / CURVES_NAME) as partial:
+            order = list(report.table["ablation"].drop_duplicates())
+            plot_learning_curves(
+                report.curves, partial, report.title, order, report.settings.budget_epochs
+            )
+        files.append(out_dir / CURVES_NAME)
+        curves_png = (out_dir / CURVES_NAME).read_bytes()
+    budget = ""
+    if has_budget(report):
+        budget = html_section(
+            budget_explanation(report.settings),
+            readable_table(report.table, BUDGET_METRICS),
+            "budget-table",
+        )
     html = report_html(
         report,
         readable_table(report.table),
         explanation(report.table, report.settings),
         gap_explanation(),
         chart.read_bytes(),
+        curves_png=curves_png,
+        budget=budget,
     )
-    files = [
-        atomic_write_text(out_dir / MARKDOWN_NAME, markdown),
-        out_dir / CSV_NAME,
-        out_dir / RUNS_NAME,
-        chart,
-        atomic_write_text(out_dir / HTML_NAME, html),
-    ]
+    files.insert(0, atomic_write_text(out_dir / MARKDOWN_NAME, markdown))
+    files.append(atomic_write_text(out_dir / HTML_NAME, html))
     if not report.published.empty:
         files.insert(3, out_dir / PUBLISHED_NAME)
     return markdown, files
@@ -310,10 +350,8 @@ def write_report(
     runs = load_runs(store, sweep)
     title = f"experiment {store.experiment_name}" + (f", sweep {sweep}" if sweep else "")
     parent = _parent_for(store, runs, sweep)
-    report = build_report(runs, title, settings, adaptive_settings(store, parent))
-    markdown, files = write_files(report, out_dir)
-    parent = _parent_for(store, runs, sweep)
-    report = build_report(runs, title, adaptive_settings(store, parent))
+    curves = load_curves(store.client, runs)
+    report = build_report(runs, title, settings, adaptive_settings(store, parent), curves)
     markdown, files = write_files(report, out_dir)
     if parent is not None:
         log_report(store, parent, files)
@@ -331,7 +369,8 @@ def log_sweep_report(
     if runs.empty:
         raise UserError(f"no finished runs with test metrics in sweep {sweep!r}")
     title = f"experiment {store.experiment_name}, sweep {sweep}"
-    report = build_report(runs, title, settings, adaptive_settings(store, parent_run_id))
+    curves = load_curves(store.client, runs)
+    report = build_report(runs, title, settings, adaptive_settings(store, parent_run_id), curves)
     with tempfile.TemporaryDirectory(prefix="fefm-lab-report-") as scratch:
         markdown, files = write_files(report, Path(scratch))
         log_report(store, parent_run_id, files)

@@ -12,9 +12,11 @@ import pandas as pd
 import pytest
 
 from fefm_lab.errors import UserError
+from fefm_lab.report.settings import ReportSettings
 from fefm_lab.report.write import (
     CHART_NAME,
     CSV_NAME,
+    CURVES_NAME,
     HTML_NAME,
     MARKDOWN_NAME,
     RUNS_NAME,
@@ -74,6 +76,11 @@ def _sweep(store, name: str, code_version: str = "v1", failed: str | None = None
                 store.client.set_terminated(run, "FAILED")
                 continue
             auc = _auc(ablation, seed)
+            for epoch in (1, 2):  # per-epoch validation metrics: the learning curves
+                store.client.log_metric(run, "val_auc", auc - 0.01 / epoch, step=epoch)
+                store.client.log_metric(
+                    run, "val_logloss", 0.9 - auc / 2 + 0.01 / epoch, step=epoch
+                )
             store.client.log_metric(run, "test_auc", auc)
             store.client.log_metric(run, "test_logloss", 0.9 - auc / 2)
             store.client.set_terminated(run, "FINISHED")
@@ -114,7 +121,7 @@ def test_report_files_under_results_and_on_the_parent_run(store, tmp_path) -> No
     parent = _sweep(store, "study1")
     written = write_report(store, tmp_path / "results", sweep="study1")
     names = {path.name for path in written.files}
-    assert names == {MARKDOWN_NAME, CSV_NAME, RUNS_NAME, CHART_NAME, HTML_NAME}
+    assert names == {MARKDOWN_NAME, CSV_NAME, RUNS_NAME, CHART_NAME, CURVES_NAME, HTML_NAME}
     assert written.parent_run_id == parent
     logged = {a.path for a in store.client.list_artifacts(parent, "report")}
     assert logged == {f"report/{name}" for name in names}
@@ -166,13 +173,24 @@ def test_report_warns_when_runs_differ_in_code_version(store, tmp_path) -> None:
 
 def test_finish_sweep_logs_the_report_and_links_the_comparison(store, tmp_path) -> None:
     parent = _sweep(store, "s1", failed="no_linear-3")
-    summary = finish_sweep(store, parent, ui_port=5123)
+    summary = finish_sweep(store, parent, ui_port=5123, report=ReportSettings(budget_epochs=1))
     run = store.client.get_run(parent)
     assert run.info.status == "FAILED"  # one configuration failed; the report is still made
     assert run.data.tags["report"] == "logged"
     logged = {a.path for a in store.client.list_artifacts(parent, "report")}
-    assert f"report/{HTML_NAME}" in logged and f"report/{CHART_NAME}" in logged
+    assert {f"report/{HTML_NAME}", f"report/{CHART_NAME}", f"report/{CURVES_NAME}"} <= logged
     assert "| synthetic | deepfefm | no_linear | 2 |" in summary.report
+    assert "**At a fixed budget of 1 epochs**" in summary.report
+    # no_linear's validation AUC after epoch 1: its test AUC - 0.01, paired with none's
+    page = Path(store.client.download_artifacts(parent, f"report/{HTML_NAME}", str(tmp_path)))
+    parser = _Tables()
+    parser.feed(page.read_text())
+    header, *rows = parser.tables["budget-table"]
+    row = next(r for r in rows if r[2] == "no_linear")
+    assert row[header.index("Δ budget val AUC [CI]")].startswith(
+        f"{-0.04 + (0.0011 - 0.0007) / 2:+.5f} ["
+    )
+    assert page.read_text().count("data:image/png;base64,") == 2
 
     link = summary.links[0].splitlines()[1].strip()
     parts = urlsplit(link)
