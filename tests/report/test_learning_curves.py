@@ -80,7 +80,7 @@ def _study_runs(seeds: int = 6) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_the_budget_view_gives_its_own_verdicts_in_one_family(tmp_path) -> None:
     runs, curves = _study_runs()
-    report = build_report(runs, "t", ReportSettings(budget_epochs=2), curves)
+    report = build_report(runs, "t", ReportSettings(budget_epochs=2), curves=curves)
     slow = report.table.set_index("ablation").loc["slow"]
     assert slow["auc_verdict"] == "equivalent" and slow["budget_auc_verdict"] == "worse"
     assert slow["budget_logloss_verdict"] == "worse"
@@ -94,6 +94,6 @@ def test_the_budget_view_gives_its_own_verdicts_in_one_family(tmp_path) -> None:
     page = (tmp_path / HTML_NAME).read_text()
     assert 'id="budget-table"' in page and page.count("data:image/png;base64,") == 2
     # without a budget: the curves, no budget table, the same family as before
-    plain = build_report(runs, "t", ReportSettings(), curves)
+    plain = build_report(runs, "t", ReportSettings(), curves=curves)
     assert "budget_auc_verdict" not in plain.table
     assert plain.table.set_index("ablation").loc["slow", "auc_level"] == pytest.approx(0.05 / 2)
