@@ -118,7 +118,7 @@ class AdaptiveSeedsSweeper(Sweeper):
                 if getattr(outcome, "run_id", None):
                     run_of[(i, seed)] = outcome.run_id
             returns.append(results)
-            runs, cpu_hours = _runs_of(store, run_of, study)
+            runs, cpu_hours = _runs_of(store, run_of, study, report.get("budget_epochs"))
             raised = study.look(runs)
             _say(_look_line(study, len(study.history)))
             if not raised:
@@ -144,16 +144,22 @@ class AdaptiveSeedsSweeper(Sweeper):
         return returns
 
 
-def _runs_of(store, run_of: dict[tuple[int, int], str], study: AdaptiveStudy):
-    """The finished runs (report.ablation.runs_frame) of the launched jobs, each point's key
-    noted in the study, and the CPU-hours they recorded."""
+def _runs_of(
+    store, run_of: dict[tuple[int, int], str], study: AdaptiveStudy, budget_epochs: int | None
+):
+    """The finished runs of the launched jobs as the report reads them (report.ablation.runs_frame,
+    with the metrics at `report.budget_epochs` when set), each point's key noted in the study,
+    and the CPU-hours they recorded."""
     from fefm_lab.report.ablation import runs_frame
+    from fefm_lab.report.curves import load_curves, with_budget
 
     runs = {run_id: store.client.get_run(run_id) for run_id in set(run_of.values())}
     frame = runs_frame(list(runs.values()))
     cpu_hours = sum(r.data.metrics.get("cpu_seconds", 0.0) for r in runs.values()) / 3600
     if frame.empty:
         return frame, cpu_hours
+    if budget_epochs is not None:
+        frame = with_budget(frame, load_curves(store.client, frame), budget_epochs)
     by_run = frame.set_index("run_id")
     for (i, _seed), run_id in sorted(run_of.items()):
         if run_id in by_run.index and study.states[i].key is None:
