@@ -20,7 +20,10 @@ _MODEL_EXPORTS = (
     "build_model",
 )
 
-__all__ = ["DenseFeat", "SparseFeat", "__version__", *_MODEL_EXPORTS]
+# Keras optimizers for `model.compile` (row-sparse updates of the embedding tables)
+_OPTIMIZER_EXPORTS = ("RowSparseAdagrad", "RowSparseAdam")
+
+__all__ = ["DenseFeat", "SparseFeat", "__version__", *_MODEL_EXPORTS, *_OPTIMIZER_EXPORTS]
 
 
 def __getattr__(name: str):
@@ -28,4 +31,8 @@ def __getattr__(name: str):
         from fefm_lab import model
 
         return getattr(model, name)
+    if name in _OPTIMIZER_EXPORTS:
+        from fefm_lab.training import keras_optimizers
+
+        return getattr(keras_optimizers, name)
     raise AttributeError(f"module 'fefm_lab' has no attribute {name!r}")

@@ -84,6 +84,107 @@ def describe_path(kind: str, device: str = "CPU") -> str:
     return f"{what}: fused C++ kernel ({status})"
 
 
+def adam_coefficients(
+    learning_rate, step, dtype, beta_1=ADAM_BETA_1, beta_2=ADAM_BETA_2, epsilon=EPSILON
+) -> dict:
+    """The Adam update's scalars in `dtype` at step t = `step` (counting from 1), rounded as the
+    ops path rounds them, so the kernel and the ops give the same numbers."""
+    t = tf.cast(step, dtype)
+    rate = tf.cast(learning_rate, dtype) * tf.sqrt(1.0 - beta_2**t) / (1.0 - beta_1**t)
+
+    def constant(value):
+        return tf.constant(value, dtype)
+
+    return {
+        "rate": rate,
+        "beta1": constant(beta_1),
+        "one_minus_beta1": constant(1.0 - beta_1),
+        "beta2": constant(beta_2),
+        "one_minus_beta2": constant(1.0 - beta_2),
+        "epsilon": constant(epsilon),
+    }
+
+
+def adagrad_dense(variable, accumulator, grad, lr, epsilon) -> None:
+    """a += g^2; w -= lr g / sqrt(a + eps) on every row (the scalars in the variable's dtype)."""
+    fused = fused_ops(variable)
+    if fused is not None:
+        fused.fefm_lab_dense_adagrad(
+            var=variable.handle,
+            accum=accumulator.handle,
+            lr=lr,
+            epsilon=epsilon,
+            grad=tf.cast(grad, variable.dtype),
+        )
+        return
+    accumulator.assign_add(tf.square(grad))
+    variable.assign_sub(lr * grad / tf.sqrt(accumulator + epsilon))
+
+
+def adagrad_rows(variable, accumulator, gradient: tf.IndexedSlices, lr, epsilon) -> None:
+    """`adagrad_dense` on the rows of a row-sparse gradient only, repeated rows summed first."""
+    fused = fused_ops(variable)
+    if fused is not None:
+        fused.fefm_lab_row_sparse_adagrad(
+            var=variable.handle,
+            accum=accumulator.handle,
+            lr=lr,
+            epsilon=epsilon,
+            values=tf.convert_to_tensor(gradient.values, variable.dtype),
+            indices=gradient.indices,
+        )
+        return
+    rows, grad = _sum_rows(gradient)
+    accumulator.scatter_add(tf.IndexedSlices(tf.square(grad), rows))
+    accumulated = tf.gather(accumulator, rows)
+    variable.scatter_sub(tf.IndexedSlices(lr * grad / tf.sqrt(accumulated + epsilon), rows))
+
+
+def adam_dense(variable, first, second, grad, coefficients: dict) -> None:
+    """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; w -= rate m / (sqrt(v) + eps), every row.
+
+    `coefficients`: rate, beta1, one_minus_beta1, beta2, one_minus_beta2, epsilon (scalars in
+    the variable's dtype; rate = lr sqrt(1 - b2^t) / (1 - b1^t))."""
+    fused = fused_ops(variable)
+    if fused is not None:
+        fused.fefm_lab_dense_adam(
+            var=variable.handle,
+            m=first.handle,
+            v=second.handle,
+            **coefficients,
+            grad=tf.cast(grad, variable.dtype),
+        )
+        return
+    c = coefficients
+    first.assign(c["beta1"] * first + c["one_minus_beta1"] * grad)
+    second.assign(c["beta2"] * second + c["one_minus_beta2"] * tf.square(grad))
+    variable.assign_sub(c["rate"] * first / (tf.sqrt(second) + c["epsilon"]))
+
+
+def adam_rows(variable, first, second, gradient: tf.IndexedSlices, coefficients: dict) -> None:
+    """`adam_dense` on the rows of a row-sparse gradient only (lazy Adam: untouched rows keep
+    their moments), repeated rows summed first."""
+    fused = fused_ops(variable)
+    if fused is not None:
+        fused.fefm_lab_row_sparse_adam(
+            var=variable.handle,
+            m=first.handle,
+            v=second.handle,
+            **coefficients,
+            values=tf.convert_to_tensor(gradient.values, variable.dtype),
+            indices=gradient.indices,
+        )
+        return
+    c = coefficients
+    rows, grad = _sum_rows(gradient)
+    new_first = c["beta1"] * tf.gather(first, rows) + c["one_minus_beta1"] * grad
+    new_second = c["beta2"] * tf.gather(second, rows) + c["one_minus_beta2"] * tf.square(grad)
+    first.scatter_update(tf.IndexedSlices(new_first, rows))
+    second.scatter_update(tf.IndexedSlices(new_second, rows))
+    delta = c["rate"] * new_first / (tf.sqrt(new_second) + c["epsilon"])
+    variable.scatter_sub(tf.IndexedSlices(delta, rows))
+
+
 class RowSparseOptimizer:
     """AdaGrad or Adam over a fixed list of variables, row-sparse where the gradient is."""
 
@@ -128,97 +229,20 @@ class RowSparseOptimizer:
         for variable, slots, gradient in zip(self.variables, self._slots, gradients, strict=True):
             if gradient is None:
                 continue
-            if isinstance(gradient, tf.IndexedSlices):
-                self._update_rows(variable, slots, gradient, step)
+            rows = isinstance(gradient, tf.IndexedSlices)
+            if not rows:
+                gradient = tf.convert_to_tensor(gradient)
+            if self.kind == "adagrad":
+                lr, epsilon = (
+                    tf.constant(x, variable.dtype) for x in (self.learning_rate, EPSILON)
+                )
+                update = adagrad_rows if rows else adagrad_dense
+                update(variable, slots[0], gradient, lr, epsilon)
             else:
-                self._update_dense(variable, slots, tf.convert_to_tensor(gradient), step)
-
-    def _adam_rate(self, step: tf.Tensor, dtype) -> tf.Tensor:
-        t = tf.cast(step, dtype)
-        return self.learning_rate * tf.sqrt(1.0 - ADAM_BETA_2**t) / (1.0 - ADAM_BETA_1**t)
-
-    def _update_dense(self, variable, slots, grad, step) -> None:
-        fused = fused_ops(variable)
-        if fused is not None:
-            self._update_dense_fused(fused, variable, slots, grad, step)
-            return
-        if self.kind == "adagrad":
-            (accumulator,) = slots
-            accumulator.assign_add(tf.square(grad))
-            variable.assign_sub(self.learning_rate * grad / tf.sqrt(accumulator + EPSILON))
-            return
-        first, second = slots
-        first.assign(ADAM_BETA_1 * first + (1.0 - ADAM_BETA_1) * grad)
-        second.assign(ADAM_BETA_2 * second + (1.0 - ADAM_BETA_2) * tf.square(grad))
-        rate = self._adam_rate(step, variable.dtype)
-        variable.assign_sub(rate * first / (tf.sqrt(second) + EPSILON))
-
-    def _update_rows(self, variable, slots, gradient: tf.IndexedSlices, step) -> None:
-        fused = fused_ops(variable)
-        if fused is not None:
-            self._update_rows_fused(fused, variable, slots, gradient, step)
-            return
-        rows, grad = _sum_rows(gradient)
-        if self.kind == "adagrad":
-            (accumulator,) = slots
-            accumulator.scatter_add(tf.IndexedSlices(tf.square(grad), rows))
-            accumulated = tf.gather(accumulator, rows)
-            delta = self.learning_rate * grad / tf.sqrt(accumulated + EPSILON)
-            variable.scatter_sub(tf.IndexedSlices(delta, rows))
-            return
-        first, second = slots
-        new_first = ADAM_BETA_1 * tf.gather(first, rows) + (1.0 - ADAM_BETA_1) * grad
-        new_second = ADAM_BETA_2 * tf.gather(second, rows) + (1.0 - ADAM_BETA_2) * tf.square(grad)
-        first.scatter_update(tf.IndexedSlices(new_first, rows))
-        second.scatter_update(tf.IndexedSlices(new_second, rows))
-        rate = self._adam_rate(step, variable.dtype)
-        delta = rate * new_first / (tf.sqrt(new_second) + EPSILON)
-        variable.scatter_sub(tf.IndexedSlices(delta, rows))
-
-    def _coefficients(self, step, dtype) -> dict:
-        """The fused ops' scalars, rounded to the variable's dtype as the ops path rounds them,
-        so both give the same numbers."""
-
-        def constant(value):
-            return tf.constant(value, dtype)
-
-        if self.kind == "adagrad":
-            return {"lr": constant(self.learning_rate), "epsilon": constant(EPSILON)}
-        return {
-            "rate": self._adam_rate(step, dtype),
-            "beta1": constant(ADAM_BETA_1),
-            "one_minus_beta1": constant(1.0 - ADAM_BETA_1),
-            "beta2": constant(ADAM_BETA_2),
-            "one_minus_beta2": constant(1.0 - ADAM_BETA_2),
-            "epsilon": constant(EPSILON),
-        }
-
-    def _slot_handles(self, slots) -> dict:
-        if self.kind == "adagrad":
-            return {"accum": slots[0].handle}
-        return {"m": slots[0].handle, "v": slots[1].handle}
-
-    def _update_rows_fused(self, fused, variable, slots, gradient: tf.IndexedSlices, step) -> None:
-        """`_update_rows` as one compiled op (sum per row and update, one pass)."""
-        op = (
-            fused.fefm_lab_row_sparse_adagrad
-            if self.kind == "adagrad"
-            else fused.fefm_lab_row_sparse_adam
-        )
-        op(
-            var=variable.handle,
-            **self._slot_handles(slots),
-            **self._coefficients(step, variable.dtype),
-            values=tf.convert_to_tensor(gradient.values, variable.dtype),
-            indices=gradient.indices,
-        )
-
-    def _update_dense_fused(self, fused, variable, slots, grad, step) -> None:
-        """`_update_dense` as one compiled op: one pass over the variable and its slots."""
-        op = fused.fefm_lab_dense_adagrad if self.kind == "adagrad" else fused.fefm_lab_dense_adam
-        op(
-            var=variable.handle,
-            **self._slot_handles(slots),
-            **self._coefficients(step, variable.dtype),
-            grad=tf.cast(grad, variable.dtype),
-        )
+                update = adam_rows if rows else adam_dense
+                update(
+                    variable,
+                    *slots,
+                    gradient,
+                    adam_coefficients(self.learning_rate, step, variable.dtype),
+                )

@@ -226,10 +226,19 @@ def check_result(result: dict, tmp_path: Path) -> None:
 def test_fefm_worker_trains_evaluates_and_times(tiny_npz, tmp_path, paper):
     spec = spec_for(tiny_npz, tmp_path, paper)
     result = run_worker(sys.executable, compare.FEFM_SIDE, spec, tmp_path)
-    assert result["implementation"] == "fefm-lab (l2_mode=table)"
+    assert result["implementation"] == "fefm-lab (l2_mode=table, trainer)"
     check_result(result, tmp_path)
     # 25 embedding rows x (k + 1 linear) + 6 pairs x 4 x 4 + DNN (4 x 4 + 6 -> 8, 8 -> 1) + bias
     assert result["parameters"] == 25 * 5 + 6 * 16 + (22 * 8 + 8) + 8 + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["fit-keras", "fit-rowsparse"])
+def test_fefm_worker_trains_with_keras_fit(tiny_npz, tmp_path, paper, path):
+    spec = spec_for(tiny_npz, tmp_path, paper, l2_mode="batch", path=path)
+    result = run_worker(sys.executable, compare.FEFM_SIDE, spec, tmp_path)
+    assert result["implementation"] == f"fefm-lab (l2_mode=batch, {path})"
+    check_result(result, tmp_path)
 
 
 @pytest.mark.slow
@@ -251,13 +260,14 @@ def test_steady_step_seconds_skips_epoch_boundaries_partial_batches_and_warmup()
     assert compare.steady_step_seconds(result, 1000, 3000, warmup=0) == 1.5
 
 
-def fake_run(reference, mode, k, ready, rate, aucs=None):
+def fake_run(reference, mode, k, ready, rate, aucs=None, dnn=(8,), path=None):
     runs = []
     for seed, auc in enumerate(aucs or [None]):
         run = {
             "l2_mode": None if reference else mode,
+            **({"path": path} if path else {}),
             "k": k,
-            "dnn": [8],
+            "dnn": list(dnn),
             "seed": seed,
             "ready_seconds": ready,
             "samples_per_second": rate,
@@ -287,6 +297,36 @@ def test_summarise_computes_ratios_and_auc_gap():
         pytest.approx(-0.005)
     )
     assert sections[1].rows[0][2] == "0.71000"
+
+
+def test_summarise_reports_keras_fit_against_the_reference_and_the_own_trainer():
+    """fit + RowSparseAdagrad: x the reference (10x goal at k=16 / 256-128-64) and of the own
+    trainer (goal 0.8), the stock Keras AdaGrad beside it, and its test AUC gap."""
+    shape = (16, (256, 128, 64))
+    runs = (
+        fake_run(True, None, 16, 80.0, 1000.0, [0.70, 0.72], dnn=shape[1])
+        + fake_run(False, "table", 16, 4.0, 9000.0, [0.71, 0.70], dnn=shape[1])
+        + fake_run(False, "batch", 16, 2.0, 12000.0, [0.71, 0.71], dnn=shape[1], path="trainer")
+        + fake_run(False, "batch", 16, 3.0, 4000.0, [0.70, 0.70], dnn=shape[1], path="fit-keras")
+        + fake_run(
+            False, "batch", 16, 3.0, 10500.0, [0.705, 0.709], dnn=shape[1], path="fit-rowsparse"
+        )
+    )
+    sections, targets = compare.summarise(runs, [shape], shape, 2)
+    by_name = {t.name: t for t in targets}
+    fit = by_name["Keras fit throughput, k=16, DNN 256x128x64"]
+    assert fit.measured == 10.5 and fit.goal == 10.0 and fit.met
+    assert "with keras.optimizers.Adagrad: 4,000 samples/s" in fit.note
+    of_trainer = by_name["Keras fit / own trainer, k=16, DNN 256x128x64"]
+    assert of_trainer.measured == 0.875 and of_trainer.goal == 0.8 and of_trainer.met
+    gap = by_name["test AUC vs reference (mean of 2 seeds), Keras fit + fefm_lab.RowSparseAdagrad"]
+    assert gap.measured == pytest.approx(-0.003) and not gap.met
+    stock_row = [row for row in sections[0].rows if "keras.optimizers.Adagrad" in row[1]]
+    assert stock_row[0][5:] == ["4.00", "0.33"]
+    assert [row[0] for row in sections[1].rows][-2:] == [
+        "fefm-lab l2_mode=batch, fit + keras.optimizers.Adagrad",
+        "fefm-lab l2_mode=batch, fit + fefm_lab.RowSparseAdagrad",
+    ]
 
 
 INTRO_HYPERPARAMETERS = (

@@ -9,7 +9,9 @@ Usage: python -m scripts.bench peer [--smoke] [--seeds 5]   (`make bench-peer`)
 3. Trains both implementations in fresh worker processes (`peer.fefm_side`, `peer.deepctr_side`)
    that run the one protocol (`peer.protocol`): identical arrays, split, batches (same per-epoch
    permutation), hyperparameters and early stopping, with identical L2 strengths; fefm-lab runs
-   in `l2_mode=table` (the reference's whole-table L2) and `l2_mode=batch` (its default).
+   its own trainer in `l2_mode=table` (the reference's whole-table L2) and `l2_mode=batch` (its
+   default), and, like the reference, Keras's `model.fit` (l2_mode=batch) compiled with
+   `keras.optimizers.Adagrad` and with `fefm_lab.RowSparseAdagrad`.
 4. Reports (peer.md / peer.json): time from model construction to the first finished step,
    steady-state samples/s, and test AUC / log loss (exact, same metric code for both) over
    several seeds, with each target marked met or missed.
@@ -40,13 +42,16 @@ REFERENCE_SIDE = "scripts.bench.peer.deepctr_side"
 PEER_REQUIREMENTS = ("deepctr==0.9.4", "tensorflow-cpu==2.15.1", "numpy<2")
 SHAPES = [(16, (256, 128, 64)), (48, (256, 128, 64)), (16, (1024, 1024, 1024)), (48, (1024,) * 3)]
 SMOKE_SHAPES = [(4, (8,))]
-SIDES = [("deepctr", None), ("fefm-lab", "table"), ("fefm-lab", "batch")]
+TRAINER, FIT_KERAS, FIT_ROW_SPARSE = "trainer", "fit-keras", "fit-rowsparse"
 # The paper's best Criteo DeepFEFM (its preset: AdaGrad lr 0.01, L2 and dropout of Table 4) with
 # the trainer's batch sizes and early stopping, at batch 1024 for every shape (the preset's 512 is
 # for k > 32 in the paper): one batch size keeps the shapes' throughputs comparable.
 PAPER_PRESET = ("experiment=paper_criteo", "trainer.batch_size=1024")
 READY_GOAL = 20.0  # x sooner than the reference
 THROUGHPUT_GOAL = 5.0  # x the reference's steady samples/s
+# Keras fit on both sides (issue 23): x the reference at these shapes, and of the own trainer
+FIT_GOALS = {(16, (256, 128, 64)): 10.0, (48, (1024, 1024, 1024)): 5.0}
+FIT_OF_TRAINER_GOAL = 0.8
 AUC_GAP_GOAL = -0.002  # test AUC minus the reference's, at least (issue 10: within 0.002)
 
 
@@ -54,12 +59,27 @@ AUC_GAP_GOAL = -0.002  # test AUC minus the reference's, at least (issue 10: wit
 class Side:
     implementation: str
     l2_mode: str | None
+    path: str = TRAINER  # fefm-lab's: TRAINER, FIT_KERAS or FIT_ROW_SPARSE (`fefm_side.PATHS`)
 
     @property
     def label(self) -> str:
         if self.l2_mode is None:
             return "DeepCTR 0.9.4 (reference)"
-        return f"fefm-lab, l2_mode={self.l2_mode}"
+        return f"fefm-lab, l2_mode={self.l2_mode}{PATH_LABELS[self.path]}"
+
+
+PATH_LABELS = {
+    TRAINER: "",
+    FIT_KERAS: ", fit + keras.optimizers.Adagrad",
+    FIT_ROW_SPARSE: ", fit + fefm_lab.RowSparseAdagrad",
+}
+SIDES = [
+    Side("deepctr", None),
+    Side("fefm-lab", "table"),
+    Side("fefm-lab", "batch"),
+    Side("fefm-lab", "batch", FIT_KERAS),
+    Side("fefm-lab", "batch", FIT_ROW_SPARSE),
+]
 
 
 def parse_shape(text: str) -> tuple[int, tuple[int, ...]]:
@@ -183,6 +203,7 @@ def run_side(side: Side, spec: dict, work: Path, peer_python: Path, tag: str) ->
     spec = {**spec, "predictions_out": str(work / f"pred_{tag}.npy")}
     if side.l2_mode is not None:
         spec["l2_mode"] = side.l2_mode
+        spec["path"] = side.path
     spec_path = work / f"spec_{tag}.json"
     spec_path.write_text(json.dumps(spec))
     command = (
@@ -257,8 +278,8 @@ def run(args: argparse.Namespace) -> PartResult:
         runs: list[dict] = []
         for k, units in shapes:
             quality = (k, units) == quality_shape
-            for side_name, mode in SIDES:
-                side = Side(side_name, mode)
+            for side in SIDES:
+                mode = side.l2_mode
                 for seed in range(seeds if quality else 1):
                     spec = {
                         **hyperparameters,
@@ -271,12 +292,14 @@ def run(args: argparse.Namespace) -> PartResult:
                         "evaluate": quality,
                         "l2_mode": mode or "table",
                     }
-                    tag = f"{side_name}-{mode or 'ref'}-k{k}-{'x'.join(map(str, units))}-s{seed}"
+                    shape_tag = f"k{k}-{'x'.join(map(str, units))}"
+                    tag = f"{side.implementation}-{mode or 'ref'}-{side.path}-{shape_tag}-s{seed}"
                     result = run_side(side, spec, work, peer_python, tag)
                     step = steady_step_seconds(result, batch_size, train_rows, warmup)
                     record = {
                         "side": side.label,
                         "l2_mode": mode,
+                        "path": side.path,
                         "k": k,
                         "dnn": list(units),
                         "seed": seed,
@@ -340,39 +363,58 @@ def part_result(settings: dict, shapes: list, venv_name: str) -> PartResult:
 
 
 def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[Target]]:
-    """Per-shape speed table, quality table over seeds, and the targets."""
+    """Per-shape speed table, quality table over seeds, and the targets. Runs recorded before
+    the Keras `fit` paths existed have no `path`: they are the own trainer's."""
 
-    def select(k, units, mode, reference):
+    def select(k, units, mode, reference, path=TRAINER):
         return [
             r
             for r in runs
             if r["k"] == k
             and tuple(r["dnn"]) == tuple(units)
-            and ((r["l2_mode"] is None) if reference else r["l2_mode"] == mode)
+            and (
+                (r["l2_mode"] is None)
+                if reference
+                else r["l2_mode"] == mode and r.get("path", TRAINER) == path
+            )
         ]
+
+    def median_rate(chosen):
+        return statistics.median(r["samples_per_second"] for r in chosen)
 
     speed_rows, targets = [], []
     for k, units in shapes:
         reference = select(k, units, None, True)
         ref_ready = statistics.median(r["ready_seconds"] for r in reference)
-        ref_rate = statistics.median(r["samples_per_second"] for r in reference)
+        ref_rate = median_rate(reference)
+        trainer_rate = median_rate(select(k, units, "batch", False))
         shape_text = f"k={k}, DNN {'x'.join(map(str, units))}"
-        speed_rows.append([shape_text, "DeepCTR 0.9.4", ref_ready, ref_rate, "1.00", "1.00"])
-        for mode in ("table", "batch"):
-            mine = select(k, units, mode, False)
+        speed_rows.append(
+            [shape_text, "DeepCTR 0.9.4 (fit)", ref_ready, ref_rate, "1.00", "1.00", ""]
+        )
+        for mode, path in (
+            ("table", TRAINER),
+            ("batch", TRAINER),
+            ("batch", FIT_KERAS),
+            ("batch", FIT_ROW_SPARSE),
+        ):
+            mine = select(k, units, mode, False, path)
+            if not mine:
+                continue
             ready = statistics.median(r["ready_seconds"] for r in mine)
-            rate = statistics.median(r["samples_per_second"] for r in mine)
+            rate = median_rate(mine)
             speed_rows.append(
                 [
                     shape_text,
-                    f"fefm-lab l2_mode={mode}",
+                    f"fefm-lab l2_mode={mode}{PATH_LABELS[path]}",
                     ready,
                     rate,
                     f"{ref_ready / ready:.1f}",
                     f"{rate / ref_rate:.2f}",
+                    f"{rate / trainer_rate:.2f}",
                 ]
             )
-            if mode == "batch":
+            if mode == "batch" and path == TRAINER:
                 targets.append(
                     Target(
                         f"ready to train sooner, {shape_text}",
@@ -392,11 +434,51 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
                         f"l2_mode=table: {rate_ratio(select(k, units, 'table', False), ref_rate)}",
                     )
                 )
+        fit = select(k, units, "batch", False, FIT_ROW_SPARSE)
+        if not fit:
+            continue
+        fit_rate = median_rate(fit)
+        stock = select(k, units, "batch", False, FIT_KERAS)
+        stock_note = (
+            f"; with keras.optimizers.Adagrad: {median_rate(stock):,.0f} samples/s" if stock else ""
+        )
+        if (k, tuple(units)) in FIT_GOALS:
+            targets.append(
+                Target(
+                    f"Keras fit throughput, {shape_text}",
+                    fit_rate / ref_rate,
+                    FIT_GOALS[(k, tuple(units))],
+                    unit="x",
+                    note=f"fit + fefm_lab.RowSparseAdagrad {format_number(fit_rate)} vs "
+                    f"the reference's fit {format_number(ref_rate)} samples/s{stock_note}",
+                )
+            )
+        targets.append(
+            Target(
+                f"Keras fit / own trainer, {shape_text}",
+                fit_rate / trainer_rate,
+                FIT_OF_TRAINER_GOAL,
+                unit="x",
+                note=f"fit + fefm_lab.RowSparseAdagrad {format_number(fit_rate)} vs the trainer's "
+                f"{format_number(trainer_rate)} samples/s{stock_note}",
+            )
+        )
     speed = Section(
         "Speed",
         text="Median over runs of each shape. Ratios are fefm-lab over the reference "
-        "(ready: reference time / fefm-lab time).",
-        headers=["shape", "implementation", "ready (s)", "steady samples/s", "ready x", "speed x"],
+        "(ready: reference time / fefm-lab time); *x trainer*: samples/s over fefm-lab's own "
+        "trainer's (l2_mode=batch). The reference always trains with Keras's `fit`; fefm-lab "
+        "with its own trainer, and with `fit` compiled with the stock "
+        "`keras.optimizers.Adagrad` or with `fefm_lab.RowSparseAdagrad`.",
+        headers=[
+            "shape",
+            "implementation",
+            "ready (s)",
+            "steady samples/s",
+            "ready x",
+            "speed x",
+            "x trainer",
+        ],
         rows=speed_rows,
         data={"rows": speed_rows},
     )
@@ -406,12 +488,25 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
     if (k, units) not in [(shape[0], tuple(shape[1])) for shape in shapes]:
         return [speed], targets
     quality_rows, means = [], {}
-    for mode, reference in ((None, True), ("table", False), ("batch", False)):
-        chosen = select(k, units, mode, reference)
+    candidates = [
+        (None, True, TRAINER, "DeepCTR 0.9.4 (fit)"),
+        *(
+            (mode, False, path, f"fefm-lab l2_mode={mode}{PATH_LABELS[path]}")
+            for mode, path in (
+                ("table", TRAINER),
+                ("batch", TRAINER),
+                ("batch", FIT_KERAS),
+                ("batch", FIT_ROW_SPARSE),
+            )
+        ),
+    ]
+    for mode, reference, path, name in candidates:
+        chosen = select(k, units, mode, reference, path)
+        if not chosen:
+            continue
         aucs = [r["test_auc"] for r in chosen]
         losses = [r["test_logloss"] for r in chosen]
-        name = "DeepCTR 0.9.4" if reference else f"fefm-lab l2_mode={mode}"
-        means[mode] = statistics.fmean(aucs)
+        means[(mode, path)] = statistics.fmean(aucs)
         spread = statistics.stdev(aucs) if len(aucs) > 1 else float("nan")
         quality_rows.append(
             [
@@ -424,14 +519,20 @@ def summarise(runs, shapes, quality_shape, seeds) -> tuple[list[Section], list[T
                 ", ".join(str(r["epochs"]) for r in chosen),
             ]
         )
-    for mode in ("batch", "table"):
+    for mode, path, what in (
+        ("batch", TRAINER, "l2_mode=batch"),
+        ("table", TRAINER, "l2_mode=table"),
+        ("batch", FIT_ROW_SPARSE, "Keras fit + fefm_lab.RowSparseAdagrad"),
+    ):
+        if (mode, path) not in means:
+            continue
+        mean, reference_mean = means[(mode, path)], means[(None, TRAINER)]
         targets.append(
             Target(
-                f"test AUC vs reference (mean of {seeds} seeds), l2_mode={mode}",
-                means[mode] - means[None],
+                f"test AUC vs reference (mean of {seeds} seeds), {what}",
+                mean - reference_mean,
                 AUC_GAP_GOAL,
-                note=f"{means[mode]:.5f} vs {means[None]:.5f}; AUC difference, "
-                f"goal >= {AUC_GAP_GOAL}",
+                note=f"{mean:.5f} vs {reference_mean:.5f}; AUC difference, goal >= {AUC_GAP_GOAL}",
             )
         )
     quality = Section(

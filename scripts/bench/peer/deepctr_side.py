@@ -23,18 +23,8 @@ from scripts.bench.peer.protocol import (
     feature_columns,
     main,
     model_arguments,
+    step_clock,
 )
-
-
-class StepClock(tf.keras.callbacks.Callback):
-    """Calls `step_ended` at the end of every training batch."""
-
-    def __init__(self, step_ended: Callable[[], None]) -> None:
-        super().__init__()
-        self.step_ended = step_ended
-
-    def on_train_batch_end(self, batch, logs=None) -> None:
-        self.step_ended()
 
 
 class DeepCtrSide(KerasWeights):
@@ -63,7 +53,7 @@ class DeepCtrSide(KerasWeights):
             epochs=1,
             shuffle=False,
             verbose=0,
-            callbacks=[StepClock(step_ended)],
+            callbacks=[step_clock(tf.keras.callbacks.Callback, step_ended)],
         )
 
     def predict(self, split: str) -> np.ndarray:

@@ -130,6 +130,17 @@ class KerasWeights:
         return int(self.model.count_params())
 
 
+def step_clock(callback_class: type, step_ended: Callable[[], None]) -> object:
+    """A callback of the side's own Keras (`callback_class`: Keras 2's or 3's `Callback`) that
+    calls `step_ended()` at the end of every training batch of `fit`."""
+
+    class StepClock(callback_class):
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            step_ended()
+
+    return StepClock()
+
+
 class Side(Protocol):
     """A model adapted to the protocol (constructed after the seeds are set)."""
 
