@@ -18,7 +18,10 @@ batch repeats are summed (the accumulator grows by sum g_i^2, not (sum g_i)^2): 
 wherever a batch looks a row up twice, which at CTR scale is every frequent value. `RowSparseAdam`
 is Keras's Adam on dense gradients and *lazy* Adam on row-sparse ones: untouched rows keep their
 moments and weights, where Keras's Adam decays every row's moments and moves every row.
-On other backends than TensorFlow both are their Keras parent unchanged.
+Under XLA (`compile(jit_compile=True)`, Keras's default on a GPU) custom ops and tf.unique
+cannot run: a row-sparse gradient is summed into a table-sized tensor and the update runs over
+the whole table (masked for lazy Adam), with the same results. On other backends than
+TensorFlow both are their Keras parent unchanged.
 """
 
 from __future__ import annotations

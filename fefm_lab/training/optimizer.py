@@ -49,6 +49,15 @@ def _sum_rows(gradient: tf.IndexedSlices) -> tuple[tf.Tensor, tf.Tensor]:
     return rows, summed
 
 
+def _dense_sum(gradient: tf.IndexedSlices, variable: tf.Variable) -> tf.Tensor:
+    """The row-sparse gradient as a dense tensor of the variable's shape (repeats summed)."""
+    return tf.math.unsorted_segment_sum(
+        tf.convert_to_tensor(gradient.values, variable.dtype),
+        gradient.indices,
+        tf.shape(variable, out_type=gradient.indices.dtype)[0],
+    )
+
+
 def _in_xla_context() -> bool:
     """Whether the graph being traced is XLA-compiled, where custom ops cannot run."""
     from fefm_lab.layers import _in_xla_context
@@ -134,6 +143,9 @@ def adagrad_rows(variable, accumulator, gradient: tf.IndexedSlices, lr, epsilon)
             indices=gradient.indices,
         )
         return
+    if _in_xla_context():  # XLA has no tf.unique: the summed gradient over the whole table
+        adagrad_dense(variable, accumulator, _dense_sum(gradient, variable), lr, epsilon)
+        return
     rows, grad = _sum_rows(gradient)
     accumulator.scatter_add(tf.IndexedSlices(tf.square(grad), rows))
     accumulated = tf.gather(accumulator, rows)
@@ -176,6 +188,19 @@ def adam_rows(variable, first, second, gradient: tf.IndexedSlices, coefficients:
         )
         return
     c = coefficients
+    if _in_xla_context():  # XLA has no tf.unique: masked updates over the whole table
+        grad = _dense_sum(gradient, variable)
+        touched = (
+            _dense_sum(tf.IndexedSlices(tf.ones_like(gradient.values), gradient.indices), variable)
+            > 0
+        )
+        first.assign(tf.where(touched, c["beta1"] * first + c["one_minus_beta1"] * grad, first))
+        second.assign(
+            tf.where(touched, c["beta2"] * second + c["one_minus_beta2"] * tf.square(grad), second)
+        )
+        delta = c["rate"] * first / (tf.sqrt(second) + c["epsilon"])
+        variable.assign_sub(tf.where(touched, delta, tf.zeros_like(delta)))
+        return
     rows, grad = _sum_rows(gradient)
     new_first = c["beta1"] * tf.gather(first, rows) + c["one_minus_beta1"] * grad
     new_second = c["beta2"] * tf.gather(second, rows) + c["one_minus_beta2"] * tf.square(grad)

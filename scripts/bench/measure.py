@@ -44,19 +44,31 @@ def interleaved_median_seconds(
 ) -> dict[str, float]:
     """Median wall seconds of each call, taking the calls in turn (every other round in reverse
     order) so that a change in the machine's load falls on all of them alike: side by side."""
+    return {name: wall for name, (wall, _) in interleaved_medians(calls, repeats, warmup).items()}
+
+
+def interleaved_medians(
+    calls: dict[str, Callable[[], object]], repeats: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """(median wall seconds, median CPU seconds of this process) of each call, interleaved as in
+    `interleaved_median_seconds`. On a machine other jobs load, the CPU time (every thread of
+    this process) is the work a call did, which the wall time mixes with waiting for a core."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, received {repeats!r}")
     for call in calls.values():
         for _ in range(warmup):
             call()
     names = list(calls)
-    seconds: dict[str, list[float]] = {name: [] for name in names}
+    seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in names}
     for round_ in range(repeats):
         for name in names if round_ % 2 == 0 else names[::-1]:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             calls[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+            seconds[name].append((time.perf_counter() - start, time.process_time() - cpu))
+    return {
+        name: (statistics.median(w for w, _ in values), statistics.median(c for _, c in values))
+        for name, values in seconds.items()
+    }
 
 
 def mean_seconds(call: Callable[[], object], *, repeats: int, warmup: int) -> float:

@@ -4,7 +4,6 @@ replaces: at the paper's k=48 / DNN 1024x3, fit steps side by side in one proces
 from __future__ import annotations
 
 import os
-import time
 
 import keras
 import numpy as np
@@ -12,11 +11,14 @@ import pytest
 
 import fefm_lab
 from fefm_lab import SparseFeat, kernels, layers
-from scripts.bench.measure import interleaved_median_seconds
+from scripts.bench.measure import interleaved_medians
 
-K, UNITS, BATCH, FIELDS, VOCABULARY, STEPS = 48, (1024, 1024, 1024), 1024, 39, 1000
-# Medians of interleaved calls on a shared 2-core machine still move by some 10-15%
-NOISE_TOLERANCE = 1.2
+K, UNITS, BATCH, FIELDS, VOCABULARY, STEPS = 48, (1024, 1024, 1024), 1024, 39, 1000, 4
+# Medians of interleaved calls: the CPU time a step takes moves by a few percent between runs;
+# the wall time, on a 2-core machine other jobs load, by 20% and more (seen: 0.91 and 1.20 in two
+# runs of the same code while some 10 other processes competed for the cores).
+CPU_TOLERANCE = 1.15
+WALL_TOLERANCE = 1.4
 
 
 def _fit_call(switch: str, optimizer: keras.optimizers.Optimizer, monkeypatch, x, y):
@@ -64,12 +66,13 @@ def test_fit_step_with_the_kernel_is_not_slower_than_without(
     on = _fit_call("1", make_optimizer(), monkeypatch, x, y)
     off = _fit_call("0", make_optimizer(), monkeypatch, x, y)
     assert set(traced_scores) == {("1", "FefmScores"), ("0", "other")}
-    started = time.process_time()
-    seconds = interleaved_median_seconds({"on": on, "off": off}, repeats=5, warmup=1)
-    ratio = seconds["on"] / seconds["off"]
+    medians = interleaved_medians({"on": on, "off": off}, repeats=5, warmup=1)
+    (wall_on, cpu_on), (wall_off, cpu_off) = medians["on"], medians["off"]
     print(
-        f"fit step k={K}, DNN {UNITS}: kernels on {seconds['on'] / STEPS * 1e3:.0f} ms, "
-        f"off {seconds['off'] / STEPS * 1e3:.0f} ms, ratio {ratio:.3f} "
-        f"(process CPU {time.process_time() - started:.0f} s)"
+        f"fit step k={K}, DNN {UNITS}, kernels on / off: wall {wall_on / STEPS * 1e3:.0f} / "
+        f"{wall_off / STEPS * 1e3:.0f} ms (ratio {wall_on / wall_off:.3f}), process CPU "
+        f"{cpu_on / STEPS * 1e3:.0f} / {cpu_off / STEPS * 1e3:.0f} ms "
+        f"(ratio {cpu_on / cpu_off:.3f})"
     )
-    assert ratio <= NOISE_TOLERANCE, seconds
+    assert cpu_on / cpu_off <= CPU_TOLERANCE, medians
+    assert wall_on / wall_off <= WALL_TOLERANCE, medians

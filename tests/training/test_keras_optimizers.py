@@ -166,6 +166,43 @@ def _initial_weights() -> list[np.ndarray]:
     return fefm_lab.DeepFEFM(columns, columns, dnn_hidden_units=(8,), seed=3).get_weights()
 
 
+@pytest.mark.parametrize("kind", ["adagrad", "adam"])
+def test_xla_compiled_updates_equal_the_row_sparse_ones(built_kernel, kind) -> None:
+    """Under XLA (Keras's `jit_compile=True`, the default on a GPU) there is no tf.unique and no
+    custom op: the rows' update runs over the whole table, masked for lazy Adam; same numbers."""
+    make = fefm_lab.RowSparseAdagrad if kind == "adagrad" else fefm_lab.RowSparseAdam
+    start = np.arange(12, dtype=np.float32).reshape(6, 2) / 10
+    results = []
+    for jit_compile in (False, True):
+        table = keras.Variable(start.copy())
+        optimizer = make(learning_rate=0.05)
+        optimizer.build([table])
+        apply = tf.function(
+            lambda i, v: optimizer.apply([tf.IndexedSlices(v, i)], [table]),  # noqa: B023
+            jit_compile=jit_compile,
+        )
+        for indices, values in _gradients():
+            apply(tf.constant(indices), tf.constant(values))
+        results.append(table.numpy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(results[1][3], start[3])
+
+
+def test_fit_under_xla_equals_fit_without(built_kernel) -> None:
+    columns, x, y = _model_and_data()
+    weights = []
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(2)
+        model = fefm_lab.DeepFEFM(columns, columns, dnn_hidden_units=(8,), seed=3)
+        model.compile(
+            fefm_lab.RowSparseAdagrad(0.05), "binary_crossentropy", jit_compile=jit_compile
+        )
+        model.fit(x, y, batch_size=16, epochs=1, shuffle=False, verbose=0)
+        weights.append(model.get_weights())
+    for plain, xla in zip(*weights, strict=True):
+        np.testing.assert_allclose(xla, plain, rtol=1e-4, atol=1e-6)
+
+
 def test_compiled_model_saves_and_reloads_with_its_optimizer(tmp_path, built_kernel) -> None:
     columns, x, y = _model_and_data()
     model = fefm_lab.DeepFEFM(columns, columns, dnn_hidden_units=(4,), seed=1)

@@ -356,9 +356,16 @@ def test_kernels_off_and_xla_graphs_take_the_ops_path(kernels_on, monkeypatch) -
     variable = tf.Variable(np.ones((10, 3), np.float32))
     optimizer = RowSparseOptimizer("adagrad", 0.1, [variable])
     assert "FefmLabRowSparseAdagrad" in _traced_op_types(optimizer, 3)
-    # XLA cannot run a custom op: a jit_compile graph gets the TensorFlow ops.
+    # XLA runs neither a custom op nor tf.unique: a jit_compile graph sums the rows into the
+    # table's shape with TensorFlow ops (and it compiles: the update runs under XLA).
     xla_ops = _traced_op_types(optimizer, 3, jit_compile=True)
-    assert not xla_ops & FUSED_OPS and "Unique" in xla_ops
+    assert not xla_ops & FUSED_OPS and "Unique" not in xla_ops
+    assert "UnsortedSegmentSum" in xla_ops
+    apply = tf.function(lambda i, v: optimizer.apply([tf.IndexedSlices(v, i)]), jit_compile=True)
+    apply(tf.constant([2, 2], tf.int32), tf.constant(np.ones((2, 3), np.float32)))
+    # a = 0.1 + 2^2 on row 2 only; w = 1 - 0.1 * 2 / sqrt(4.1 + 1e-7)
+    np.testing.assert_allclose(variable.numpy()[2], 1 - 0.2 / np.sqrt(4.1 + 1e-7), rtol=1e-6)
+    np.testing.assert_array_equal(variable.numpy()[[0, 1, 3]], 1.0)
     monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
     assert fused_ops(variable) is None
     assert not _traced_op_types(optimizer, 3) & FUSED_OPS
