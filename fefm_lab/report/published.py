@@ -64,6 +64,12 @@ PUBLISHED: dict[tuple[str, str], Published] = {
     ("criteo_x1", "dcnv2"): _five(
         0.813939, 0.00019976, 0.438087, 0.00020478, "DCNv2/DCNv2_criteo_x1"
     ),
+    # Criteo_x4 in its _001 protocol (min count 10, embedding size 16): one run each
+    ("criteo_x4", "lr"): _one(0.793359, 0.456754, "LR/LR_criteo_x4_001"),
+    ("criteo_x4", "fm"): _one(0.808607, 0.443109, "FM/FM_criteo_x4_001"),
+    ("criteo_x4", "fwfm"): _one(0.811214, 0.440797, "FwFM/FwFM_criteo_x4_001"),
+    ("criteo_x4", "deepfm"): _one(0.814332, 0.437584, "DeepFM/DeepFM_criteo_x4_001"),
+    ("criteo_x4", "dcnv2"): _one(0.814514, 0.437631, "DCNv2/DCNv2_criteo_x4_001"),
     ("avazu_x1", "lr"): _one(0.751625, 0.373527, "LR/LR_avazu_x1"),
     ("avazu_x1", "fm"): _one(0.761253, 0.367738, "FM/FM_avazu_x1"),
     ("avazu_x1", "fwfm"): _one(0.760156, 0.368781, "FwFM/FwFM_avazu_x1"),

@@ -161,6 +161,44 @@ def test_avazu_x1_reader(tmp_path, data_root):
     ]
 
 
+def test_criteo_x4_reader_buckets_integers_and_drops_rare_values(tmp_path, data_root):
+    """Criteo_x4's raw columns: integers (blank = missing) become floor(ln(x)^2) buckets for x > 2,
+    and values seen fewer than 10 times in train share the OOV id (the _001 protocol)."""
+    header = ["Label", *(f"I{i}" for i in range(1, 14)), *(f"C{i}" for i in range(1, 27))]
+
+    def row(label: int, i1: str, c1: str) -> str:
+        return ",".join([str(label), i1, *["1"] * 12, c1, *["ab12"] * 25])
+
+    # I1: 10 x "3" (ln(3)^2 = 1.2 -> bucket 1) and 10 x "20" (ln(20)^2 = 8.97 -> 8); C1: "aa" 12
+    # times, "bb" 8 times (rare), so C1 keeps one value besides OOV and missing
+    train = [row(i % 2, "3" if i < 10 else "20", "aa" if i < 12 else "bb") for i in range(20)]
+    folder = write_split_folder(
+        tmp_path / "Criteo_x4",
+        header,
+        {
+            "train.csv": train,
+            "valid.csv": [row(1, "2", "bb"), row(0, "", "")],
+            "test.csv": [row(0, "7", "aa")],  # ln(7)^2 = 3.79 -> 3: unseen in train
+        },
+    )
+    prepared = prepare(
+        preset("criteo_x4", folder, md5_override(folder)),
+        seed=1,
+        data_root=data_root,
+        progress=False,
+    )
+    i1, c1 = prepared.feature_map.field("I1"), prepared.feature_map.field("C1")
+    assert i1.encoding == "log_bucket" and i1.vocabulary_size == 2 + 2
+    assert c1.vocabulary_size == 2 + 1
+    valid = read_split(prepared.directory, "validation")
+    assert valid["I1"].tolist() == [i1.oov_id, i1.missing_id]
+    assert valid["C1"].tolist() == [c1.oov_id, c1.missing_id]
+    test = read_split(prepared.directory, "test")
+    assert test["I1"].tolist() == [i1.oov_id] and test["C1"][0] not in (c1.oov_id, c1.missing_id)
+    manifest = json.loads((prepared.directory / MANIFEST).read_text())
+    assert [manifest["splits"][s]["rows"] for s in ("train", "validation", "test")] == [20, 2, 1]
+
+
 def test_published_md5_mismatch_refused_before_anything_is_written(tmp_path, data_root):
     folder = criteo_x1_folder(tmp_path / "Criteo_x1")
     with pytest.raises(DataError) as caught:

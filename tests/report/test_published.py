@@ -54,7 +54,7 @@ def test_published_table_states_source_and_runs():
     )
     assert PUBLISHED[("avazu_x1", "fm")].runs == 1
     assert math.isnan(PUBLISHED[("avazu_x1", "fm")].auc_std)
-    assert {d for d, _ in PUBLISHED} == {"criteo_x1", "avazu_x1", "frappe_x1"}
+    assert {d for d, _ in PUBLISHED} == {"criteo_x1", "criteo_x4", "avazu_x1", "frappe_x1"}
     assert {m for _, m in PUBLISHED} == {"lr", "fm", "fwfm", "fmfm", "deepfm", "dcnv2"}
 
 

