@@ -547,7 +547,8 @@ class ReportConfig:
     published: bool = option(
         True,
         "add a table of the runs on the open benchmark's datasets (criteo_x1, criteo_x4, "
-        "avazu_x1, frappe_x1) beside its published test AUC / log loss (fefm_lab/report/published.py)",
+        "avazu_x1, frappe_x1) beside its published test AUC / log loss "
+        "(fefm_lab/report/published.py)",
     )
 
 
