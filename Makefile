@@ -36,9 +36,10 @@ test: setup ## Run the test suite (slow checks excluded)
 test-all: setup ## Run every test, slow ones included
 	$(PY) -m pytest -q
 
-lint: setup ## ruff check and format check
+lint: setup ## ruff check and format check, the import contracts (pyproject: [tool.importlinter])
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
@@ -82,4 +83,4 @@ bench-peer: setup ## Side-by-side with the reference DeepCTR DeepFEFM (own venv 
 	$(PY) scripts/embed_results.py README.md
 
 clean: ## Remove build outputs and local run outputs (keeps .venv and results/)
-	rm -rf build dist *.egg-info outputs multirun .pytest_cache .ruff_cache
+	rm -rf build dist *.egg-info outputs multirun .pytest_cache .ruff_cache .import_linter_cache

@@ -201,13 +201,13 @@ def command_report(arguments: Sequence[str]) -> int:
 
 def command_ui(arguments: Sequence[str]) -> int:
     """`fefm-lab ui [sweep=NAME] [overrides]`: print the sweep's comparison link, serve the UI."""
+    from fefm_lab.report.links import sweep_links
     from fefm_lab.runner import store_for
     from fefm_lab.tracking.ui import (
         bind_ui_socket,
         check_servable,
         latest_sweep,
         serve_ui,
-        sweep_links,
         ui_base_url,
     )
 

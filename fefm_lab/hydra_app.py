@@ -11,14 +11,13 @@ from typing import Any
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
+from fefm_lab.config.compose import CONFIG_NAME, VERSION_BASE
+
 # conf/hydra/launcher/ray.yaml deliberately shares its name with the Ray plugin's schema (users
 # type hydra/launcher=ray); Hydra merges the two and warns that this matching is deprecated.
 warnings.filterwarnings(
     "ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema"
 )
-
-VERSION_BASE = "1.3"
-CONFIG_NAME = "config"
 
 
 def launch_hydra(

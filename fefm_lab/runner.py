@@ -25,8 +25,9 @@ from fefm_lab.config.ablation import model_seed
 from fefm_lab.config.compose import resolve
 from fefm_lab.config.schema import MODEL_CONFIG_ONLY
 from fefm_lab.config.validation import trainer_config, validate_config
+from fefm_lab.data.shared import dataset_for_job
 from fefm_lab.errors import UserError
-from fefm_lab.tracking.confighash import config_hash, current_code_version, data_fingerprint
+from fefm_lab.tracking.confighash import run_identity
 from fefm_lab.tracking.liveness import keep_alive
 from fefm_lab.tracking.naming import configuration_tags, run_name, run_tags
 from fefm_lab.tracking.resume import (
@@ -60,23 +61,6 @@ from fefm_lab.training.checkpoint import (
 from fefm_lab.training.signals import StopSignals
 from fefm_lab.tuning.trial import TAG_PRUNED_AT, TAG_STUDY, trial_reporter
 from fefm_lab.uris import masked_uri
-
-
-@dataclass(frozen=True)
-class RunIdentity:
-    """What makes two runs "the same configuration" (see `fefm_lab.tracking.confighash`)."""
-
-    config_hash: str
-    data_fingerprint: str
-    code_version: str
-
-
-def run_identity(resolved: Mapping[str, Any], manifest: Mapping[str, Any]) -> RunIdentity:
-    """The identity of a run of `resolved` on the prepared data whose manifest is given."""
-    data = data_fingerprint(manifest)
-    code = current_code_version()
-    return RunIdentity(config_hash(resolved, data_fingerprint=data, code_version=code), data, code)
-
 
 # ---------------------------------------------------------------- the job
 
@@ -130,8 +114,6 @@ def _say(message: str) -> None:
 
 def prepare_data(resolved: Mapping[str, Any]):
     """The prepared dataset of the run (built once, then reused from its fingerprint)."""
-    from fefm_lab.cluster.shared_data import dataset_for_job
-
     data = dataset_for_job(resolved)  # in a sweep: the one its launching process prepared
     data.check_trainable()  # a split with no rows or one class is named here, not "diverged"
     return data

@@ -4,36 +4,19 @@ N jobs on N workers must not prepare the same file N times (nor need the raw fil
 launching process prepares every distinct dataset of the sweep under `paths.data_root` before
 the first job starts, and hands the jobs the fingerprints it produced (`sweep.data_fingerprints`;
 datasets it could not prepare are listed in `sweep.unprepared`, and their jobs fail on their own).
-A job then only reuses: it finds the prepared directory under its `paths.data_root`, checks that
-its fingerprint is one the launching process prepared, and otherwise fails with a message that
-says what is wrong (the directory is not shared, or holds other data).
+A job then only reuses them (`fefm_lab.data.shared.dataset_for_job`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import socket
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fefm_lab.errors import DataError, UserError
-
-FINGERPRINTS_KEY = "data_fingerprints"  # under `sweep`
-UNPREPARED_KEY = "unprepared"  # under `sweep`
-
-
-def preparation_key(resolved: Mapping[str, Any]) -> str:
-    """Jobs with equal keys use the same prepared dataset (same settings, same split seed, same
-    data_root): 16 hex digits, the same wherever the job runs."""
-    dataset = resolved["dataset"]
-    split_seed = dataset.get("split_seed")
-    seed = resolved["seed"] if split_seed is None else split_seed
-    text = json.dumps([dataset, seed, resolved["paths"]["data_root"]], sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+from fefm_lab.data.shared import FINGERPRINTS_KEY, UNPREPARED_KEY, preparation_key
+from fefm_lab.errors import UserError
 
 
 @dataclass
@@ -85,45 +68,3 @@ def prepare_sweep_datasets(
             print(f"preparing the data of a sweep job failed ({error}); its jobs will fail with "
                   "this reason", file=sys.stderr, flush=True)  # fmt: skip
     return result
-
-
-def dataset_for_job(resolved: Mapping[str, Any]):
-    """The job's prepared dataset: prepared here, or (in a sweep whose launching process
-    prepared it) found under `paths.data_root` and checked against the expected fingerprints."""
-    from fefm_lab.data import prepare
-    from fefm_lab.data.prepare import PreparedDataMissing
-
-    data_root = Path(resolved["paths"]["data_root"])
-    sweep = resolved.get("sweep") or {}
-    expected = list(sweep.get(FINGERPRINTS_KEY) or [])
-    if not expected or preparation_key(resolved) in (sweep.get(UNPREPARED_KEY) or []):
-        return prepare(
-            resolved["dataset"],
-            seed=resolved["seed"],
-            data_root=data_root,
-            # the passes over a raw file can take many minutes: shown as training's progress is
-            progress=bool((resolved.get("trainer") or {}).get("verbose")),
-        )
-    host = socket.gethostname()
-    try:
-        data = prepare(
-            resolved["dataset"],
-            seed=resolved["seed"],
-            data_root=data_root,
-            progress=False,
-            reuse_only=True,
-        )
-    except PreparedDataMissing as missing:
-        raise DataError(
-            f"paths.data_root={data_root}: this job (on host {host}) does not see the dataset the "
-            f"sweep's launching process prepared ({missing}); paths.data_root must be a "
-            "directory every node sees, at the same path (a shared filesystem)"
-        ) from None
-    fingerprint = data.manifest.get("fingerprint")
-    if fingerprint not in expected:
-        raise DataError(
-            f"{data.directory}: prepared dataset fingerprint {fingerprint} on host {host} is not "
-            f"one the sweep's launching process prepared ({', '.join(expected)}): "
-            f"paths.data_root={data_root} holds other data on this node"
-        )
-    return data

@@ -1,7 +1,7 @@
 """What each DeepFEFM ablation means, stated once.
 
 `ABLATIONS` is the `ablation` config group (registered as its options by
-`fefm_lab.config.store`), the order of the report's rows, and what `ablation_label` reads back
+`fefm_lab.config.registry`), the order of the report's rows, and what `ablation_label` reads back
 from a run's model flags. The first five are the paper's Table 5 (Pande 2020).
 """
 

@@ -17,15 +17,16 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-import fefm_lab
-from fefm_lab.config.store import register_configs
+from fefm_lab.config.registry import register_configs
 from fefm_lab.config.validation import explain_omegaconf_error, validate_config
 from fefm_lab.errors import ConfigError
-from fefm_lab.hydra_app import CONFIG_NAME, VERSION_BASE
 
 # The schemas and the ablation options are in the ConfigStore before anything composes (Hydra's
 # launchers hand the ConfigStore to their workers with the rest of Hydra's state).
 register_configs()
+
+VERSION_BASE = "1.3"  # the Hydra version whose defaults the configs are written for
+CONFIG_NAME = "config"  # conf/config.yaml, the primary config
 
 
 def config_dir() -> str:
@@ -37,7 +38,7 @@ def config_dir() -> str:
     try:
         return str(importlib.resources.files("fefm_lab.conf"))
     except ModuleNotFoundError:
-        return str(Path(fefm_lab.__file__).resolve().parent.parent / "conf")
+        return str(Path(__file__).resolve().parents[2] / "conf")
 
 
 def hydra_message(error: BaseException) -> str:

@@ -1,6 +1,6 @@
 """The config schemas: every default, type and range of fefm-lab's configs, declared once.
 
-Hydra's ConfigStore holds them under the `schema/` group (see `fefm_lab.config.store`), out of
+Hydra's ConfigStore holds them under the `schema/` group (see `fefm_lab.config.registry`), out of
 the way of `glob(*)`; each YAML under conf/ starts from its schema (`/schema/...@_here_` in its
 defaults list) and states only its differences, with a comment saying why. A model's dataclass
 lists exactly the parameters its builder takes (`fefm_lab.model.build_model`) plus `name` and,
@@ -8,9 +8,9 @@ for models with embeddings, `embedding_dim`; `model_defaults(name)` gives the bu
 without importing TensorFlow.
 
 The `dataset` group's schemas (`DATASET_SCHEMAS`, one per format) give its keys, defaults, types
-and docs; its ranges and cross-key rules are `fefm_lab.data.config.validate_dataset_config`'s
+and docs; its ranges and cross-key rules are `fefm_lab.config.dataset.validate_dataset_config`'s
 (which also builds the `DatasetConfig` that preparation reads). The `trainer` section's schema is
-`fefm_lab.training.config.TrainerConfig`.
+`fefm_lab.config.trainer.TrainerConfig`.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def family_defaults() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- datasets
-# Ranges and cross-key rules: fefm_lab.data.config.validate_dataset_config.
+# Ranges and cross-key rules: fefm_lab.config.dataset.validate_dataset_config.
 
 
 @dataclass

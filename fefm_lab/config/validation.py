@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from fefm_lab.config.dataset import validate_dataset_config
 from fefm_lab.config.rules import check_section, expected, schema_fields
 from fefm_lab.config.schema import (
     DATASET_SCHEMAS,
@@ -25,8 +26,8 @@ from fefm_lab.config.schema import (
     ModelConfig,
     model_parameters,
 )
+from fefm_lab.config.trainer import TrainerConfig
 from fefm_lab.errors import ConfigError
-from fefm_lab.training.config import TrainerConfig
 
 # Top-level keys that are config groups with a schema of their own (checked separately).
 _GROUP_KEYS = ("dataset", "model", "trainer", *SECTION_SCHEMAS)
@@ -69,8 +70,6 @@ def validate_config(resolved: Mapping[str, Any]) -> None:
     for key, schema in SECTION_SCHEMAS.items():
         if key in resolved:
             check_section(resolved[key] or {}, schema, f"{key}.")
-
-    from fefm_lab.data import validate_dataset_config
 
     validate_dataset_config(resolved["dataset"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fefm_lab.data.config import DatasetConfig
+from fefm_lab.config.dataset import DatasetConfig
 
 CRITEO_INTEGER = tuple(f"I{i}" for i in range(1, 14))
 CRITEO_CATEGORICAL = tuple(f"C{i}" for i in range(1, 27))

@@ -38,8 +38,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from fefm_lab.config.dataset import DatasetConfig, validate_dataset_config
 from fefm_lab.data.checksums import verify_md5
-from fefm_lab.data.config import DatasetConfig, validate_dataset_config
 from fefm_lab.data.encode import dense_values, min_max_scale, sparse_keys
 from fefm_lab.data.feature_map import DENSE, SPARSE, FeatureMap, FieldSpec
 from fefm_lab.data.layout import SourceLayout, layout_for

@@ -41,7 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from fefm_lab.data.config import SyntheticSource
+from fefm_lab.config.dataset import SyntheticSource
 from fefm_lab.data.keys import splitmix64, uniform01
 from fefm_lab.data.layout import AVAZU_COLUMNS, CRITEO_CATEGORICAL, CRITEO_INTEGER
 from fefm_lab.data.split import TEST, assign_splits

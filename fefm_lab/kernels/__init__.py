@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 KERNEL_DIR = Path(__file__).resolve().parent
-DISABLE_VARIABLE = "FEFM_LAB_KERNELS"
+# The kernels' on/off switch: "0", "false", "off" or "no" runs the TensorFlow ops, anything else
+# (or unset) the kernels.
+SWITCH_VARIABLE = "FEFM_LAB_KERNELS"
 
 
 def source_path(name: str) -> Path:
@@ -47,7 +49,7 @@ def source_digest(name: str) -> str:
 
 def kernels_enabled() -> bool:
     """False when FEFM_LAB_KERNELS is 0/false/off/no."""
-    return os.environ.get(DISABLE_VARIABLE, "1").strip().lower() not in ("0", "false", "off", "no")
+    return os.environ.get(SWITCH_VARIABLE, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
 def stale_reason(name: str) -> str | None:
@@ -93,6 +95,6 @@ def load(name: str) -> Any | None:
 def status(name: str) -> str:
     """One line: whether kernel `name` is in use, and if not, why."""
     if not kernels_enabled():
-        return f"kernel {name}: off ({DISABLE_VARIABLE}={os.environ[DISABLE_VARIABLE]})"
+        return f"kernel {name}: off ({SWITCH_VARIABLE}={os.environ[SWITCH_VARIABLE]})"
     module, reason = _load(name)
     return f"kernel {name}: {'in use' if module is not None else 'not used'} ({reason})"

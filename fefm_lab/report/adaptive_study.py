@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fefm_lab.markdown import markdown_table
-from fefm_lab.report.ablation import report_metrics
+from fefm_lab.report.ablation_table import report_metrics
 from fefm_lab.report.verdicts import BASELINE, study_verdicts
 
 KEY = ["dataset", "model", "ablation"]

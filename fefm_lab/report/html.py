@@ -9,12 +9,10 @@ from __future__ import annotations
 import base64
 import html
 import re
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-if TYPE_CHECKING:
-    from fefm_lab.report.write import Report
+from fefm_lab.report.document import Report
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }

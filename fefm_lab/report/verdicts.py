@@ -7,7 +7,7 @@ every batch of seeds)::
                    baseline="none") -> pandas.DataFrame
 
 `runs`: one row per run with columns dataset, model, ablation, seed and one column per metric
-(what `fefm_lab.report.ablation.runs_frame` gives; a NaN leaves that seed out of that metric's
+(what `ablation_table.runs_frame` gives; a NaN leaves that seed out of that metric's
 pairs). `margins`: metric -> practical margin m > 0
 (`report.margin.*`; a metric such as `budget_auc` falls back to the margin of `auc`). The answer
 has one row per (dataset, model, ablation other than the baseline, metric): n (paired seeds),

@@ -14,7 +14,7 @@ import pandas as pd
 from fefm_lab.errors import UserError
 from fefm_lab.fileio import atomic_path, atomic_write_text
 from fefm_lab.markdown import markdown_table
-from fefm_lab.report.ablation import (
+from fefm_lab.report.ablation_table import (
     BUDGET_METRICS,
     METRICS,
     ablation_table,
@@ -28,6 +28,7 @@ from fefm_lab.report.ablation import (
 from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_markdown
 from fefm_lab.report.chart import plot_ablation_chart
 from fefm_lab.report.curves import CURVES_NAME, load_curves, plot_learning_curves, with_budget
+from fefm_lab.report.document import Report
 from fefm_lab.report.expectations import check_expectations, expectation_text
 from fefm_lab.report.html import html_section, report_html
 from fefm_lab.report.published import comparison_explanation, published_comparison
@@ -48,24 +49,6 @@ METRIC_LABELS = {
     "budget_auc": "budget val AUC",
     "budget_logloss": "budget val log loss",
 }
-
-
-@dataclass
-class Report:
-    """Everything the report says, before it is rendered to files."""
-
-    title: str
-    table: pd.DataFrame
-    runs: pd.DataFrame
-    warnings: list[str]
-    teacher: str
-    gap_seeds: pd.DataFrame
-    training: str = ""
-    settings: ReportSettings = field(default_factory=ReportSettings)
-    tuned: str = ""  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
-    adaptive: str = ""  # an adaptive-seeds sweep's seeds, CPU-hours and cost (adaptive_study)
-    published: pd.DataFrame = field(default_factory=pd.DataFrame)
-    curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run and epoch
 
 
 @dataclass

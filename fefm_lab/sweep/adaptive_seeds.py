@@ -34,7 +34,7 @@ import pandas as pd
 from fefm_lab.config.rules import check_section
 from fefm_lab.config.schema import AdaptiveSeedsConfig
 from fefm_lab.errors import ConfigError
-from fefm_lab.report.ablation import report_metrics
+from fefm_lab.report.ablation_table import report_metrics
 from fefm_lab.report.verdicts import BASELINE, study_verdicts
 
 Key = tuple[str, str, str]  # dataset, model, ablation
@@ -129,7 +129,7 @@ class AdaptiveStudy:
 
     `points` are the grid points (job overrides without `seed`); `record_key` notes which
     configuration (dataset, model, ablation) a point's runs are; `look` takes the runs table
-    (report.ablation.runs_frame columns) and raises the targets of the ablations not settled
+    (report.ablation_table.runs_frame columns) and raises the targets of the ablations not settled
     (and of their baseline); `pending` lists the (point, seed) jobs still to launch.
     """
 

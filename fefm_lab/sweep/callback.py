@@ -17,10 +17,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import fefm_lab
 from fefm_lab.report.settings import ReportSettings
+from fefm_lab.sweep.finish import DEFAULT_UI_PORT, SweepSummary, finish_sweep
 from fefm_lab.sweep.parent import open_parent, parent_of
 from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.store import TrackingStore, open_store
-from fefm_lab.tracking.sweep import DEFAULT_UI_PORT, SweepSummary, finish_sweep
 
 # Overrides that `fefm-lab run -m` adds for the jobs: bookkeeping, not part of the user's sweep.
 _BOOKKEEPING = ("sweep.invocation=", "sweep.name=", "threads=")

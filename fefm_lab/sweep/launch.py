@@ -35,6 +35,7 @@ from contextlib import AbstractContextManager, contextmanager
 
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.callback import end_sweep
+from fefm_lab.sweep.finish import summarize_sweep
 from fefm_lab.sweep.job import SweepJobError, run_sweep_job
 from fefm_lab.sweep.parent import close_in_flight, parent_of
 from fefm_lab.sweep.plan import SweepPlan, plan_sweep
@@ -49,7 +50,6 @@ from fefm_lab.tracking.liveness import (
     pid_alive,
 )
 from fefm_lab.tracking.store import TrackingStore
-from fefm_lab.tracking.sweep import summarize_sweep
 from fefm_lab.training.signals import TrainingStopped
 
 # How long a stopped sweep waits for its jobs on this host to record their own end.
@@ -225,7 +225,7 @@ def _conclude(store: TrackingStore, invocation: str, ui_port: int) -> int:
 
 def run_sweep(overrides: Sequence[str]) -> int:
     """Run the sweep the overrides describe; the command's exit code (see the module docstring)."""
-    from fefm_lab.cluster.plan import prepare_cluster_sweep
+    from fefm_lab.cluster.preflight import prepare_cluster_sweep
     from fefm_lab.runner import store_for
 
     plan = plan_sweep(overrides)

@@ -22,7 +22,6 @@ from fefm_lab.tracking.store import (
 )
 
 TAG_INVOCATION = "sweep_invocation"  # the token of the launch that has the parent open
-REUSED_PREFIX = "reused."  # parent tag `reused.<config hash>` = the FINISHED run a job reused
 # parent tag `unrun.<job key>` = {"run": name, "reason": why}: a job of this launch that failed
 # before it could open a run (its data could not be prepared, for one)
 UNRUN_PREFIX = "unrun."
@@ -63,17 +62,6 @@ def parent_of(store: TrackingStore, invocation: str) -> Run | None:
         f"tags.{TAG_INVOCATION} = {_quote(invocation)} and tags.{TAG_ROLE} = '{ROLE_SWEEP}'"
     )
     return runs[-1] if runs else None
-
-
-def record_reuse(store: TrackingStore, parent_run_id: str, config_hash: str, run_id: str) -> None:
-    """Note on the parent that this configuration's FINISHED run (filed anywhere) was reused."""
-    store.client.set_tag(parent_run_id, f"{REUSED_PREFIX}{config_hash}", run_id)
-
-
-def reused_runs(store: TrackingStore, parent: Run) -> list[Run]:
-    """The FINISHED runs that the sweep's jobs reused instead of running again."""
-    ids = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_PREFIX)}
-    return [store.client.get_run(run_id) for run_id in sorted(ids)]
 
 
 def record_unrun(

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fefm_lab.cluster.launchers import LauncherPlacement
-from fefm_lab.cluster.plan import placement_and_root
+from fefm_lab.cluster.preflight import placement_and_root
 from fefm_lab.errors import ConfigError
 
 # Overrides that do not change what a sweep computes: left out of its generated name.

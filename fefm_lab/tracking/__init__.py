@@ -1,4 +1,5 @@
-"""MLflow tracking: one run per job, one parent run per sweep, resume by config hash."""
+"""MLflow, and only MLflow: the store, a run's identity (config hash), names, tags, logging,
+resume, liveness, the experiment's description, the UI and the tracking server."""
 
 from fefm_lab.tracking.confighash import HASHED_KEYS, config_hash, flatten
 from fefm_lab.tracking.store import (

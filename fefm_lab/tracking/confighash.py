@@ -31,7 +31,7 @@ import tokenize
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fefm_lab.config.ablation import seed_stream
 
@@ -75,7 +75,7 @@ CODE_VERSION_MODULES = (
     "fefm_lab.kernels.fefm_interaction",
     "fefm_lab.layers",
     "fefm_lab.model",
-    "fefm_lab.training.config",
+    "fefm_lab.config.trainer",
     "fefm_lab.training.divergence",
     "fefm_lab.training.loop",
     "fefm_lab.training.metrics",
@@ -364,3 +364,20 @@ def config_hash(
     return _digest(
         {"config": hashed_part(resolved), "data": data_fingerprint, "code_version": version}
     )
+
+
+class RunIdentity(NamedTuple):
+    """What makes two runs "the same configuration": their `config_hash`, and the data
+    fingerprint and code version it covers (a NamedTuple: this module loads on its own, without
+    the package, for the other-Pythons check)."""
+
+    config_hash: str
+    data_fingerprint: str
+    code_version: str
+
+
+def run_identity(resolved: Mapping[str, Any], manifest: Mapping[str, Any]) -> RunIdentity:
+    """The identity of a run of `resolved` on the prepared data whose manifest is given."""
+    data = data_fingerprint(manifest)
+    code = current_code_version()
+    return RunIdentity(config_hash(resolved, data_fingerprint=data, code_version=code), data, code)

@@ -9,10 +9,11 @@ Tags: `model`, `ablation` (read from the flags, `fefm_lab.config.ablation.ablati
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import fefm_lab
 from fefm_lab.config.ablation import ablation_label
+from fefm_lab.tracking.confighash import RunIdentity
 from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.run_logging import git_commit
 from fefm_lab.tracking.store import (
@@ -24,9 +25,6 @@ from fefm_lab.tracking.store import (
     TAG_ROLE,
     TAG_SWEEP,
 )
-
-if TYPE_CHECKING:
-    from fefm_lab.runner import RunIdentity
 
 
 def dataset_name(resolved: Mapping[str, Any]) -> str:

@@ -14,7 +14,6 @@ from typing import Any
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-import fefm_lab
 from fefm_lab.tracking.confighash import flatten
 from fefm_lab.uris import masked_text
 
@@ -100,7 +99,7 @@ def log_text(client: MlflowClient, run_id: str, text: str, artifact_file: str) -
 
 def git_commit(folder: Path | None = None) -> str:
     """The commit of the checkout fefm-lab runs from (with `-dirty`), or `unknown`."""
-    folder = folder or Path(fefm_lab.__file__).resolve().parent
+    folder = folder or Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True

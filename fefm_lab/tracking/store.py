@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import random
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from sqlalchemy.exc import SQLAlchemyError
 
 from fefm_lab.errors import UserError
+from fefm_lab.tracking.experiment import describe_experiment, get_or_create_experiment
 from fefm_lab.tracking.liveness import HEARTBEAT_TIMEOUT_S, death_reason
 from fefm_lab.uris import masked_text, masked_uri
 
@@ -44,6 +44,7 @@ TAG_DATA_FINGERPRINT = "data_fingerprint"
 TAG_CODE_VERSION = "code_version"
 ROLE_JOB = "job"
 ROLE_SWEEP = "sweep"
+REUSED_PREFIX = "reused."  # parent tag `reused.<config hash>` = the FINISHED run a job reused
 
 
 def configuration_of(run: Run) -> str:
@@ -165,6 +166,17 @@ class TrackingStore:
         return reaped
 
 
+def record_reuse(store: TrackingStore, parent_run_id: str, config_hash: str, run_id: str) -> None:
+    """Note on the parent that this configuration's FINISHED run (filed anywhere) was reused."""
+    store.client.set_tag(parent_run_id, f"{REUSED_PREFIX}{config_hash}", run_id)
+
+
+def reused_runs(store: TrackingStore, parent: Run) -> list[Run]:
+    """The FINISHED runs that the sweep's jobs reused instead of running again."""
+    ids = {v for k, v in parent.data.tags.items() if k.startswith(REUSED_PREFIX)}
+    return [store.client.get_run(run_id) for run_id in sorted(ids)]
+
+
 def sqlite_path(tracking_uri: str) -> Path | None:
     """The database file of a `sqlite:///...` URI (None for other stores and in-memory ones)."""
     parsed = urlparse(tracking_uri)
@@ -263,8 +275,6 @@ def open_store(
     already made for `tracking_uri` (tests force races through it).
     """
     check_store(tracking_uri)
-    from fefm_lab.tracking.ui import describe_experiment
-
     with creation_lock(tracking_uri):
         try:
             client = client or MlflowClient(tracking_uri=tracking_uri)  # creates / migrates
@@ -280,64 +290,6 @@ def open_store(
                 f"(damaged or truncated?): {_first_line(error)}"
             ) from None
     return TrackingStore(client, experiment_id, experiment_name, tracking_uri)
-
-
-# Tries of a get-or-create or a tag write that lost a race with another process.
-RACE_ATTEMPTS = 6
-
-
-def _lost_a_race(error: MlflowException) -> bool:
-    """Whether a write failed because another process wrote the same key first (a unique-key
-    violation, or MLflow's RESOURCE_ALREADY_EXISTS)."""
-    text = str(error).lower()
-    return error.error_code == "RESOURCE_ALREADY_EXISTS" or any(
-        word in text for word in ("unique", "already exists", "duplicate key", "integrityerror")
-    )
-
-
-def _pause_after_race(attempt: int) -> None:
-    time.sleep(0.05 * 2**attempt * (1 + random.random()))  # jittered: racers part ways
-
-
-def get_or_create_experiment(
-    client: MlflowClient, name: str, artifact_location: str | None = None
-) -> str:
-    """The id of the live experiment `name`, created (or restored) if needed.
-
-    Another process may create or restore it between our look and our write: that write fails
-    with a unique-key error, and a second look finds the experiment.
-    """
-    for attempt in range(RACE_ATTEMPTS):
-        experiment = client.get_experiment_by_name(name)
-        try:
-            if experiment is None:
-                return client.create_experiment(name, artifact_location=artifact_location)
-            if experiment.lifecycle_stage == "deleted":
-                client.restore_experiment(experiment.experiment_id)
-            return experiment.experiment_id
-        except MlflowException as error:
-            again = client.get_experiment_by_name(name)
-            if again is not None and again.lifecycle_stage != "deleted":
-                return again.experiment_id  # the other process's create or restore
-            if not _lost_a_race(error) or attempt == RACE_ATTEMPTS - 1:
-                raise
-            _pause_after_race(attempt)
-    raise AssertionError("unreachable")
-
-
-def set_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
-    """Set an experiment tag; the same value already there (another process set it at the same
-    moment) is success, and a unique-key race is retried."""
-    for attempt in range(RACE_ATTEMPTS):
-        try:
-            client.set_experiment_tag(experiment_id, key, value)
-            return
-        except MlflowException as error:
-            if client.get_experiment(experiment_id).tags.get(key) == value:
-                return
-            if not _lost_a_race(error) or attempt == RACE_ATTEMPTS - 1:
-                raise
-            _pause_after_race(attempt)
 
 
 def _first_line(error: BaseException) -> str:

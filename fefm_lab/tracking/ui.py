@@ -1,8 +1,8 @@
-"""The MLflow UI one link away: experiment kind and description, comparison links, lean server.
+"""The MLflow UI one link away: the URLs of its pages, and a lean server.
 
 MLflow 3.x's UI opens in its GenAI layout unless an experiment says it is model training: the
-experiment tag `mlflow.experimentKind=custom_model_development` and the URL parameter
-`workflowType=machine_learning` select the model-training layout. The page
+experiment tag `mlflow.experimentKind=custom_model_development` (`fefm_lab.tracking.experiment`)
+and the URL parameter `workflowType=machine_learning` select the model-training layout. The page
 `#/compare-runs?runs=[...]&experiments=[...]` puts chosen runs side by side with their parameter
 and metric tables (test AUC and log loss included) without further clicks.
 
@@ -24,7 +24,6 @@ import warnings
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from fefm_lab.errors import ConfigError, UserError
@@ -34,38 +33,10 @@ from fefm_lab.tracking.store import (
     TrackingStore,
     _quote,
     check_store,
-    set_experiment_tag,
 )
 from fefm_lab.uris import masked_uri
 
-KIND_TAG = "mlflow.experimentKind"
-MODEL_TRAINING_KIND = "custom_model_development"
-DESCRIPTION_TAG = "mlflow.note.content"  # the experiment's description in the UI
 UI_HOST = "127.0.0.1"
-
-
-def experiment_description(name: str) -> str:
-    """What the experiment holds and how to compare its runs (Markdown, shown by the UI)."""
-    return (
-        f"fefm-lab experiment `{name}`: DeepFEFM and comparison models, one run per trained "
-        "configuration (tags `role=job`, `dataset`, `model`, `ablation`, `seed`).\n\n"
-        "A sweep is one parent run (`role=sweep`) with its jobs as child runs. Its artifacts "
-        "hold the ablation report under `report/`: `ablation_report.html` (table with paired "
-        "differences, 95% confidence intervals, p-values and verdicts; chart), the same table as "
-        "Markdown and CSV, and the chart as PNG.\n\n"
-        "To compare a sweep's runs side by side, run `fefm-lab ui sweep=NAME` (default: the "
-        "latest sweep) and open the link it prints; in this run list, filter with "
-        "`tags.sweep = 'NAME'` and add the columns `test_auc` and `test_logloss`."
-    )
-
-
-def describe_experiment(client: MlflowClient, experiment_id: str, name: str) -> None:
-    """Mark the experiment as model training and give it a description (an existing one stays)."""
-    tags = client.get_experiment(experiment_id).tags
-    if tags.get(KIND_TAG) != MODEL_TRAINING_KIND:
-        set_experiment_tag(client, experiment_id, KIND_TAG, MODEL_TRAINING_KIND)
-    if not tags.get(DESCRIPTION_TAG):
-        set_experiment_tag(client, experiment_id, DESCRIPTION_TAG, experiment_description(name))
 
 
 def tracking_has_experiment(tracking_uri: str, name: str) -> bool:
@@ -102,35 +73,6 @@ def latest_sweep(store: TrackingStore) -> str | None:
     """The name of the most recently started sweep of the experiment, or None."""
     parents = store.search(f"tags.{TAG_ROLE} = 'sweep'")
     return parents[-1].data.tags.get(TAG_SWEEP) if parents else None
-
-
-def sweep_comparison_runs(store: TrackingStore, sweep: str) -> list[Run]:
-    """The sweep's latest run of each configuration that finished with test metrics."""
-    from fefm_lab.report.ablation import runs_frame, sweep_runs
-
-    parent = store.sweep_parent(sweep)
-    if parent is None:
-        return []
-    runs = sweep_runs(store, parent)
-    chosen = set(runs_frame(runs).get("run_id", []))
-    return sorted((r for r in runs if r.info.run_id in chosen), key=lambda r: r.info.run_name or "")
-
-
-def sweep_links(store: TrackingStore, sweep: str, port: int) -> list[str]:
-    """Printable lines: the comparison link of a sweep's runs and its filtered run list."""
-    base = ui_base_url(port)
-    runs = sweep_comparison_runs(store, sweep)
-    lines = []
-    if runs:
-        ids = [r.info.run_id for r in runs]
-        lines.append(
-            f"compare sweep {sweep!r} ({len(ids)} runs, test AUC and log loss side by side):\n"
-            f"  {comparison_url(base, store.experiment_id, ids)}"
-        )
-    else:
-        lines.append(f"sweep {sweep!r} has no finished runs to compare yet")
-    lines.append(f"its runs in the run list:\n  {runs_url(base, store.experiment_id, sweep)}")
-    return lines
 
 
 def check_servable(tracking_uri: str) -> None:

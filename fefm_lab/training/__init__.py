@@ -4,7 +4,7 @@ The loop and optimizer load TensorFlow, so they are imported lazily: reading a `
 (config validation, `fefm-lab show`) stays fast.
 """
 
-from fefm_lab.training.config import EarlyStopping, TrainerConfig
+from fefm_lab.config.trainer import EarlyStopping, TrainerConfig
 
 _LOOP_EXPORTS = ("TrainResult", "Trainer", "TrainingDiverged", "fit_and_evaluate")
 _METRIC_EXPORTS = ("auc", "log_loss")

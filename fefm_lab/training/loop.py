@@ -28,10 +28,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from fefm_lab.config.trainer import TrainerConfig
 from fefm_lab.progress import EpochProgress, make_progress
 from fefm_lab.training import divergence
 from fefm_lab.training.checkpoint import CheckpointDirectory, Position, TrainingState
-from fefm_lab.training.config import TrainerConfig
 from fefm_lab.training.divergence import TrainingDiverged
 from fefm_lab.training.metrics import PROBABILITY_EPSILON, auc, log_loss
 from fefm_lab.training.optimizer import RowSparseOptimizer

@@ -128,7 +128,7 @@ class RayLauncher(Launcher):
 
 def _lost_job(overrides: list[str], sweep_config: DictConfig, error: Exception) -> JobReturn:
     """A FAILED JobReturn for a job whose worker died; its MLflow run (if any) marked KILLED."""
-    from fefm_lab.cluster.lost_jobs import record_lost_job
+    from fefm_lab.sweep.lost_jobs import record_lost_job
 
     cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
     reason = f"Ray worker died ({type(error).__name__}: {cause})"[:2000]

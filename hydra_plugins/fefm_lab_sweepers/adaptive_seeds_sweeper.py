@@ -147,10 +147,10 @@ class AdaptiveSeedsSweeper(Sweeper):
 def _runs_of(
     store, run_of: dict[tuple[int, int], str], study: AdaptiveStudy, budget_epochs: int | None
 ):
-    """The finished runs of the launched jobs as the report reads them (report.ablation.runs_frame,
-    with the metrics at `report.budget_epochs` when set), each point's key noted in the study,
-    and the CPU-hours they recorded."""
-    from fefm_lab.report.ablation import runs_frame
+    """The finished runs of the launched jobs as the report reads them (`runs_frame` of
+    report.ablation_table, with the metrics at `report.budget_epochs` when set), each point's key
+    noted in the study, and the CPU-hours they recorded."""
+    from fefm_lab.report.ablation_table import runs_frame
     from fefm_lab.report.curves import load_curves, with_budget
 
     runs = {run_id: store.client.get_run(run_id) for run_id in set(run_of.values())}

@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> PartResult:
+    from fefm_lab.config.trainer import TrainerConfig
     from fefm_lab.training.checkpoint import CheckpointDirectory, Position, TrainingState
-    from fefm_lab.training.config import TrainerConfig
 
     rows, steps, every, saves = (
         args.checkpoint_rows,

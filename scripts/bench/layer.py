@@ -43,17 +43,17 @@ def trainer_jit_compile() -> bool:
 def kernels_switched(on: bool) -> Iterator[None]:
     """FEFM_LAB_KERNELS for the block: graphs traced inside it take the compiled kernels (on) or
     the TensorFlow ops (off)."""
-    from fefm_lab.kernels import DISABLE_VARIABLE
+    from fefm_lab.kernels import SWITCH_VARIABLE
 
-    before = os.environ.get(DISABLE_VARIABLE)
-    os.environ[DISABLE_VARIABLE] = "1" if on else "0"
+    before = os.environ.get(SWITCH_VARIABLE)
+    os.environ[SWITCH_VARIABLE] = "1" if on else "0"
     try:
         yield
     finally:
         if before is None:
-            del os.environ[DISABLE_VARIABLE]
+            del os.environ[SWITCH_VARIABLE]
         else:
-            os.environ[DISABLE_VARIABLE] = before
+            os.environ[SWITCH_VARIABLE] = before
 
 
 def shipped_fefm_path() -> tuple[bool, str]:

@@ -24,14 +24,14 @@ def test_profile_times_each_part_of_a_step() -> None:
 
 
 def test_kernels_off_sets_the_switch_only_inside_the_block(monkeypatch) -> None:
-    monkeypatch.delenv(kernels.DISABLE_VARIABLE, raising=False)
+    monkeypatch.delenv(kernels.SWITCH_VARIABLE, raising=False)
     with kernels_off():
-        assert os.environ[kernels.DISABLE_VARIABLE] == "0" and not kernels.kernels_enabled()
-    assert kernels.DISABLE_VARIABLE not in os.environ
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "yes")
+        assert os.environ[kernels.SWITCH_VARIABLE] == "0" and not kernels.kernels_enabled()
+    assert kernels.SWITCH_VARIABLE not in os.environ
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "yes")
     with kernels_off():
         assert not kernels.kernels_enabled()
-    assert os.environ[kernels.DISABLE_VARIABLE] == "yes"
+    assert os.environ[kernels.SWITCH_VARIABLE] == "yes"
 
 
 def test_bound_target_is_met_within_one_and_a_half_times_the_bound() -> None:
@@ -51,7 +51,7 @@ def test_profile_part_times_both_paths_shipped_first(fefm_kernel, monkeypatch) -
     from fefm_lab import kernels
     from scripts.bench.step_profile import run
 
-    monkeypatch.delenv(kernels.DISABLE_VARIABLE, raising=False)
+    monkeypatch.delenv(kernels.SWITCH_VARIABLE, raising=False)
     result = run(argparse.Namespace(smoke=True, profile_repeats=2))
     section, ops = result.sections
     assert section.headers[2] == "path" and section.headers[-1] == "speed-up"

@@ -14,8 +14,8 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
+from fefm_lab.tracking.experiment import DESCRIPTION_TAG, KIND_TAG, MODEL_TRAINING_KIND
 from fefm_lab.tracking.store import open_store
-from fefm_lab.tracking.ui import DESCRIPTION_TAG, KIND_TAG, MODEL_TRAINING_KIND
 
 pytestmark = pytest.mark.slow
 RACERS = 2

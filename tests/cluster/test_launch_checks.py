@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from fefm_lab import cli
 from fefm_lab.cluster.checks import check_launch, root_dir_override
 from fefm_lab.cluster.launchers import LauncherPlacement, launcher_placement
-from fefm_lab.cluster.plan import placement_and_root
+from fefm_lab.cluster.preflight import placement_and_root
 from fefm_lab.errors import ConfigError
 
 

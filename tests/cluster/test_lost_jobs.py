@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from fefm_lab import cli
-from fefm_lab.cluster.lost_jobs import record_lost_job
 from fefm_lab.config.compose import resolve
-from fefm_lab.runner import prepare_data, run_identity, store_for
+from fefm_lab.runner import prepare_data, store_for
+from fefm_lab.sweep.lost_jobs import record_lost_job
 from fefm_lab.sweep.parent import open_parent
+from fefm_lab.tracking.confighash import run_identity
 from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_PARENT, TAG_ROLE
 
 

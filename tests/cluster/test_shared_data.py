@@ -7,7 +7,8 @@ import shutil
 import pytest
 
 from fefm_lab import cli
-from fefm_lab.cluster.shared_data import dataset_for_job, preparation_key, prepare_sweep_datasets
+from fefm_lab.cluster.shared_data import prepare_sweep_datasets
+from fefm_lab.data.shared import dataset_for_job, preparation_key
 from fefm_lab.errors import DataError
 
 TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fefm_lab.data import DatasetConfig, validate_dataset_config
+from fefm_lab.config.dataset import DatasetConfig, validate_dataset_config
 from fefm_lab.errors import ConfigError
 
 CRITEO = {"format": "criteo", "path": "/data/train.txt"}
@@ -82,7 +82,7 @@ def test_composed_hydra_configs_validate():
 
     from hydra import compose, initialize_config_dir
 
-    from fefm_lab.config.store import register_configs
+    from fefm_lab.config.registry import register_configs
 
     register_configs()  # the `ablation` group that config.yaml's defaults name
 

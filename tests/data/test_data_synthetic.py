@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
+from fefm_lab.config.dataset import SyntheticSource, validate_dataset_config
 from fefm_lab.data import prepare, synthesize
-from fefm_lab.data.config import SyntheticSource, validate_dataset_config
 from fefm_lab.data.layout import AVAZU_COLUMNS
 from fefm_lab.data.synthetic import (
     THRESHOLD_STRENGTH,

@@ -12,7 +12,7 @@ def fefm_path(request, monkeypatch) -> str:
     """Runs a test on the fused kernel and on the TensorFlow-ops path (FEFM_LAB_KERNELS=0)."""
     if request.param == "kernel":
         request.getfixturevalue("fefm_kernel")
-        monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+        monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     else:
-        monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+        monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
     return request.param

@@ -113,7 +113,7 @@ def test_unknown_instruction_set_is_refused(fefm_kernel):
 
 
 def test_run_log_line_names_the_path(fefm_kernel, monkeypatch):
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     isa = instruction_set()
     assert isa in ISAS
     assert describe_path(jit_compile=False).startswith(
@@ -121,7 +121,7 @@ def test_run_log_line_names_the_path(fefm_kernel, monkeypatch):
     )
     assert "has no XLA version" in describe_path(jit_compile=True)
     assert "on a GPU: the fused kernel is CPU-only" in describe_path(False, on_gpu=True)
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
     assert describe_path(jit_compile=False) == (
         "FEFM interactions: TensorFlow ops (kernel fefm_interaction: off (FEFM_LAB_KERNELS=0))"
     )
@@ -136,7 +136,7 @@ def kernel_folder(tmp_path, monkeypatch):
     build use."""
     shutil.copy(kernels.source_path(NAME), tmp_path)
     monkeypatch.setattr(kernels, "KERNEL_DIR", tmp_path)
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     kernels._load.cache_clear()
     yield tmp_path
     kernels._load.cache_clear()
@@ -168,10 +168,10 @@ def test_loader_falls_back_with_its_reason(kernel_folder, fefm_kernel):
 
 
 def test_switch_turns_the_kernel_off(fefm_kernel, monkeypatch):
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "off")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "off")
     assert kernels.load(NAME) is None
     assert kernels.status(NAME) == f"kernel {NAME}: off (FEFM_LAB_KERNELS=off)"
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     assert kernels.load(NAME) is fefm_kernel
 
 

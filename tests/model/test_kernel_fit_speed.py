@@ -24,7 +24,7 @@ WALL_TOLERANCE = 1.4
 def _fit_call(switch: str, optimizer: keras.optimizers.Optimizer, monkeypatch, x, y):
     """A `fit` of STEPS steps of a DeepFEFM traced with FEFM_LAB_KERNELS=`switch` (the FEFM
     path is chosen when the step is traced, so each model keeps its own)."""
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, switch)
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, switch)
     columns = [
         SparseFeat(f"c{i}", vocabulary_size=VOCABULARY, embedding_dim=K) for i in range(FIELDS)
     ]
@@ -59,7 +59,7 @@ def test_fit_step_with_the_kernel_is_not_slower_than_without(
     def recording(*args):
         result = scores(*args)
         kind = "FefmScores" if result.op.type == "FefmScores" else "other"
-        traced_scores.append((os.environ[kernels.DISABLE_VARIABLE], kind))
+        traced_scores.append((os.environ[kernels.SWITCH_VARIABLE], kind))
         return result
 
     monkeypatch.setattr(layers, "_fefm_scores_tensorflow", recording)

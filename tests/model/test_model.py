@@ -562,7 +562,7 @@ def test_deepfefm_step_is_the_same_on_the_kernel_and_the_tensorflow_ops(fefm_ker
     y = tf.constant(np.random.default_rng(8).integers(0, 2, (45, 1)), tf.float32)
     steps = []
     for switch in ("1", "0"):
-        monkeypatch.setenv(kernels.DISABLE_VARIABLE, switch)
+        monkeypatch.setenv(kernels.SWITCH_VARIABLE, switch)
         model = DeepFEFM(COLUMNS, COLUMNS, dnn_hidden_units=HIDDEN, seed=2)
         randomise(model, 6)
         before = [keras.ops.convert_to_numpy(v) for v in model.weights]

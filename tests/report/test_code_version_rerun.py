@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fefm_lab import cli, runner
-from fefm_lab.report.ablation import load_runs
+from fefm_lab.report.ablation_table import load_runs
 from fefm_lab.tracking.confighash import current_code_version
 from fefm_lab.tracking.store import open_store
 

@@ -22,15 +22,10 @@ from fefm_lab.report.write import (
     RUNS_NAME,
     write_report,
 )
+from fefm_lab.sweep.finish import finish_sweep
+from fefm_lab.tracking.experiment import DESCRIPTION_TAG, KIND_TAG, MODEL_TRAINING_KIND
 from fefm_lab.tracking.store import open_store
-from fefm_lab.tracking.sweep import finish_sweep
-from fefm_lab.tracking.ui import (
-    DESCRIPTION_TAG,
-    KIND_TAG,
-    MODEL_TRAINING_KIND,
-    comparison_url,
-    latest_sweep,
-)
+from fefm_lab.tracking.ui import comparison_url, latest_sweep
 
 # seed -> AUC of `none`; the ablations shift it by a fixed amount plus a per-seed wobble
 BASE = {1: 0.781, 2: 0.774, 3: 0.788}

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from fefm_lab.markdown import fixed_decimals, markdown_table
-from fefm_lab.report.ablation import (
+from fefm_lab.report.ablation_table import (
     ablation_table,
     consistency_warnings,
     latest_per_seed,

@@ -24,10 +24,10 @@ from fefm_lab.config.schema import (
     model_defaults,
     model_parameters,
 )
+from fefm_lab.config.trainer import EarlyStopping, TrainerConfig
 from fefm_lab.config.validation import validate_config
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.plan import expand_jobs
-from fefm_lab.training.config import EarlyStopping, TrainerConfig
 
 CONF = Path(config_dir())
 GROUPS = (
@@ -151,7 +151,7 @@ def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:
 def test_dataset_schemas_agree_with_the_prepared_datasets_config() -> None:
     """The Python API's DatasetConfig has the schemas' keys and defaults (a key it has and no
     format's schema lacks would be unreachable from the command line)."""
-    from fefm_lab.data.config import DatasetConfig, SyntheticSource
+    from fefm_lab.config.dataset import DatasetConfig, SyntheticSource
 
     python_defaults = dataclasses.asdict(DatasetConfig())
     schema_keys = set()

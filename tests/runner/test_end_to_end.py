@@ -13,7 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from fefm_lab import cli
 from fefm_lab.config.compose import compose_config, resolve
-from fefm_lab.runner import prepare_data, run_identity, run_job
+from fefm_lab.runner import prepare_data, run_job
+from fefm_lab.tracking.confighash import run_identity
 from fefm_lab.tracking.store import open_store
 
 TINY = ["debug=tiny", "dataset.synthetic.rows=3000"]

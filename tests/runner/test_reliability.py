@@ -145,7 +145,7 @@ def _running(root: Path) -> list:
 
 @pytest.mark.slow
 def test_saturating_learning_rate_fails_and_stays_out_of_the_report(tmp_path: Path, capsys):
-    from fefm_lab.report.ablation import load_runs
+    from fefm_lab.report.ablation_table import load_runs
 
     assert cli.main(["run", *_args(tmp_path, "saturated", "seed=1")]) == 0
     assert (

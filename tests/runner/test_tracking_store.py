@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from fefm_lab.sweep.finish import finish_sweep
 from fefm_lab.sweep.parent import open_parent
 from fefm_lab.tracking.confighash import config_hash, flatten, hashed_part
 from fefm_lab.tracking.run_logging import log_params, param_value
 from fefm_lab.tracking.store import open_store
-from fefm_lab.tracking.sweep import finish_sweep
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fefm_lab.report.ablation import runs_frame, sweep_runs
+from fefm_lab.report.ablation_table import runs_frame, sweep_runs
 from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_rows
 from tests.sweep.sweep_process import WAIT_S, Sweep
 

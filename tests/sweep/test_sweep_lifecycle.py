@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from fefm_lab import cli
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.callback import SweepLifecycle
+from fefm_lab.sweep.finish import finish_sweep, summarize_sweep
 from fefm_lab.sweep.job import SweepJobError, run_sweep_job
 from fefm_lab.sweep.launch import parent_heartbeat, refuse_if_running
 from fefm_lab.sweep.parent import (
@@ -21,12 +22,10 @@ from fefm_lab.sweep.parent import (
     close_in_flight,
     open_parent,
     parent_of,
-    record_reuse,
     record_unrun,
 )
 from fefm_lab.tracking.liveness import TAG_HEARTBEAT, TAG_PID, TAG_PID_START, liveness_tags
-from fefm_lab.tracking.store import open_store
-from fefm_lab.tracking.sweep import finish_sweep, summarize_sweep
+from fefm_lab.tracking.store import open_store, record_reuse
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from fefm_lab.report.ablation import load_runs
+from fefm_lab.report.ablation_table import load_runs
+from fefm_lab.sweep.finish import summary_rows
 from fefm_lab.tracking.store import latest_per_config, open_store
-from fefm_lab.tracking.sweep import summary_rows
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ def built_kernel():
 @pytest.fixture(params=["kernel", "ops"])
 def path(request, built_kernel, monkeypatch) -> str:
     """Each test runs on the compiled kernel and on the TensorFlow-ops path."""
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1" if request.param == "kernel" else "0")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1" if request.param == "kernel" else "0")
     return request.param
 
 
@@ -112,7 +112,7 @@ def test_amsgrad_is_refused() -> None:
 
 
 def test_kernel_path_traces_one_row_sparse_op_and_no_whole_table_work(built_kernel, monkeypatch):
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     table = keras.Variable(np.zeros((1000, 4), np.float32))
     optimizer = fefm_lab.RowSparseAdagrad(0.1)
     optimizer.build([table])

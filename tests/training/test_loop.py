@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from planted_data import prepare_planted
 
+from fefm_lab.config.trainer import EarlyStopping
 from fefm_lab.data.input import eval_dataset
 from fefm_lab.model import build_model
 from fefm_lab.training import Trainer, TrainerConfig, TrainingDiverged, fit_and_evaluate
-from fefm_lab.training.config import EarlyStopping
 
 FIELDS = ["a", "b", "c", "d"]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fefm_lab.training.config import TrainerConfig
+from fefm_lab.config.trainer import TrainerConfig
 from fefm_lab.training.metrics import auc, log_loss
 
 

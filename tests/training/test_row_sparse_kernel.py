@@ -41,7 +41,7 @@ def built_kernel():
 
 @pytest.fixture
 def kernels_on(built_kernel, monkeypatch):
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     return built_kernel
 
 
@@ -158,7 +158,7 @@ def test_fused_update_equals_the_eager_ops_path_bit_for_bit(kernels_on, monkeypa
         for _ in range(3)
     ]
     fused, fused_optimizer = _run(kind, start, steps, lr=0.05)
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
     plain, plain_optimizer = _run(kind, start, steps, lr=0.05)
     np.testing.assert_array_equal(fused.numpy(), plain.numpy())
     for ours, theirs in zip(
@@ -198,7 +198,7 @@ def test_deepfefm_training_steps_equal_the_ops_path(
     ]
     results = {}
     for setting in ("1", "0"):
-        monkeypatch.setenv(kernels.DISABLE_VARIABLE, setting)
+        monkeypatch.setenv(kernels.SWITCH_VARIABLE, setting)
         trainer, _ = _deepfefm_trainer(jit_compile, optimizer)
         losses = [float(trainer.train_step(x, y)) for x, y in batches]
         graph = trainer.train_step.get_concrete_function(*batches[0]).graph
@@ -262,7 +262,7 @@ def test_fused_dense_update_equals_float64_reference_and_the_eager_ops(
     atol = 1e-7 if kind == "adagrad" else 3e-6
     for ours, expected in zip(fused, _dense_reference(kind, start, gradients, 0.05), strict=True):
         np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=atol)
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
     for ours, theirs in zip(fused, run(), strict=True):
         np.testing.assert_array_equal(ours, theirs)
 
@@ -331,7 +331,7 @@ def test_values_of_the_wrong_shape_are_an_error(built_kernel) -> None:
 
 def test_missing_library_falls_back_to_the_ops_path(built_kernel, monkeypatch, tmp_path) -> None:
     """No built library: the status says why, the update runs as TensorFlow ops, same numbers."""
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "1")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "1")
     monkeypatch.setattr(kernels, "KERNEL_DIR", tmp_path)
     kernels._load.cache_clear()
     try:
@@ -366,7 +366,7 @@ def test_kernels_off_and_xla_graphs_take_the_ops_path(kernels_on, monkeypatch) -
     # a = 0.1 + 2^2 on row 2 only; w = 1 - 0.1 * 2 / sqrt(4.1 + 1e-7)
     np.testing.assert_allclose(variable.numpy()[2], 1 - 0.2 / np.sqrt(4.1 + 1e-7), rtol=1e-6)
     np.testing.assert_array_equal(variable.numpy()[[0, 1, 3]], 1.0)
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
     assert fused_ops(variable) is None
     assert not _traced_op_types(optimizer, 3) & FUSED_OPS
 
@@ -378,7 +378,7 @@ def test_the_run_log_line_names_the_path(kernels_on, monkeypatch) -> None:
         "adam updates: TensorFlow ops (the kernel is CPU-only, the variables are on "
         "GPU:0 (NVIDIA H200))"
     )
-    monkeypatch.setenv(kernels.DISABLE_VARIABLE, "0")
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
     assert describe_path("adagrad") == (
         "adagrad updates: TensorFlow ops (kernel row_sparse_adagrad: off (FEFM_LAB_KERNELS=0))"
     )

@@ -16,7 +16,9 @@ from mlflow.entities import Run
 
 from fefm_lab.errors import UserError
 from fefm_lab.markdown import markdown_table
-from fefm_lab.sweep.parent import reused_runs, unrun_jobs
+from fefm_lab.report.links import sweep_links
+from fefm_lab.report.write import log_sweep_report
+from fefm_lab.sweep.parent import unrun_jobs
 from fefm_lab.tracking.run_logging import log_metrics, log_text
 from fefm_lab.tracking.store import (
     TAG_OUTCOME,
@@ -24,6 +26,7 @@ from fefm_lab.tracking.store import (
     TAG_SWEEP,
     TrackingStore,
     latest_per_config,
+    reused_runs,
 )
 
 if TYPE_CHECKING:
@@ -130,8 +133,6 @@ def finish_sweep(
         store.client.set_tag(parent_run_id, TAG_REPORT, summary.report_note[:5000])
     store.client.set_terminated(parent_run_id, end)
     if sweep:
-        from fefm_lab.tracking.ui import sweep_links
-
         summary.links = sweep_links(store, sweep, ui_port)
     return summary
 
@@ -142,8 +143,6 @@ def _log_report(
     summary: SweepSummary,
     settings: ReportSettings | None = None,
 ) -> None:
-    from fefm_lab.report.write import log_sweep_report
-
     try:
         written = log_sweep_report(store, parent_run_id, settings)
     except UserError as error:

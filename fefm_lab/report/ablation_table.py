@@ -35,7 +35,6 @@ from fefm_lab.report.statistics import (
     seeds_needed,
 )
 from fefm_lab.report.verdicts import study_verdicts
-from fefm_lab.sweep.parent import reused_runs
 from fefm_lab.tracking.store import (
     ROLE_JOB,
     TAG_CODE_VERSION,
@@ -47,6 +46,7 @@ from fefm_lab.tracking.store import (
     TAG_TUNED,
     TrackingStore,
     latest_per_config,
+    reused_runs,
 )
 from fefm_lab.uris import masked_uri
 

@@ -17,7 +17,7 @@ from fefm_lab.config.schema import (
     PathsConfig,
     ServerConfig,
 )
-from fefm_lab.training.config import TrainerConfig
+from fefm_lab.config.trainer import TrainerConfig
 
 SCHEMA_GROUP = "schema"
 

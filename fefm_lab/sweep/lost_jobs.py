@@ -25,8 +25,9 @@ def record_lost_job(sweep_config: DictConfig, reason: str) -> str | None:
     started a run). Errors reaching the tracking store are reported, not raised: the other
     jobs' results still come back."""
     from fefm_lab.config.compose import resolve
-    from fefm_lab.runner import prepare_data, run_identity, store_for
+    from fefm_lab.runner import prepare_data, store_for
     from fefm_lab.sweep.parent import parent_of
+    from fefm_lab.tracking.confighash import run_identity
 
     try:
         resolved = resolve(sweep_config)
