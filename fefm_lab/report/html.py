@@ -14,12 +14,17 @@ import pandas as pd
 
 from fefm_lab.report.document import Report
 
+# MLflow's artifact pane is narrow (about 550 CSS px beside its file tree and assistant panel at
+# a 1400 px window): small headings, the glance table first, wide tables scroll in their own box.
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; margin: 1em 0; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+body { font-family: system-ui, sans-serif; margin: 0.75em; color: #222; font-size: 14px; }
+h1 { font-size: 1.2em; margin: 0 0 0.5em; } h2 { font-size: 1.05em; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.4em; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.worse { color: #c0392b; font-weight: 600; } td.better { color: #1e8449; font-weight: 600; }
+td.equivalent { color: #2471a3; font-weight: 600; }
+.wide { overflow-x: auto; max-width: 100%; }
 .warning { border-left: 4px solid #c0392b; background: #fdf2f0; padding: 0.5em 1em; }
 img { max-width: 100%; }
 """
@@ -65,7 +70,7 @@ def html_table(frame: pd.DataFrame, table_id: str) -> str:
                 r"[-+]?[0-9.]+( ± [0-9.]+)?", str(text)
             ):
                 classes.append("num")
-            if "verdict" in str(column) and text in ("worse", "better"):
+            if "verdict" in str(column) and text in ("worse", "better", "equivalent"):
                 classes.append(str(text))
             attribute = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{attribute}>{html.escape(str(text))}</td>")
@@ -78,7 +83,7 @@ def html_table(frame: pd.DataFrame, table_id: str) -> str:
 
 def html_section(text: str, frame: pd.DataFrame, table_id: str) -> str:
     """A paragraph of the report's Markdown, then a table."""
-    return f"<p>{inline_markdown(text)}</p>\n{html_table(frame, table_id)}"
+    return f'<p>{inline_markdown(text)}</p>\n<div class="wide">{html_table(frame, table_id)}</div>'
 
 
 def _png(png: bytes, alt: str) -> str:
@@ -95,9 +100,10 @@ def report_html(
     *,
     curves_png: bytes | None = None,
     budget: str = "",
+    glance: pd.DataFrame | None = None,
 ) -> str:
-    """The whole page: title, warnings, how to read, table, the budget's table, teacher check,
-    chart, learning curves, seeds needed."""
+    """The whole page: title, the glance table, warnings, how to read, table, the budget's
+    table, teacher check, chart, learning curves, seeds needed."""
     title = html.escape(f"Ablation report: {report.title}")
     warnings = ""
     if report.warnings:
@@ -117,8 +123,10 @@ def report_html(
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
         f"<style>{STYLE}</style></head><body>\n"
-        f"<h1>{title}</h1>\n{warnings}\n<p>{inline_markdown(explanation)}</p>\n"
-        f"{html_table(readable, 'ablation-table')}\n{budget}\n"
+        f"<h1>{title}</h1>\n"
+        + (html_table(glance, "glance") if glance is not None and not glance.empty else "")
+        + f"\n{warnings}\n<p>{inline_markdown(explanation)}</p>\n"
+        f'<div class="wide">{html_table(readable, "ablation-table")}</div>\n{budget}\n'
         f"{markdown_blocks(report.training)}\n{markdown_blocks(report.teacher)}\n"
         + _png(chart_png, "test AUC per ablation with per-seed points and verdict intervals")
         + "\n"

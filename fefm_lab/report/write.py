@@ -107,6 +107,33 @@ def readable_table(table: pd.DataFrame, metrics: tuple[str, ...] = METRICS) -> p
     return readable
 
 
+GLANCE_VERDICTS = {"auc": "AUC verdict", "logloss": "log loss verdict"}
+
+
+def glance_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Every ablation's mean test AUC and log loss with their verdicts, in as few columns as
+    fit MLflow's artifact pane (dataset and model only when the report has several)."""
+    columns: dict[str, object] = {}
+    groups = table[["dataset", "model"]].drop_duplicates()
+    if len(groups) > 1:
+        columns["dataset"] = table["dataset"]
+        columns["model"] = table["model"]
+    columns["ablation"] = table["ablation"]
+    columns["seeds"] = table["runs"]
+    for metric in METRICS:
+        label = METRIC_LABELS[metric]
+        columns[label] = [f"{v:.5f}" for v in table[f"{metric}_mean"]]
+        columns[GLANCE_VERDICTS[metric]] = [
+            "baseline" if d == "baseline" else v
+            for d, v in zip(
+                [_difference_with_interval(r, metric) for _, r in table.iterrows()],
+                table[f"{metric}_verdict"],
+                strict=True,
+            )
+        ]
+    return pd.DataFrame(columns)
+
+
 def _family(table: pd.DataFrame) -> tuple[int, float]:
     """(tests, per-test level) of the table's verdicts; (0, NaN) when it compares nothing."""
     levels = table["auc_level"].dropna() if "auc_level" in table else pd.Series(dtype=float)
@@ -293,6 +320,7 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
         chart.read_bytes(),
         curves_png=curves_png,
         budget=budget,
+        glance=glance_table(report.table),
     )
     files.insert(0, atomic_write_text(out_dir / MARKDOWN_NAME, markdown))
     files.append(atomic_write_text(out_dir / HTML_NAME, html))

@@ -24,11 +24,12 @@ def experiment_description(name: str) -> str:
         f"fefm-lab experiment `{name}`: DeepFEFM and comparison models, one run per trained "
         "configuration (tags `role=job`, `dataset`, `model`, `ablation`, `seed`).\n\n"
         "A sweep is one parent run (`role=sweep`) with its jobs as child runs. Its artifacts "
-        "hold the ablation report under `report/`: `ablation_report.html` (table with paired "
-        "differences, 95% confidence intervals, p-values and verdicts; chart), the same table as "
-        "Markdown and CSV, and the chart as PNG.\n\n"
-        "To compare a sweep's runs side by side, run `fefm-lab ui sweep=NAME` (default: the "
-        "latest sweep) and open the link it prints; in this run list, filter with "
+        "hold the ablation report under `report/`: `ablation_report.html` (every ablation's test "
+        "AUC and log loss with its verdict at the top; paired differences with the intervals "
+        "the verdicts read; charts and learning curves), the tables as Markdown and CSV, and the "
+        "charts as PNG.\n\n"
+        "`fefm-lab ui sweep=NAME` (default: the latest sweep) prints the report's address first, "
+        "then the runs side by side; in this run list, filter with "
         "`tags.sweep = 'NAME'` and add the columns `test_auc` and `test_logloss`."
     )
 

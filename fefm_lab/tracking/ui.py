@@ -37,6 +37,7 @@ from fefm_lab.tracking.store import (
 from fefm_lab.uris import masked_uri
 
 UI_HOST = "127.0.0.1"
+REPORT_ARTIFACT = "report/ablation_report.html"  # fefm_lab.report.write: ARTIFACT_DIR/HTML_NAME
 
 
 def tracking_has_experiment(tracking_uri: str, name: str) -> bool:
@@ -57,6 +58,15 @@ def comparison_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str
     return (
         f"{base_url}/#/compare-runs?runs={runs}&experiments={experiments}"
         "&workflowType=machine_learning"
+    )
+
+
+def report_url(base_url: str, experiment_id: str, parent_run_id: str) -> str:
+    """The sweep's HTML report in its parent run's artifact pane: every ablation's test AUC and
+    log loss with their verdicts at the top, fitting a 1400 x 1400 window."""
+    return (
+        f"{base_url}/#/experiments/{experiment_id}/runs/{parent_run_id}/artifacts/"
+        f"{REPORT_ARTIFACT}?workflowType=machine_learning"
     )
 
 

@@ -28,6 +28,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.local_ui import free_port, wait_for_ui
+from tests.report.chromium_page import ChromiumPage
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +146,45 @@ def _printed_link(output: str) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith("compare sweep")]
     assert starts, output[-3000:]
     return lines[starts[-1] + 1].strip()
+
+
+def test_first_printed_link_shows_every_ablation_at_a_glance(study, tmp_path) -> None:
+    # the first address the sweep prints: its report in the parent run's artifact pane
+    first = next(w for w in study["sweep_out"].split() if w.startswith("http://127.0.0.1:"))
+    client, experiment_id = _client(study)
+    (parent,) = client.search_runs([experiment_id], "tags.role = 'sweep'")
+    assert first == (
+        f"http://127.0.0.1:{study['port']}/#/experiments/{experiment_id}/runs/"
+        f"{parent.info.run_id}/artifacts/report/ablation_report.html?workflowType=machine_learning"
+    )
+    children = client.search_runs([experiment_id], "tags.role = 'job'")
+    means = {}
+    for ablation in ("none", "no_linear"):
+        runs = [r for r in children if r.data.tags["ablation"] == ablation]
+        means[ablation] = [
+            sum(r.data.metrics[m] for r in runs) / len(runs) for m in ("test_auc", "test_logloss")
+        ]
+    with ChromiumPage(CHROMIUM, tmp_path / "profile", 1400, 1400) as page:
+        page.navigate(first)
+        frame = "iframe.mlflow-html-iframe"
+        rows = page.wait_for("#glance tbody tr", count=len(means), frame_of=frame)
+        page.screenshot(tmp_path / "first_link_1400.png")
+        (pane,) = page.boxes(frame)
+        (wide,) = page.boxes("div.wide:has(> #ablation-table)", frame_of=frame)
+        (body,) = page.boxes("body")
+    # model-training layout: the sidebar offers the model registry, not GenAI's prompts
+    layout = page_text(body["html"])
+    assert "Model registry" in layout and "Prompts" not in layout and "AI Gateway" not in layout
+    assert len(rows) == len(means)
+    for row in rows:
+        cells = [page_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row["html"])]
+        auc, logloss = means[cells[0]]
+        assert cells[2] == f"{auc:.5f}" and cells[4] == f"{logloss:.5f}", cells
+        # on screen without scrolling: inside the window and inside the artifact pane's frame
+        assert 0 <= pane["left"] <= row["left"] and row["right"] <= pane["right"] <= 1400, row
+        assert 0 <= pane["top"] <= row["top"] and row["bottom"] <= pane["bottom"] <= 1400, row
+    # the wide table scrolls in its own box instead of being cut at the pane's edge
+    assert wide["right"] <= pane["right"]
 
 
 def test_ui_is_lean_and_on_loopback(study) -> None:

@@ -187,7 +187,14 @@ def test_finish_sweep_logs_the_report_and_links_the_comparison(store, tmp_path) 
     )
     assert page.read_text().count("data:image/png;base64,") == 2
 
-    link = summary.links[0].splitlines()[1].strip()
+    # first the report in the parent's artifact pane, then the runs side by side
+    title, report_link = summary.links[0].splitlines()
+    assert title.startswith("ablation report of sweep 's1' (every ablation's test AUC and log")
+    assert report_link.strip() == (
+        f"http://127.0.0.1:5123/#/experiments/{store.experiment_id}/runs/{parent}/artifacts/"
+        "report/ablation_report.html?workflowType=machine_learning"
+    )
+    link = summary.links[1].splitlines()[1].strip()
     parts = urlsplit(link)
     assert (parts.scheme, parts.netloc, parts.path) == ("http", "127.0.0.1:5123", "/")
     route, _, query = parts.fragment.partition("?")
