@@ -13,10 +13,12 @@ from omegaconf import DictConfig
 
 from fefm_lab.config.compose import CONFIG_NAME, VERSION_BASE
 
-# conf/hydra/launcher/ray.yaml deliberately shares its name with the Ray plugin's schema (users
-# type hydra/launcher=ray); Hydra merges the two and warns that this matching is deprecated.
+# conf/hydra/launcher/ray.yaml and submitit_slurm.yaml deliberately share their names with the
+# plugins' schemas (users type hydra/launcher=ray, =submitit_slurm); Hydra merges each with its
+# schema and warns that this matching is deprecated.
 warnings.filterwarnings(
-    "ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema"
+    "ignore",
+    message=r"\s*'hydra/launcher/(ray|submitit_slurm)' is validated against ConfigStore schema",
 )
 
 

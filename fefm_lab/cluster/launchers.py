@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fefm_lab.cluster.slurm import slurm_hosts
 from fefm_lab.tracking.server import is_loopback_host
 
 # Ray addresses that mean "start or find a cluster on this machine", not a remote head.
@@ -19,17 +20,19 @@ class LauncherPlacement:
     other_working_directory: jobs run in processes that may not share our working directory
     (relative paths would point elsewhere).
     other_machines: jobs may run on another machine (a Ray cluster joined by address, Slurm).
-    cluster_host: the Ray head's host when joining by address (None otherwise)."""
+    cluster_hosts: the hosts the cluster spans, where known: the Ray head's when joining by
+    address, Slurm's controllers and nodes (empty otherwise)."""
 
     name: str
     other_working_directory: bool
     other_machines: bool
-    cluster_host: str | None = None
+    cluster_hosts: tuple[str, ...] = ()
 
     @property
     def loopback_cluster(self) -> bool:
-        """A Ray cluster whose head is on a loopback address: every node is this machine."""
-        return self.cluster_host is not None and is_loopback_host(self.cluster_host)
+        """Every known host of the cluster is a loopback address: every node is this machine
+        (a Ray head on 127.0.0.1, a workstation's one-node Slurm)."""
+        return bool(self.cluster_hosts) and all(map(is_loopback_host, self.cluster_hosts))
 
 
 def _ray_host(address: Any) -> str | None:
@@ -48,11 +51,12 @@ def launcher_placement(launcher: Mapping[str, Any]) -> LauncherPlacement:
         address = (launcher.get("ray") or {}).get("init", {}).get("address")
         # "auto" joins the cluster this machine's `ray start` belongs to: it may span machines.
         remote = address not in _LOCAL_RAY_ADDRESSES
-        return LauncherPlacement("ray", True, remote, _ray_host(address))
-    if "hydra_submitit_launcher" in target:
+        host = _ray_host(address)
+        return LauncherPlacement("ray", True, remote, (host,) if host else ())
+    if "hydra_submitit_launcher" in target or "fefm_lab_launchers.slurm" in target:
         if cls == "LocalLauncher":
             return LauncherPlacement("submitit_local", True, False)
-        return LauncherPlacement("submitit_slurm", True, True)
+        return LauncherPlacement("submitit_slurm", True, True, slurm_hosts())
     if "joblib" in target:
         return LauncherPlacement("joblib", False, False)  # forked workers keep our directory
     if cls == "BasicLauncher":

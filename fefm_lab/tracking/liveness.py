@@ -28,6 +28,7 @@ TAG_HOST = "host"
 TAG_PID = "pid"
 TAG_PID_START = "pid_start"  # /proc/<pid>/stat start time (clock ticks since boot); Linux only
 TAG_HEARTBEAT = "heartbeat"  # unix time (seconds) of the last sign of life
+TAG_SLURM_JOB = "slurm_job"  # the Slurm job (array task: JOBID_INDEX) the process runs in
 
 # A live job refreshes its heartbeat every HEARTBEAT_EVERY_S. A run on another host is reaped
 # after HEARTBEAT_TIMEOUT_S without one: ten missed beats, so a busy machine or a slow tracking
@@ -65,7 +66,18 @@ def liveness_tags() -> dict[str, str]:
     start = process_start_ticks(os.getpid())
     if start is not None:
         tags[TAG_PID_START] = start
+    slurm_job = slurm_job_id()
+    if slurm_job:
+        tags[TAG_SLURM_JOB] = slurm_job
     return tags
+
+
+def slurm_job_id() -> str | None:
+    """The Slurm job this process runs in, as squeue and scancel name it (None outside one)."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array and task:
+        return f"{array}_{task}"
+    return os.environ.get("SLURM_JOB_ID") or None
 
 
 def heartbeat(client: MlflowClient, run_id: str) -> None:

@@ -18,6 +18,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.run_logging import log_epoch
 from fefm_lab.tracking.store import (
     TAG_CODE_VERSION,
@@ -88,9 +89,12 @@ def find_continuation(store: TrackingStore, checkpoint_root: str | Path, digest:
 
 
 def reopen_run(client: MlflowClient, run: Run, state: TrainingState) -> None:
-    """Status back to RUNNING; the kill's outcome and reason go, a `resumed` tag says from where."""
+    """Status back to RUNNING; the kill's outcome and reason go, a `resumed` tag says from where,
+    and the liveness tags name this process (a requeued job runs in another one)."""
     run_id = run.info.run_id
     client.update_run(run_id, status="RUNNING")
+    for key, value in liveness_tags().items():
+        client.set_tag(run_id, key, value)
     for key in (TAG_OUTCOME, TAG_REASON):
         if key in run.data.tags:
             client.delete_tag(run_id, key)

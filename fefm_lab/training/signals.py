@@ -1,4 +1,7 @@
-"""Graceful stop on SIGTERM / SIGINT: what Slurm, Ray, a container runtime and Ctrl-C send.
+"""Graceful stop on SIGTERM / SIGINT / SIGUSR2: what Slurm, Ray, a container runtime and Ctrl-C
+send. SIGUSR2 is Slurm's warning before a time limit (`--signal=USR2@SECONDS`, which submitit
+asks for): the job checkpoints and stops, and its launcher requeues it
+(`hydra_plugins.fefm_lab_launchers.slurm_launcher`).
 
 While a job runs, `StopSignals` turns these signals into a `TrainingStopped` exception. Inside
 `deferred()` (the training loop) the exception waits: the handler only records the signal, the
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 
 
 class TrainingStopped(KeyboardInterrupt):

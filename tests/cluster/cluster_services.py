@@ -326,3 +326,181 @@ def start_ray_cluster(nodes: int, root: Path) -> RayCluster:
         cluster.stop()
         raise
     return cluster
+
+
+# ---------------------------------------------------------------- Slurm
+
+SLURM_DAEMONS = ("munged", "slurmctld", "slurmd")
+
+
+def slurm_problem() -> str | None:
+    """Why the tests cannot start a one-node Slurm here (None if they can)."""
+    missing = [d for d in SLURM_DAEMONS if shutil.which(d, path="/usr/sbin:/usr/bin") is None]
+    if missing:
+        return f"Slurm is not installed ({', '.join(missing)} missing); .ci/run installs it"
+    if shutil.which("sbatch") is None or not Path("/etc/munge/munge.key").is_file():
+        return "Slurm's client commands or /etc/munge/munge.key are missing; .ci/run installs them"
+    if os.geteuid() != 0:
+        return "starting munged as the munge user and slurmd needs root"
+    return None
+
+
+SLURM_CONF = """\
+ClusterName=fefmtest
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+CommunicationParameters=EnableIPv6
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={munge_socket}
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={root}/state
+SlurmdSpoolDir={root}/spool
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+MailProg=/bin/true
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SchedulerType=sched/backfill
+AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+ReturnToService=2
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+MinJobAge=300
+KillWait={kill_wait}
+OverTimeLimit=0
+JobRequeue=1
+SchedulerParameters=defer_no
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory_mb} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+@dataclass
+class SlurmCluster:
+    """munged (as munge), slurmctld and slurmd of a one-node cluster on 127.0.0.1, everything
+    in a temp dir; `env` is what client commands and the launcher need (SLURM_CONF)."""
+
+    root: Path
+    conf: Path
+    daemons: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "SLURM_CONF": str(self.conf)}
+
+    def command(self, *arguments: str, check: bool = True) -> subprocess.CompletedProcess:
+        """A Slurm client command (scontrol, squeue, scancel, ...) against this cluster."""
+        result = subprocess.run(
+            list(arguments), env=self.env, capture_output=True, text=True, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(arguments)}: exit {result.returncode}: {result.stderr}"
+            )
+        return result
+
+    def jobs(self) -> dict[str, str]:
+        """Job id -> state, of every job the controller still knows."""
+        out = self.command("squeue", "-h", "-r", "-o", "%i %T", check=False).stdout
+        return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
+
+    def job_processes(self) -> list[int]:
+        """Pids of the processes of this cluster's jobs (slurmstepd and what it runs): their
+        environment names our SLURM_CONF (sbatch passes the submitter's on) and a job."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                environ = (entry / "environ").read_bytes().split(b"\0")
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            in_job = any(v.startswith(b"SLURM_JOB_ID=") for v in environ)
+            if marker in environ and (in_job or command.startswith(b"slurmstepd")):
+                pids.append(int(entry.name))
+        return pids
+
+    def stop(self) -> None:
+        """Cancel every job, stop the daemons, end anything a job left, remove the temp dir."""
+        if self.daemons and self.daemons[-1].poll() is None:
+            self.command("scancel", "--full", "--quiet", "--user=root", check=False)
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: not self.jobs(), 60, "Slurm's jobs to end")
+        for daemon in reversed(self.daemons):
+            end_session(daemon)
+        for pid in self.job_processes():
+            with _ignore_gone():
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def start_slurm(cpus: int = 2, memory_mb: int = 4096, kill_wait_s: int = 30) -> SlurmCluster:
+    """A one-node Slurm on 127.0.0.1 (call inside the tests' loopback namespace)."""
+    root = Path(tempfile.mkdtemp(prefix="fefm-test-slurm-"))
+    root.chmod(0o755)  # munged (as munge) enters it to reach its own folder
+    munge = root / "munge"
+    munge.mkdir()
+    munge.chmod(0o755)  # munged wants its socket folder searchable by all (clients)
+    shutil.chown(munge, "munge", "munge")
+    for folder in ("state", "spool"):
+        (root / folder).mkdir()
+    conf = root / "slurm.conf"
+    conf.write_text(
+        SLURM_CONF.format(
+            root=root, munge_socket=munge / "munge.socket", ctld_port=free_port(),
+            slurmd_port=free_port(), cpus=cpus, memory_mb=memory_mb, kill_wait=kill_wait_s,
+        )
+    )  # fmt: skip
+    (root / "cgroup.conf").write_text("CgroupPlugin=cgroup/v1\n")
+    cluster = SlurmCluster(root, conf)
+    env = cluster.env
+    commands = [
+        [
+            "runuser", "-u", "munge", "--", "/usr/sbin/munged", "--foreground",
+            f"--socket={munge}/munge.socket", f"--pid-file={munge}/munged.pid",
+            f"--log-file={munge}/munged.log", f"--seed-file={munge}/munged.seed",
+        ],
+        ["/usr/sbin/slurmctld", "-D", "-i", "-f", str(conf)],
+        ["/usr/sbin/slurmd", "-D", "-N", "localhost", "-f", str(conf)],
+    ]  # fmt: skip
+    try:
+        for name, command in zip(SLURM_DAEMONS, commands, strict=True):
+            with (root / f"{name}.out").open("w") as output:
+                cluster.daemons.append(
+                    subprocess.Popen(
+                        command, env=env, stdout=output, stderr=subprocess.STDOUT,
+                        start_new_session=True, cwd=root,
+                    )
+                )  # fmt: skip
+            if name == "munged":
+                wait_until((munge / "munge.socket").exists, 30, "munged's socket")
+
+        def node_idle() -> bool:
+            for daemon, name in zip(cluster.daemons, SLURM_DAEMONS, strict=True):
+                if daemon.poll() is not None:
+                    log = (
+                        (root / f"{name}.log").read_text()
+                        if (root / f"{name}.log").exists()
+                        else ""
+                    )
+                    out = (root / f"{name}.out").read_text()
+                    raise AssertionError(f"{name} exited:\n{out}\n{log[-3000:]}")
+            state = cluster.command("sinfo", "-h", "-o", "%T", check=False).stdout.strip()
+            return state == "idle"
+
+        wait_until(node_idle, 90, "the Slurm node to be idle")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

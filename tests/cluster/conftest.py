@@ -61,3 +61,19 @@ def ray_cluster(loopback_namespace, cluster_root):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def slurm(loopback_namespace):
+    """A one-node Slurm (munged, slurmctld, slurmd) on 127.0.0.1; SLURM_CONF set for the test's
+    client commands and the `fefm-lab run` processes it starts."""
+    problem = services.slurm_problem()
+    if problem:
+        pytest.skip(f"Slurm tests: {problem}")
+    cluster = services.start_slurm()
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SLURM_CONF", str(cluster.conf))
+            yield cluster
+    finally:
+        cluster.stop()

@@ -8,83 +8,31 @@ so that two runs of one configuration give the same numbers).
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import subprocess
-from pathlib import Path
 
 import cluster_services as services
 import pytest
+from sweep_checks import (
+    CONFIGS,
+    SWEEP,
+    TINY,
+    by_config,
+    explain,
+    fefm_lab,
+    finished_sweep,
+    job_runs,
+    report_rows,
+)
 
 from fefm_lab.tracking.store import open_store
 
 pytestmark = pytest.mark.slow
 
-# 15 steps per epoch: enough training that no run ends worse than the constant predictor
-# (fefm_lab.training.divergence fails such runs; 3 steps left some there)
-TINY = ["debug=tiny", "dataset.synthetic.rows=3000", "trainer.steps_per_epoch=15", "threads=1"]
-SWEEP = ["ablation=none,no_linear", "seed=1,2"]
-CONFIGS = {("none", "1"), ("none", "2"), ("no_linear", "1"), ("no_linear", "2")}
-
-
-def fefm_lab(*arguments: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    cwd.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(
-        [str(services.VENV_BIN / "fefm-lab"), *arguments],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=timeout,
-    )
-
-
-def _explain(result: subprocess.CompletedProcess) -> str:
-    out, err = result.stdout[-4000:], result.stderr[-8000:]
-    return f"exit {result.returncode}\nstdout:\n{out}\nstderr:\n{err}"
-
 
 def _ray(cluster) -> list[str]:
     return ["hydra/launcher=ray", f"hydra.launcher.ray.init.address={cluster.address}"]
-
-
-def _jobs(store) -> list:
-    return store.search("tags.role = 'job'")
-
-
-def _by_config(runs) -> dict[tuple[str, str], object]:
-    found = {}
-    for run in runs:
-        key = (run.data.tags["ablation"], run.data.tags["seed"])
-        assert key not in found, f"two runs for {key}"
-        found[key] = run
-    return found
-
-
-def _finished_sweep(uri: str, experiment: str) -> tuple[object, object, dict]:
-    """The experiment's one sweep, checked: its parent run FINISHED with one FINISHED child per
-    configuration of CONFIGS. Returns the store, the parent run and the children by config."""
-    store = open_store(uri, experiment)
-    (parent,) = store.search("tags.role = 'sweep'")
-    children = store.children(parent.info.run_id)
-    assert len(children) == 4 and {c.info.status for c in children} == {"FINISHED"}
-    parent = store.client.get_run(parent.info.run_id)
-    assert parent.info.status == "FINISHED"
-    by_config = _by_config(children)
-    assert set(by_config) == CONFIGS
-    return store, parent, by_config
-
-
-def _report_rows(uri: str, experiment: str, root: Path) -> tuple[str, dict]:
-    result = fefm_lab(
-        "report", f"mlflow.tracking_uri={uri}", f"mlflow.experiment={experiment}",
-        f"paths.root_dir={root}", cwd=root,
-    )  # fmt: skip
-    assert result.returncode == 0, _explain(result)
-    table = root / "results" / experiment / "ablation_table.csv"
-    with table.open() as handle:
-        rows = {row["ablation"]: row for row in csv.DictReader(handle)}
-    return table.read_text(), rows
 
 
 def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
@@ -97,8 +45,8 @@ def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
         f"mlflow.tracking_uri={tracking_server.uri}", f"mlflow.experiment={experiment}",
         f"paths.root_dir={root}/ray", cwd=root / "ray",
     )  # fmt: skip
-    assert result.returncode == 0, _explain(result)
-    store, _, on_ray = _finished_sweep(tracking_server.uri, experiment)
+    assert result.returncode == 0, explain(result)
+    store, _, on_ray = finished_sweep(tracking_server.uri, experiment)
     # artifacts went through the server to its destination, not to the jobs' disks
     artifacts = {a.path for a in store.client.list_artifacts(on_ray["none", "1"].info.run_id)}
     assert {"config.yaml", "model", "training_curve.png"} <= artifacts
@@ -109,9 +57,9 @@ def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
         "run", "-m", *SWEEP, *TINY, f"mlflow.experiment={experiment}",
         f"paths.root_dir={root}/basic", cwd=root / "basic",
     )  # fmt: skip
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     local = open_store(f"sqlite:///{root}/basic/mlflow.db", experiment)
-    on_basic = _by_config(_jobs(local))
+    on_basic = by_config(job_runs(local))
     for key in CONFIGS:  # same seeds -> same numbers, wherever the job ran
         assert on_ray[key].data.metrics["test_auc"] == on_basic[key].data.metrics["test_auc"]
         assert (
@@ -119,9 +67,9 @@ def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
         )
         assert on_ray[key].data.tags["config_hash"] == on_basic[key].data.tags["config_hash"]
 
-    ray_table, ray_rows = _report_rows(tracking_server.uri, experiment, root / "report_ray")
+    ray_table, ray_rows = report_rows(tracking_server.uri, experiment, root / "report_ray")
     basic_uri = f"sqlite:///{root}/basic/mlflow.db"
-    basic_table, _ = _report_rows(basic_uri, experiment, root / "report_basic")
+    basic_table, _ = report_rows(basic_uri, experiment, root / "report_basic")
     assert ray_table == basic_table
     assert {name: row["runs"] for name, row in ray_rows.items()} == {"none": "2", "no_linear": "2"}
 
@@ -148,7 +96,7 @@ def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(
         store = open_store(tracking_server.uri, experiment)
 
         def busy_workers() -> list[int]:
-            running = [r for r in _jobs(store) if r.info.status == "RUNNING"]
+            running = [r for r in job_runs(store) if r.info.status == "RUNNING"]
             workers = ray_cluster.job_worker_pids()
             # every busy worker has opened its run: killing one ends a run mid-training
             return workers if running and len(running) == len(workers) else []
@@ -161,7 +109,7 @@ def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(
             services.end_session(sweep)
     assert code != 0, log.read_text()[-4000:]
 
-    runs = _jobs(store)
+    runs = job_runs(store)
     statuses = sorted(r.info.status for r in runs)
     assert statuses == ["FINISHED", "FINISHED", "FINISHED", "KILLED"], log.read_text()[-4000:]
     (killed,) = [r for r in runs if r.info.status == "KILLED"]
@@ -173,16 +121,16 @@ def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(
 
     before = {r.info.run_id for r in runs}
     result = fefm_lab(*command[1:], cwd=root)  # the same sweep again
-    assert result.returncode == 0, _explain(result)
-    runs = _jobs(store)
+    assert result.returncode == 0, explain(result)
+    runs = job_runs(store)
     (rerun,) = [r for r in runs if r.info.run_id not in before]  # only the killed configuration
     assert rerun.data.tags["config_hash"] == killed.data.tags["config_hash"]
     assert rerun.info.status == "FINISHED"
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert set(_by_config(finished)) == CONFIGS  # exactly one FINISHED run per configuration
+    assert set(by_config(finished)) == CONFIGS  # exactly one FINISHED run per configuration
     assert store.client.get_run(parent.info.run_id).info.status == "FINISHED"  # resumed, ended
 
-    _, rows = _report_rows(tracking_server.uri, experiment, root / "report")
+    _, rows = report_rows(tracking_server.uri, experiment, root / "report")
     assert {name: row["runs"] for name, row in rows.items()} == {"none": "2", "no_linear": "2"}
 
 
@@ -211,7 +159,7 @@ def test_two_sweeps_started_at_once_into_one_server(tracking_server, cluster_roo
     children = {name: store.children(p.info.run_id) for name, p in parents.items()}
     assert sorted(c.data.tags["seed"] for c in children["left"]) == ["11", "12"]
     assert sorted(c.data.tags["seed"] for c in children["right"]) == ["13", "14"]
-    jobs = _jobs(store)
+    jobs = job_runs(store)
     assert len(jobs) == 4 and {j.info.status for j in jobs} == {"FINISHED"}
     for name, runs in children.items():
         assert {r.data.tags["sweep"] for r in runs} == {name}
@@ -229,8 +177,8 @@ def test_submitit_local_runs_the_sweep_into_the_server(tracking_server, cluster_
         "hydra.launcher.timeout_min=15", f"mlflow.tracking_uri={tracking_server.uri}",
         f"mlflow.experiment={experiment}", f"paths.root_dir={root}", cwd=root,
     )  # fmt: skip
-    assert result.returncode == 0, _explain(result)
-    _, parent, _ = _finished_sweep(tracking_server.uri, experiment)
+    assert result.returncode == 0, explain(result)
+    _, parent, _ = finished_sweep(tracking_server.uri, experiment)
     assert parent.data.metrics["runs_finished"] == 4
     # the jobs ran as submitit processes: their logs are in the sweep's .submitit folder
     assert len(list(root.glob("outputs/multirun/*/.submitit/*"))) >= 1

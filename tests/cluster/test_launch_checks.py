@@ -24,7 +24,7 @@ def test_placement_of_each_launcher() -> None:
     assert _placement("hydra/launcher=joblib") == LauncherPlacement("joblib", False, False)
     assert _placement("hydra/launcher=ray") == LauncherPlacement("ray", True, False)
     joined = _placement("hydra/launcher=ray", "hydra.launcher.ray.init.address=10.0.0.7:6379")
-    assert joined == LauncherPlacement("ray", True, True, "10.0.0.7")
+    assert joined == LauncherPlacement("ray", True, True, ("10.0.0.7",))
     assert not joined.loopback_cluster
     local_head = _placement("hydra/launcher=ray", "hydra.launcher.ray.init.address=127.0.0.1:6379")
     assert local_head.other_machines and local_head.loopback_cluster
@@ -64,8 +64,8 @@ def _resolved(tmp_path, *overrides: str) -> dict:
 
 
 SLURM = LauncherPlacement("submitit_slurm", True, True)
-RAY_REMOTE = LauncherPlacement("ray", True, True, "10.0.0.7")
-RAY_LOOPBACK = LauncherPlacement("ray", True, True, "127.0.0.1")
+RAY_REMOTE = LauncherPlacement("ray", True, True, ("10.0.0.7",))
+RAY_LOOPBACK = LauncherPlacement("ray", True, True, ("127.0.0.1",))
 
 
 @pytest.mark.parametrize(
