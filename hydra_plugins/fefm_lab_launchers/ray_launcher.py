@@ -22,7 +22,6 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import (
     JobReturn,
-    JobStatus,
     configure_log,
     filter_overrides,
     run_job,
@@ -33,6 +32,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from fefm_lab.sweep.job import SweepJobError
+from hydra_plugins.fefm_lab_launchers.lost_jobs import lost_job_return
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +128,6 @@ class RayLauncher(Launcher):
 
 def _lost_job(overrides: list[str], sweep_config: DictConfig, error: Exception) -> JobReturn:
     """A FAILED JobReturn for a job whose worker died; its MLflow run (if any) marked KILLED."""
-    from fefm_lab.sweep.lost_jobs import record_lost_job
-
     cause = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    reason = f"Ray worker died ({type(error).__name__}: {cause})"[:2000]
-    run_id = record_lost_job(sweep_config, reason)
-    log.error(f"job {' '.join(overrides)}: {reason}; run {run_id or '(not started)'} KILLED")
-    lost = JobReturn(
-        overrides=overrides,
-        cfg=sweep_config,
-        hydra_cfg=sweep_config.hydra,
-        task_name=str(sweep_config.hydra.job.name),
-        status=JobStatus.FAILED,
-    )
-    lost.return_value = WorkerLost(f"job {' '.join(overrides)}: {reason}")
-    return lost
+    reason = f"Ray worker died ({type(error).__name__}: {cause})"
+    return lost_job_return(overrides, sweep_config, reason, WorkerLost)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, filter_overrides, setup_globals
+from hydra.core.utils import JobReturn, filter_overrides, setup_globals
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
@@ -40,6 +40,7 @@ from omegaconf import OmegaConf
 from fefm_lab.cluster.slurm import FINAL_STATES, cancel_jobs, queue_states
 from fefm_lab.sweep.job import SweepJobError
 from fefm_lab.training.signals import TrainingStopped
+from hydra_plugins.fefm_lab_launchers.lost_jobs import lost_job_return
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,7 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         """Wait for every job; each one's JobReturn, a FAILED one for a job lost on the way."""
         results: dict[int, JobReturn] = {}
         completed_at: dict[int, float] = {}
+        ended_seen: dict[int, int] = {}  # a state passing by (a requeue's) is not the end
         while len(results) < len(jobs):
             waiting = [i for i in range(len(jobs)) if i not in results]
             states = queue_states([jobs[i].job_id for i in waiting])
@@ -136,7 +138,11 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                     if time.monotonic() - first < RESULT_GRACE_S:
                         continue
                 if state in FINAL_STATES or state == "GONE":
-                    results[i] = self._lost(job, overrides[i], _describe(state))
+                    ended_seen[i] = ended_seen.get(i, 0) + 1
+                    if ended_seen[i] >= 2:
+                        results[i] = self._lost(job, overrides[i], _describe(state))
+                else:
+                    ended_seen.pop(i, None)
             if len(results) < len(jobs):
                 time.sleep(POLL_S)
         return [results[i] for i in range(len(jobs))]
@@ -150,23 +156,12 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
 
     def _lost(self, job, overrides: list[str], what: str) -> JobReturn:
         """A FAILED JobReturn for a job without a result; its run (if any) marked KILLED."""
-        from fefm_lab.cluster.lost_jobs import record_lost_job
-
         assert self.hydra_context is not None and self.config is not None
         setup_globals()
         sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
-        reason = f"Slurm job {job.job_id} {what}"[:2000]
-        run_id = record_lost_job(sweep_config, reason)
-        log.error(f"job {' '.join(overrides)}: {reason}; run {run_id or '(none running)'} KILLED")
-        lost = JobReturn(
-            overrides=overrides,
-            cfg=sweep_config,
-            hydra_cfg=sweep_config.hydra,
-            task_name=str(sweep_config.hydra.job.name),
-            status=JobStatus.FAILED,
+        return lost_job_return(
+            overrides, sweep_config, f"Slurm job {job.job_id} {what}", SlurmJobLost
         )
-        lost.return_value = SlurmJobLost(f"job {' '.join(overrides)}: {reason}")
-        return lost
 
     def _cancel(self, jobs: list) -> None:
         """scancel the jobs that have not ended; wait a while for them to stop (each job

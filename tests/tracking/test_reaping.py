@@ -15,6 +15,7 @@ from fefm_lab.tracking.liveness import (
     TAG_HOST,
     TAG_PID,
     TAG_PID_START,
+    TAG_SLURM_JOB,
     heartbeat,
     host_name,
     keep_alive,
@@ -22,7 +23,9 @@ from fefm_lab.tracking.liveness import (
     pid_alive,
     process_start_ticks,
 )
+from fefm_lab.tracking.resume import reopen_run
 from fefm_lab.tracking.store import open_store
+from fefm_lab.training.checkpoint import Position, TrainingState
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +113,29 @@ def test_keep_alive_refreshes_the_heartbeat(store) -> None:
             assert time.monotonic() < deadline, "no heartbeat within 20 s"
             time.sleep(0.05)
     assert abs(float(store.client.get_run(run_id).data.tags[TAG_HEARTBEAT]) - time.time()) < 20
+
+
+def test_a_process_in_a_slurm_job_names_it(monkeypatch) -> None:
+    for name in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert TAG_SLURM_JOB not in liveness_tags()
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    assert liveness_tags()[TAG_SLURM_JOB] == "4242"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4200")  # an array task: as squeue names it
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert liveness_tags()[TAG_SLURM_JOB] == "4200_3"
+
+
+def test_a_continued_run_names_the_process_that_continues_it(store, killed_pid) -> None:
+    """A requeued job continues its run in another process: the run must not look dead."""
+    pid, start = killed_pid
+    run_id = _run(
+        store, "requeued", {TAG_HOST: host_name(), TAG_PID: str(pid), TAG_PID_START: start}
+    )
+    store.client.set_terminated(run_id, "KILLED")
+    state = TrainingState(
+        Position(epoch=1, batches_done=3, steps=3), [], [], None, [], "h1", run_id
+    )
+    reopen_run(store.client, store.client.get_run(run_id), state)
+    assert store.client.get_run(run_id).data.tags[TAG_PID] == str(os.getpid())
+    assert store.reap_dead_runs(config_hash="h1") == []

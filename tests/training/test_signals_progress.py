@@ -27,6 +27,17 @@ def test_sigterm_inside_deferred_waits_for_the_loop_then_raises() -> None:
     assert signal.getsignal(signal.SIGTERM) is previous
 
 
+def test_slurms_time_limit_warning_sigusr2_stops_like_sigterm() -> None:
+    previous = signal.getsignal(signal.SIGUSR2)
+    with StopSignals() as stop:
+        with pytest.raises(TrainingStopped) as stopped, stop.deferred():
+            os.kill(os.getpid(), signal.SIGUSR2)
+            reached = True
+        assert reached and stop.requested == signal.SIGUSR2
+    assert stopped.value.exit_code == 140 and stopped.value.reason == "stopped by SIGUSR2"
+    assert signal.getsignal(signal.SIGUSR2) is previous  # submitit's handler is back
+
+
 def test_a_signal_outside_the_training_loop_raises_at_once() -> None:
     with StopSignals(), pytest.raises(TrainingStopped, match="stopped by SIGTERM"):
         os.kill(os.getpid(), signal.SIGTERM)
