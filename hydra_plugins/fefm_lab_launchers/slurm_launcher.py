@@ -151,8 +151,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         try:
             return job.results()[0]
         except Exception as error:  # the job's Python failed outside Hydra's job (submitit's)
-            text = str(error).strip().splitlines()
-            return self._lost(job, overrides, f"ended with {type(error).__name__}: {text[-1]}")
+            last = (str(error).strip().splitlines() or [""])[-1]
+            return self._lost(job, overrides, f"ended with {type(error).__name__}: {last}")
 
     def _lost(self, job, overrides: list[str], what: str) -> JobReturn:
         """A FAILED JobReturn for a job without a result; its run (if any) marked KILLED."""
@@ -167,8 +167,9 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         """scancel the jobs that have not ended; wait a while for them to stop (each job
         checkpoints and records its run KILLED on the SIGTERM scancel sends)."""
         pending = [j.job_id for j in jobs if not j.paths.result_pickle.exists()]
-        states = queue_states(pending) or {}
-        pending = [i for i in pending if states.get(i, "GONE") not in FINAL_STATES | {"GONE"}]
+        states = queue_states(pending)
+        if states is not None:  # else cancel them all: scancel ignores ended jobs
+            pending = [i for i in pending if i in states and states[i] not in FINAL_STATES]
         if not pending:
             return
         _say(f"cancelling {len(pending)} Slurm job(s) of the stopped sweep: {' '.join(pending)}")

@@ -201,7 +201,7 @@ def test_a_ray_tuning_lands_every_trial_in_one_study_and_one_parent(
         "mlflow.experiment=ray_tuning", f"server.backend_store_uri={database}",
         f"paths.root_dir={root}", cwd=root,
     )  # fmt: skip
-    assert result.returncode == 0, _explain(result)
+    assert result.returncode == 0, explain(result)
     study = optuna.load_study(study_name="ray_tuning", storage=with_schema(database))
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3]

@@ -12,6 +12,7 @@ from fefm_lab.cluster.checks import check_launch, root_dir_override
 from fefm_lab.cluster.launchers import LauncherPlacement, launcher_placement
 from fefm_lab.cluster.preflight import placement_and_root
 from fefm_lab.errors import ConfigError
+from fefm_lab.uris import masked_uri
 
 
 def _placement(*overrides: str) -> LauncherPlacement:
@@ -85,7 +86,7 @@ def test_local_only_tracking_is_refused_for_other_machines(tmp_path, uri, placem
     with pytest.raises(ConfigError) as error:
         check_launch(resolved, placement)
     text = str(error.value)
-    assert text.startswith(f"mlflow.tracking_uri={uri} {why}")
+    assert text.startswith(f"mlflow.tracking_uri={masked_uri(uri)} {why}")  # no user shown
     assert f"hydra/launcher={placement.name} runs jobs on other machines" in text
     assert "set mlflow.tracking_uri=http://SERVER_HOST:PORT" in text
 
