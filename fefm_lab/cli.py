@@ -118,11 +118,13 @@ def command_run(arguments: Sequence[str]) -> int:
         if outcome.status == "skipped":
             print(f"not run: {outcome.reason} (recorded as run {outcome.run_id})", file=sys.stderr)
             return 1
-        if outcome.run_id is None:  # refused before a run was opened (data, checkpoint lock)
+        if outcome.run_id is None or outcome.status == "unreachable":
+            # refused before a run was opened (data, checkpoint lock), or the tracking server
+            # is away at the end (the reason says what is kept and what to do)
             print(f"error: {outcome.reason}", file=sys.stderr)
         else:
             print(f"run {outcome.run_id} FAILED: {outcome.reason}", file=sys.stderr)
-        return 2 if outcome.user_error else 1
+        return outcome.exit_code or (2 if outcome.user_error else 1)
 
     from fefm_lab.sweep.launch import run_sweep
 

@@ -14,11 +14,12 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from fefm_lab.config.ablation import model_seed
@@ -30,6 +31,15 @@ from fefm_lab.errors import UserError
 from fefm_lab.tracking.confighash import run_identity
 from fefm_lab.tracking.liveness import keep_alive
 from fefm_lab.tracking.naming import configuration_tags, run_name, run_tags
+from fefm_lab.tracking.outbox import (
+    END_RETRIES,
+    END_TIMEOUT_S,
+    Outbox,
+    TrackingUnreachable,
+    is_unreachable,
+    quick_requests,
+    why_unreachable,
+)
 from fefm_lab.tracking.resume import (
     Continuation,
     backfill_epochs,
@@ -62,12 +72,16 @@ from fefm_lab.training.signals import StopSignals
 from fefm_lab.tuning.trial import TAG_PRUNED_AT, TAG_STUDY, trial_reporter
 from fefm_lab.uris import masked_uri
 
+T = TypeVar("T")
+
+
 # ---------------------------------------------------------------- the job
 
 
 @dataclass
 class JobOutcome:
-    """How one job ended. status: finished | skipped | failed | killed | already_finished."""
+    """How one job ended. status: finished | skipped | failed | killed | already_finished |
+    unreachable (the tracking server is down at the end: the same command finishes it later)."""
 
     status: str
     config_hash: str
@@ -77,6 +91,9 @@ class JobOutcome:
     test_logloss: float | None = None
     reason: str = ""
     user_error: bool = False
+    # the exit code `fefm-lab run` ends with when it is not 0, 1 or 2 (75: tracking server
+    # unreachable at the end; the checkpoint and the waiting records are kept)
+    exit_code: int | None = None
     # validation at the best epoch (what a tuning study is told; never the test split) and,
     # for a tuning trial its study pruned, the epoch it stopped after
     best_val_auc: float | None = None
@@ -188,9 +205,14 @@ def run_job(cfg: DictConfig) -> JobOutcome:
         )
     checkpoints = continuation.checkpoints
     keep_checkpoints = trainer_config(resolved).keep_checkpoints
+    # metric and tag writes during training: retried and kept beside the checkpoint while the
+    # tracking server is away; a previous start's waiting records are delivered first
+    outbox = Outbox(client, store.tracking_uri, checkpoints.directory, say=_say)
     run_id = None
     with StopSignals() as stop:
         try:
+            if not outbox.flush(now=True):
+                raise outbox.unreachable("the previous start's records cannot be delivered")
             if continuation.run is not None:
                 run_id = continuation.run_id
                 reopen_run(client, continuation.run, continuation.state)
@@ -214,8 +236,20 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                     log_params(client, run_id, resolved)
                     log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
                 outcome = _train_and_log(
-                    resolved, data, client, run_id, digest, name, continuation, stop
+                    resolved, data, client, run_id, digest, name, continuation, stop, outbox
                 )
+            _recorded_or_unreachable(lambda: client.set_terminated(run_id, "FINISHED"), outbox)
+        except TrackingUnreachable as unreachable:  # nothing lost: the next start finishes it
+            checkpoints.unlock()
+            return JobOutcome(
+                "unreachable",
+                digest,
+                name,
+                run_id,
+                reason=str(unreachable),
+                exit_code=unreachable.exit_code,
+                message=f"run {run_id} not finished: {unreachable}",
+            )
         except KeyboardInterrupt as interrupt:  # Ctrl-C, or a stop signal (TrainingStopped)
             checkpoints.unlock()
             if run_id is None:
@@ -245,7 +279,6 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 user_error=isinstance(error, UserError),
                 message=f"run {run_id} FAILED: {reason}",
             )
-        client.set_terminated(run_id, "FINISHED")
         _finish_checkpoints(checkpoints, keep_checkpoints)
     return outcome
 
@@ -279,6 +312,7 @@ def _train_and_log(
     name: str,
     continuation: Continuation,
     stop: StopSignals,
+    outbox: Outbox,
 ) -> JobOutcome:
     from fefm_lab.training.device import import_tensorflow, select_device
 
@@ -287,7 +321,6 @@ def _train_and_log(
 
     from fefm_lab.kernels.fefm_interaction import describe_path
     from fefm_lab.layers import FEFMInteraction
-    from fefm_lab.tracking.curves import plot_training_curves
     from fefm_lab.training import fit_and_evaluate
     from fefm_lab.training.optimizer import describe_path as describe_optimizer_path
 
@@ -322,7 +355,7 @@ def _train_and_log(
             reporter.catch_up(continuation.state.position.history)
 
     def on_epoch_end(epoch: int, record: dict[str, float]) -> bool:
-        log_epoch(client, run_id, epoch, record)
+        log_epoch(outbox, run_id, epoch, record)
         return reporter is not None and reporter(epoch, record)
 
     cpu_start = time.process_time()
@@ -332,14 +365,40 @@ def _train_and_log(
         trainer,
         seed=model_seed(resolved),
         on_epoch_end=on_epoch_end,
-        on_steps=lambda step, values: log_step(client, run_id, step, values),
+        on_steps=lambda step, values: log_step(outbox, run_id, step, values),
         checkpoints=continuation.checkpoints,
         run_id=run_id,
         resume=continuation.state,
         stop=stop,
     )
+    # the epochs' records first, in order; the end (test metrics, model, status) only with a
+    # server that takes them: else the next start recomputes it from the kept checkpoint
+    if not outbox.flush(now=True):
+        raise outbox.unreachable("training ended")
+    return _recorded_or_unreachable(
+        lambda: _finish_run(resolved, client, run_id, digest, name, result, reporter, outbox),
+        outbox,
+    )
+
+
+def _recorded_or_unreachable(record: Callable[[], T], outbox: Outbox) -> T:
+    """`record()` with a few quick retries; a server gone meanwhile is TrackingUnreachable."""
+    try:
+        with quick_requests(retries=END_RETRIES, timeout_s=END_TIMEOUT_S):
+            return record()
+    except MlflowException as error:
+        if not is_unreachable(error):
+            raise
+        why = why_unreachable(error)
+        raise outbox.unreachable(f"the run's end could not be recorded ({why})") from None
+
+
+def _finish_run(resolved, client, run_id, digest, name, result, reporter, outbox) -> JobOutcome:
+    """Test metrics, the model and curve artifacts, the outcome tag of a trained run."""
+    from fefm_lab.tracking.curves import plot_training_curves
+
     log_metrics(
-        client,
+        outbox,
         run_id,
         {
             "test_auc": result.test_auc,
@@ -359,6 +418,8 @@ def _train_and_log(
         },
         step=result.best_epoch,
     )
+    if not outbox.flush(now=True):
+        raise outbox.unreachable("the run's test metrics could not be recorded")
     with tempfile.TemporaryDirectory() as folder:
         model_path = Path(folder) / "model.keras"
         result.model.save(model_path)

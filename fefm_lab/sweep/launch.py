@@ -33,6 +33,8 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 
+from mlflow.exceptions import MlflowException
+
 from fefm_lab.errors import ConfigError
 from fefm_lab.sweep.callback import end_sweep
 from fefm_lab.sweep.finish import summarize_sweep
@@ -49,8 +51,17 @@ from fefm_lab.tracking.liveness import (
     host_name,
     pid_alive,
 )
+from fefm_lab.tracking.outbox import (
+    END_RETRIES,
+    END_TIMEOUT_S,
+    UNREACHABLE_EXIT_CODE,
+    is_unreachable,
+    quick_requests,
+    why_unreachable,
+)
 from fefm_lab.tracking.store import TrackingStore
 from fefm_lab.training.signals import TrainingStopped
+from fefm_lab.uris import masked_uri
 
 # How long a stopped sweep waits for its jobs on this host to record their own end.
 STOP_WAIT_S = 60.0
@@ -131,7 +142,24 @@ def parent_heartbeat(
 
 
 def close_sweep(store: TrackingStore, invocation: str, status: str, reason: str) -> None:
-    """End this invocation's parent run and its RUNNING children with `status` and `reason`."""
+    """End this invocation's parent run and its RUNNING children with `status` and `reason`.
+
+    With the tracking server away this says so in one line and leaves them RUNNING: the next
+    start of the sweep reaps them (their processes are gone) and resumes the parent.
+    """
+    try:
+        with quick_requests(retries=END_RETRIES, timeout_s=END_TIMEOUT_S):
+            _close_sweep(store, invocation, status, reason)
+    except MlflowException as error:
+        if not is_unreachable(error):
+            raise
+        _say(
+            f"{reason}; tracking server {masked_uri(store.tracking_uri)} unreachable "
+            f"({why_unreachable(error)}): the sweep's runs stay open until its next start"
+        )
+
+
+def _close_sweep(store: TrackingStore, invocation: str, status: str, reason: str) -> None:
     with signals_ignored():
         parent = parent_of(store, invocation)
         if parent is None or parent.info.status != "RUNNING":
@@ -266,4 +294,17 @@ def run_sweep(overrides: Sequence[str]) -> int:
             ) from None
         _say(f"error: {reason}")
         return 1
-    return _conclude(store, invocation, int(plan.configs[0]["mlflow"]["ui_port"]))
+    try:
+        with quick_requests(retries=END_RETRIES, timeout_s=END_TIMEOUT_S):
+            return _conclude(store, invocation, int(plan.configs[0]["mlflow"]["ui_port"]))
+    except MlflowException as error:
+        if not is_unreachable(error):
+            raise
+        # the parent stays RUNNING with this (ended) process's pid: the next start of the same
+        # sweep reaps and resumes it, skips the jobs that finished, continues the others
+        _say(
+            f"error: tracking server {masked_uri(store.tracking_uri)} unreachable at the sweep's "
+            f"end ({why_unreachable(error)}); its parent run and summary stay open: start the "
+            "same sweep again when the server is back to finish them"
+        )
+        return UNREACHABLE_EXIT_CODE

@@ -29,8 +29,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from fefm_lab.errors import UserError
 from fefm_lab.tracking.experiment import describe_experiment, get_or_create_experiment
 from fefm_lab.tracking.liveness import HEARTBEAT_TIMEOUT_S, death_reason
+from fefm_lab.tracking.outbox import (
+    TrackingUnreachable,
+    is_unreachable,
+    quick_requests,
+    why_unreachable,
+)
 from fefm_lab.uris import masked_text, masked_uri
 
+# MLflow's HTTP retries when a start opens the store: a server that is down is one line in
+# seconds, not MLflow's seven retries with backoff (minutes) and a traceback.
+START_RETRIES = 2
 # Tag names (plain words: they are what people filter on in the UI).
 TAG_ROLE = "role"  # "job" | "sweep"
 TAG_TRIAL = "optuna_trial"  # a tuning trial's number in its study (fefm_lab.tuning)
@@ -275,7 +284,7 @@ def open_store(
     already made for `tracking_uri` (tests force races through it).
     """
     check_store(tracking_uri)
-    with creation_lock(tracking_uri):
+    with creation_lock(tracking_uri), quick_requests(retries=START_RETRIES, timeout_s=30):
         try:
             client = client or MlflowClient(tracking_uri=tracking_uri)  # creates / migrates
             experiment_id = get_or_create_experiment(
@@ -283,6 +292,12 @@ def open_store(
             )
             describe_experiment(client, experiment_id, experiment_name)
         except (MlflowException, SQLAlchemyError) as error:
+            if is_unreachable(error):
+                raise TrackingUnreachable(
+                    f"mlflow.tracking_uri={masked_uri(tracking_uri)}: the tracking server cannot "
+                    f"be reached ({why_unreachable(error)}); start it (`fefm-lab server`) or "
+                    "check the URI"
+                ) from None
             if sqlite_path(tracking_uri) is None:
                 raise
             raise UserError(

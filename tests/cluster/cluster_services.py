@@ -214,10 +214,11 @@ class TrackingServer:
         end_session(self.process)
 
 
-def start_tracking_server(backend_uri: str, root: Path) -> TrackingServer:
-    port = free_port()
+def start_tracking_server(backend_uri: str, root: Path, port: int | None = None) -> TrackingServer:
+    """`fefm-lab server` on `port` (a free one if None), healthy when this returns."""
+    port = port or free_port()
     log = root / "server.log"
-    with log.open("w") as output:
+    with log.open("a") as output:
         process = subprocess.Popen(
             [
                 str(VENV_BIN / "fefm-lab"), "server", f"paths.root_dir={root}",
