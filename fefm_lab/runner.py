@@ -371,12 +371,15 @@ def _train_and_log(
         resume=continuation.state,
         stop=stop,
     )
+    cpu_seconds = time.process_time() - cpu_start
     # the epochs' records first, in order; the end (test metrics, model, status) only with a
     # server that takes them: else the next start recomputes it from the kept checkpoint
     if not outbox.flush(now=True):
         raise outbox.unreachable("training ended")
     return _recorded_or_unreachable(
-        lambda: _finish_run(resolved, client, run_id, digest, name, result, reporter, outbox),
+        lambda: _finish_run(
+            resolved, client, run_id, digest, name, result, cpu_seconds, reporter, outbox
+        ),
         outbox,
     )
 
@@ -393,7 +396,9 @@ def _recorded_or_unreachable(record: Callable[[], T], outbox: Outbox) -> T:
         raise outbox.unreachable(f"the run's end could not be recorded ({why})") from None
 
 
-def _finish_run(resolved, client, run_id, digest, name, result, reporter, outbox) -> JobOutcome:
+def _finish_run(
+    resolved, client, run_id, digest, name, result, cpu_seconds, reporter, outbox
+) -> JobOutcome:
     """Test metrics, the model and curve artifacts, the outcome tag of a trained run."""
     from fefm_lab.tracking.curves import plot_training_curves
 
@@ -414,7 +419,7 @@ def _finish_run(resolved, client, run_id, digest, name, result, reporter, outbox
             "checkpoint_seconds": result.checkpoint_seconds,
             # CPU time of training and testing in this process, all threads (a resumed run:
             # since it resumed); what the adaptive-seeds sweeper and its report count
-            "cpu_seconds": time.process_time() - cpu_start,
+            "cpu_seconds": cpu_seconds,
         },
         step=result.best_epoch,
     )
