@@ -13,6 +13,8 @@ import re
 MASK = "***"
 # Query parameters whose value is a secret: a name containing one of these words (any case).
 SECRET_QUERY_WORDS = ("password", "passwd", "pwd", "token", "secret", "key")
+# SQLAlchemy dialects (before any +driver): their userinfo without `:` is a user name.
+DATABASE_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb", "mssql", "oracle", "sqlite")
 _URI_IN_TEXT = re.compile(r"\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
 
 
@@ -34,8 +36,9 @@ def masked_uri(uri: str) -> str:
 
     The userinfo is everything between `scheme://` and the LAST `@`: a password may itself hold
     `@`, `:`, `/`, `?` or `#` unencoded, and masking too much (an `@` in a query) is the safe
-    error. `user:password@` keeps the user name; a userinfo without `:` is a token (`TOKEN@`)
-    and is masked whole. A URI whose authority is empty (`sqlite:////a.db`) has no userinfo.
+    error. `user:password@` keeps the user name; a userinfo without `:` is a user name in a
+    database URI and a token (`https://TOKEN@`) elsewhere, masked whole. A URI whose authority
+    is empty (`sqlite:////a.db`) has no userinfo.
     """
     scheme, separator, rest = uri.partition("://")
     if not separator:
@@ -43,7 +46,12 @@ def masked_uri(uri: str) -> str:
     userinfo = ""
     if separator and not rest.startswith("/") and "@" in rest:
         user, colon, _password = rest[: rest.rindex("@")].partition(":")
-        userinfo = f"{user}:{MASK}@" if colon else f"{MASK}@"
+        if colon:
+            userinfo = f"{user}:{MASK}@"
+        else:  # a database's lone userinfo is a user name; elsewhere (https://TOKEN@) a secret
+            userinfo = (
+                f"{user}@" if scheme.split("+")[0].lower() in DATABASE_SCHEMES else MASK + "@"
+            )
         rest = rest[rest.rindex("@") + 1 :]
     body, hash_mark, fragment = rest.partition("#")
     body, question, query = body.partition("?")

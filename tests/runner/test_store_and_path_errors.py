@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,17 @@ def test_store_under_a_read_only_directory(tmp_path: Path) -> None:
         "writable\n"
     )
     assert list(root.iterdir()) == []
+
+
+def test_start_with_the_tracking_server_down_is_one_line(tmp_path: Path, capsys) -> None:
+    from tests.local_ui import free_port
+
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    code, err = _run(capsys, f"paths.root_dir={tmp_path}", f"mlflow.tracking_uri={uri}")
+    assert code == 75  # EX_TEMPFAIL: start it again when the server is up
+    assert err == (
+        f"error: mlflow.tracking_uri={uri}: the tracking server cannot be reached (Connection "
+        "refused); start it (`fefm-lab server`) or check the URI\n"
+    )
+    assert time.monotonic() - started < 60  # MLflow's own retries took minutes

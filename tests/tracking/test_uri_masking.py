@@ -16,7 +16,7 @@ from fefm_lab.uris import masked_text, masked_uri
     [
         (
             "postgresql://u@127.0.0.1:1/db?password=secret",
-            "postgresql://***@127.0.0.1:1/db?password=***",
+            "postgresql://u@127.0.0.1:1/db?password=***",
         ),
         ("postgresql://u:secret@db/mlflow", "postgresql://u:***@db/mlflow"),
         ("postgresql://u:se@cr:et@db:5432/mlflow", "postgresql://u:***@db:5432/mlflow"),
