@@ -239,7 +239,7 @@ def start_tracking_server(backend_uri: str, root: Path, port: int | None = None)
             return False
 
     try:
-        wait_until(healthy, 120, "the tracking server's /health")
+        wait_until(healthy, 300, "the tracking server's /health")  # minutes on a loaded machine
     except BaseException:
         server.stop()
         raise
