@@ -61,10 +61,10 @@ def _start(command: list[str], root: Path, env: dict[str, str]) -> subprocess.Po
 
 
 def _running_jobs(store, slurm, count: int):
-    """`count` job runs RUNNING with their Slurm jobs RUNNING (training: the runs are open)."""
+    """`count` job runs training (RUNNING, with metrics logged) in RUNNING Slurm jobs."""
 
     def check():
-        running = [r for r in job_runs(store) if r.info.status == "RUNNING"]
+        running = [r for r in job_runs(store) if r.info.status == "RUNNING" and r.data.metrics]
         states = slurm.jobs()
         busy = [j for j, s in states.items() if s == "RUNNING"]
         return (running, busy) if len(running) >= count and len(busy) >= count else None
