@@ -61,20 +61,26 @@ def adaptive_rows(runs: pd.DataFrame, settings: Mapping[str, Any]) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def fixed_seed_cost(runs: pd.DataFrame, rows: pd.DataFrame, first_seeds: int) -> dict:
-    """This study's runs and CPU-hours, and a fixed-seed study's that reaches the same verdicts:
-    every configuration on the seeds the slowest settled ablation took (at least the first
-    batch), its CPU-hours from each configuration's mean CPU time per run."""
+def fixed_seed_cost(runs: pd.DataFrame, rows: pd.DataFrame, settings: Mapping[str, Any]) -> dict:
+    """This study's runs and CPU-hours, and two fixed-seed studies': every configuration on
+    max_seeds (the chance this study gave every ablation), and on the seeds its slowest settled
+    ablation took (at least the first batch: the least a fixed study needs to reach the settled
+    verdicts, known only afterwards). Their CPU-hours: each configuration's mean per run."""
     settled = rows[(rows["ablation"] != BASELINE) & (rows["seeds a verdict needs"] == "")]
-    seeds = max([first_seeds, *settled["seeds"].astype(int)])
+    least = max([int(settings["first_seeds"]), *settled["seeds"].astype(int)])
+    cap = int(settings["max_seeds"])
     cpu = runs["cpu_seconds"].astype(np.float64)
-    per_run = runs.assign(cpu=cpu).groupby(KEY)["cpu"].mean()
+    per_run = float(runs.assign(cpu=cpu).groupby(KEY)["cpu"].mean().sum()) / 3600
+    configurations = int(rows.shape[0])
     return {
         "runs": len(runs),
         "cpu_hours": float(cpu.sum()) / 3600,
-        "fixed_seeds": seeds,
-        "fixed_runs": seeds * len(per_run),
-        "fixed_cpu_hours": float(per_run.sum()) * seeds / 3600,
+        "cap_seeds": cap,
+        "cap_runs": cap * configurations,
+        "cap_cpu_hours": per_run * cap,
+        "least_seeds": least,
+        "least_runs": least * configurations,
+        "least_cpu_hours": per_run * least,
     }
 
 
@@ -85,7 +91,7 @@ def adaptive_markdown(runs: pd.DataFrame, settings: Mapping[str, Any]) -> str:
     rows = adaptive_rows(runs, settings)
     for column in ("CPU-hours",):
         rows[column] = [f"{v:.3f}" if not math.isnan(v) else "" for v in rows[column]]
-    cost = fixed_seed_cost(runs, rows, int(settings["first_seeds"]))
+    cost = fixed_seed_cost(runs, rows, settings)
     margins = ", ".join(f"{m} {v:g}" for m, v in settings["margins"].items())
     lines = [
         "**Adaptive seeds.** "
@@ -100,11 +106,12 @@ def adaptive_markdown(runs: pd.DataFrame, settings: Mapping[str, Any]) -> str:
         "at that level would settle (a projection: the mean moves as seeds come).\n",
         markdown_table(rows) + "\n",
         f"Cost: {cost['runs']} runs, {cost['cpu_hours']:.3f} CPU-hours. A fixed-seed study "
-        "reaching the same verdicts runs every configuration on the seeds its slowest settled "
-        f"ablation took, {cost['fixed_seeds']}: {cost['fixed_runs']} runs, about "
-        f"{cost['fixed_cpu_hours']:.3f} CPU-hours (saved here: "
-        f"{cost['fixed_runs'] - cost['runs']} runs, "
-        f"{cost['fixed_cpu_hours'] - cost['cpu_hours']:.3f} CPU-hours). Looking once, such a "
-        "study tests at a level K times looser, so it may settle with a few seeds less.\n",
+        f"giving every configuration the cap, {cost['cap_seeds']} seeds: {cost['cap_runs']} "
+        f"runs, about {cost['cap_cpu_hours']:.3f} CPU-hours (saved: "
+        f"{cost['cap_runs'] - cost['runs']} runs, "
+        f"{cost['cap_cpu_hours'] - cost['cpu_hours']:.3f} CPU-hours). The least a fixed-seed "
+        "study needs to reach the settled verdicts (known only afterwards; looking once, it "
+        f"tests at a level K times looser): {cost['least_seeds']} seeds each, "
+        f"{cost['least_runs']} runs, about {cost['least_cpu_hours']:.3f} CPU-hours.\n",
     ]
     return "\n".join(lines)

@@ -111,3 +111,36 @@ def test_a_swept_seed_or_a_bad_setting_stops_the_sweep_with_exit_2(tmp_path, cap
     assert "hydra.sweeper.max_seeds: expected an integer >= " in err
     assert "Traceback" not in err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_the_report_section_counts_seeds_cpu_hours_and_the_fixed_seed_alternatives() -> None:
+    from fefm_lab.report.adaptive_study import adaptive_markdown, adaptive_rows
+
+    base = [0.80, 0.85, 0.82, 0.79, 0.84]
+    noise = [0.03, -0.04, 0.05, -0.02, 0.01]
+    runs = _runs(
+        {
+            "none": base,
+            "no_linear": [b + e / 30 for b, e in zip(base[:3], noise, strict=False)],
+            "shallow": [b + 2 * e for b, e in zip(base, noise, strict=True)],
+        }
+    )
+    runs["cpu_seconds"] = 360.0  # 0.1 CPU-hours a run
+    settings = {
+        "first_seeds": 3, "seeds_per_look": 2, "max_seeds": 5, "looks": 2, "looks_taken": 2,
+        "alpha": 0.3, "level": 0.3 / 8, "margins": {"auc": 0.05, "logloss": 0.05},
+        "stopped": "max_seeds (5) reached with 1 ablation(s) not resolved",
+    }  # fmt: skip
+    rows = adaptive_rows(runs, settings).set_index("ablation")
+    assert rows["seeds"].to_dict() == {"no_linear": 3, "none": 5, "shallow": 5}
+    assert rows["CPU-hours"].to_dict() == pytest.approx({"no_linear": 0.3, "none": 0.5,
+                                                         "shallow": 0.5})  # fmt: skip
+    assert rows.loc["no_linear", "AUC verdict"] == "equivalent"
+    assert rows.loc["shallow", "AUC verdict"] == "not resolved"
+    assert rows.loc["no_linear", "seeds a verdict needs"] == ""
+    assert int(rows.loc["shallow", "seeds a verdict needs"]) > 5
+    text = adaptive_markdown(runs, settings)
+    # 13 runs, 1.3 CPU-hours; the cap for all: 15 runs, 1.5; the least: 3 seeds each, 9 runs
+    assert "Cost: 13 runs, 1.300 CPU-hours." in text
+    assert "the cap, 5 seeds: 15 runs, about 1.500 CPU-hours (saved: 2 runs, 0.200" in text
+    assert "3 seeds each, 9 runs, about 0.900 CPU-hours" in text
