@@ -369,9 +369,10 @@ def fit_and_evaluate(
 
     with stop.deferred() if stop is not None else nullcontext():
         try:
+            stopped_by_caller = False
             while not position.training_done:
                 fit.train_epoch(on_steps)
-                _end_epoch(fit, validation, on_epoch_end)
+                stopped_by_caller = _end_epoch(fit, validation, on_epoch_end)
         finally:
             progress.close()
 
@@ -379,7 +380,8 @@ def fit_and_evaluate(
     if fit.best_weights is not None and position.best_epoch != history[-1]["epoch"]:
         model.set_weights(fit.best_weights)
     tested = position.best_epoch if fit.best_weights is not None else history[-1]["epoch"]
-    divergence.check_tested_epoch(history, tested, fit.train_click_rate)
+    if not stopped_by_caller:  # a pruned trial was stopped while still poor: not a failure
+        divergence.check_tested_epoch(history, tested, fit.train_click_rate)
     test = trainer.evaluate(eval_dataset(data, "test", config.eval_batch_size))
     return TrainResult(
         history=history,
@@ -409,8 +411,9 @@ def _improved(monitor: str, min_delta: float, val: dict, position: Position) -> 
     return val["logloss"] < position.best_logloss - min_delta
 
 
-def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallback | None) -> None:
-    """Validate, update early stopping, move to the next epoch, save, then report the epoch."""
+def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallback | None) -> bool:
+    """Validate, update early stopping, move to the next epoch, save, then report the epoch;
+    whether `on_epoch_end` stopped training."""
     config, position, trainer = fit.config, fit.position, fit.trainer
     epoch = position.epoch
     train_logloss = float(fit.loss_sum) / max(position.loss_batches, 1)
@@ -466,8 +469,10 @@ def _end_epoch(fit: _Fit, validation: tf.data.Dataset, on_epoch_end: EpochCallba
     if position.epoch > config.max_epochs:
         position.training_done = True
     saved = fit.save()
-    if on_epoch_end is not None and on_epoch_end(epoch, record):
+    stopped = bool(on_epoch_end is not None and on_epoch_end(epoch, record))
+    if stopped:
         position.training_done = True
         _log(config, f"stopped after epoch {epoch}: the tuning study pruned the trial")
     if fit.stop is not None:
         fit.stop.check(saved)
+    return stopped

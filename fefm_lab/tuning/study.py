@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -33,6 +32,7 @@ from fefm_lab.tracking.liveness import (
     pid_alive,
     process_start_ticks,
 )
+from fefm_lab.tracking.store import sqlite_path
 from fefm_lab.uris import masked_uri
 
 # Trial user attributes (also what `fefm-lab` shows of a trial).
@@ -48,9 +48,8 @@ OBJECTIVES = {"val_logloss": "minimize", "val_auc": "maximize"}
 
 def default_storage(tracking_uri: str, server_database: str | None) -> str:
     """The study's storage when none is named (see the module docstring)."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme == "sqlite":
-        database = Path(parsed.path[1:] if parsed.path.startswith("//") else parsed.path)
+    database = sqlite_path(tracking_uri)
+    if database is not None:
         return f"sqlite:///{database.parent.resolve() / 'optuna.db'}"
     if server_database:
         scheme = urlparse(server_database).scheme.split("+")[0]

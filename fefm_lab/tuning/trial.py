@@ -19,7 +19,7 @@ TAG_PRUNED_AT = "pruned_at_epoch"
 class TrialReporter:
     """`__call__(epoch, record)` reports the epoch's metric; True when the trial is pruned."""
 
-    def __init__(self, tune: Mapping[str, Any]) -> None:
+    def __init__(self, tune: Mapping[str, Any], last_epoch: int | None = None) -> None:
         import optuna  # only trials need it: a plain run does not import it
 
         from fefm_lab.tuning.study import (
@@ -41,6 +41,7 @@ class TrialReporter:
         self.number = int(tune["trial"])
         self.trial = optuna.trial.Trial(self.study, trial_id(storage, self.study, self.number))
         self.pruned_at: int | None = None
+        self.last_epoch = last_epoch  # its value is reported, never pruned: training is done
 
     def catch_up(self, history: Iterable[Mapping[str, float]]) -> None:
         """Report the epochs a resumed run did before (no pruning decision on them)."""
@@ -55,6 +56,9 @@ class TrialReporter:
         return True
 
     def __call__(self, epoch: int, record: Mapping[str, float]) -> bool:
+        if self.last_epoch is not None and epoch >= self.last_epoch:
+            self._report(epoch, record)
+            return False
         if self._report(epoch, record) and self.trial.should_prune():
             self.pruned_at = epoch
             return True
@@ -66,4 +70,4 @@ def trial_reporter(resolved: Mapping[str, Any]) -> TrialReporter | None:
     tune = resolved.get("tune") or {}
     if tune.get("trial") is None or not tune.get("storage") or not tune.get("study"):
         return None
-    return TrialReporter(tune)
+    return TrialReporter(tune, last_epoch=int(resolved["trainer"]["max_epochs"]))

@@ -14,9 +14,11 @@ from fefm_lab.errors import ConfigError
 from fefm_lab.tuning import study as studies
 
 
-def test_the_study_is_stored_beside_a_sqlite_tracking_store(tmp_path: Path) -> None:
+def test_the_study_is_stored_beside_a_sqlite_tracking_store(tmp_path: Path, monkeypatch) -> None:
     url = studies.default_storage(f"sqlite:///{tmp_path}/mlflow.db", None)
     assert url == f"sqlite:///{tmp_path.resolve()}/optuna.db"
+    monkeypatch.chdir(tmp_path)  # the default tracking URI is relative: sqlite:///./mlflow.db
+    assert studies.default_storage("sqlite:///./mlflow.db", None) == url
 
 
 def test_with_a_tracking_server_the_study_uses_the_servers_postgresql_in_its_own_schema() -> None:
