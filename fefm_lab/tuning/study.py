@@ -44,6 +44,7 @@ ATTR_RETRY_OF = "retry_of"  # the abandoned trial's number whose parameters this
 ATTR_OBJECTIVE, ATTR_PRUNER = "objective", "pruner"
 OPTUNA_SCHEMA = "optuna"  # PostgreSQL schema of the study tables
 OBJECTIVES = {"val_logloss": "minimize", "val_auc": "maximize"}
+CREATE_ATTEMPTS = 5  # tries to open a storage whose tables another process is creating
 
 
 def default_storage(tracking_uri: str, server_database: str | None) -> str:
@@ -82,6 +83,15 @@ def open_storage(url: str) -> RDBStorage:
                 connection.execute(sqlalchemy.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         finally:
             engine.dispose()
+    import sqlalchemy.exc
+
+    for attempt in range(1, CREATE_ATTEMPTS):
+        try:
+            return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            # two launches (or a launch and its jobs) creating the tables at the same moment:
+            # the loser finds them made on a later try
+            time.sleep(0.5 * attempt)
     return RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
 
 
