@@ -39,6 +39,7 @@ from fefm_lab.uris import masked_uri
 ATTR_HOST, ATTR_PID, ATTR_PID_START, ATTR_HEARTBEAT = "host", "pid", "pid_start", "heartbeat"
 ATTR_ABANDONED = "abandoned"  # why a RUNNING trial was given up (its launcher is gone)
 ATTR_OVER_BUDGET = "over_budget"  # asked by a launch that lost the race for the last places
+ATTR_DUPLICATE = "duplicate"  # asked with the parameters of a trial another launch is running
 ATTR_RETRY_OF = "retry_of"  # the abandoned trial's number whose parameters this one reruns
 # Study user attributes: what the jobs read to report and prune.
 ATTR_OBJECTIVE, ATTR_PRUNER = "objective", "pruner"
@@ -204,7 +205,7 @@ def counted(study: optuna.Study) -> list[FrozenTrial]:
     for trial in study.get_trials(deepcopy=False):
         if trial.state == TrialState.WAITING:
             continue
-        if ATTR_ABANDONED in trial.user_attrs or ATTR_OVER_BUDGET in trial.user_attrs:
+        if any(a in trial.user_attrs for a in (ATTR_ABANDONED, ATTR_OVER_BUDGET, ATTR_DUPLICATE)):
             continue
         kept.append(trial)
     return sorted(kept, key=lambda t: t.number)
@@ -213,6 +214,19 @@ def counted(study: optuna.Study) -> list[FrozenTrial]:
 def remaining(study: optuna.Study, n_trials: int) -> int:
     """Trials still to ask for this study's budget."""
     return max(0, n_trials - len(counted(study)))
+
+
+def running_elsewhere(
+    study: optuna.Study, storage: RDBStorage, number: int, params: Mapping[str, Any]
+) -> bool:
+    """Whether another RUNNING trial has exactly these parameters (two launches whose seeded
+    samplers proposed the same point); if so the trial is marked duplicate and FAIL."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.number != number and trial.params == dict(params):
+            storage.set_trial_user_attr(trial_id(storage, study, number), ATTR_DUPLICATE, True)
+            study.tell(number, state=TrialState.FAIL)
+            return True
+    return False
 
 
 def within_budget(study: optuna.Study, storage: RDBStorage, number: int, n_trials: int) -> bool:

@@ -103,13 +103,16 @@ class OptunaSweeper(Sweeper):
 
     # ------------------------------------------------------------ the study
 
-    def _sampler(self):
+    def _sampler(self, offset: int = 0):
+        """The sampler, seeded with `seed` plus the trials the study already holds: a fresh
+        study is reproducible, a continued one does not propose its first points again."""
         import optuna
 
+        seed = None if self.seed is None else self.seed + offset
         if self.sampler_name == "random":
-            return optuna.samplers.RandomSampler(seed=self.seed)
+            return optuna.samplers.RandomSampler(seed=seed)
         return optuna.samplers.TPESampler(
-            seed=self.seed,
+            seed=seed,
             n_startup_trials=self.startup_trials,
             constant_liar=self.n_jobs > 1,  # a batch's trials spread instead of repeating
         )
@@ -162,6 +165,7 @@ class OptunaSweeper(Sweeper):
             study = studies.open_study(
                 storage, name, objective=self.objective, sampler=self._sampler(), pruner=self.pruner
             )
+            study.sampler = self._sampler(len(study.get_trials(deepcopy=False)))
             self._tune(study, storage, url, [*fixed, *group], dimensions)
             if parent is None:
                 continue
@@ -203,6 +207,8 @@ class OptunaSweeper(Sweeper):
                     trial = study.ask(distributions)
                     trial_id = studies.trial_id(storage, study, trial.number)
                     studies.claim(storage, trial_id)
+                    if studies.running_elsewhere(study, storage, trial.number, trial.params):
+                        continue  # another launch runs this point: ask again
                     if studies.within_budget(study, storage, trial.number, self.n_trials):
                         batch.append(trial)
                         self._in_flight.append(trial_id)
