@@ -105,3 +105,18 @@ def test_two_processes_feeding_one_sqlite_study_end_with_exactly_its_budget(tmp_
     assert sorted(complete) == sorted(told) and len(set(told)) == 20  # none lost, none twice
     extra = [t for t in study.get_trials() if t.state != TrialState.COMPLETE]
     assert all(t.user_attrs.get(studies.ATTR_OVER_BUDGET) for t in extra)
+
+
+def test_a_point_another_launch_is_running_is_dropped_and_not_counted(tmp_path) -> None:
+    study, storage = _study(tmp_path)
+    space = {"x": optuna.distributions.CategoricalDistribution([1, 2])}
+    study.enqueue_trial({"x": 1})
+    study.enqueue_trial({"x": 1})  # what a second launch with the same seeded sampler proposes
+    first = study.ask(space)
+    assert not studies.running_elsewhere(study, storage, first.number, first.params)
+    second = study.ask(space)
+    assert studies.running_elsewhere(study, storage, second.number, second.params)
+    dropped = study.get_trials()[second.number]
+    assert dropped.state == TrialState.FAIL and dropped.user_attrs[studies.ATTR_DUPLICATE]
+    assert [t.number for t in studies.counted(study)] == [first.number]
+    assert studies.remaining(study, 2) == 1
