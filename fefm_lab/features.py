@@ -15,6 +15,8 @@ class SparseFeat:
 
     name: str
     vocabulary_size: int
+    # DeepCTR's SparseFeat default, kept for code written against its API; fefm-lab's runs take
+    # the model's `embedding_dim` from the config (fefm_lab.config.schema, 8 for DeepFEFM)
     embedding_dim: int = 4
     group_name: str = "default"
 

@@ -62,7 +62,9 @@ from fefm_lab.tracking.store import (
     TAG_TUNED,
     TrackingStore,
     open_store,
+    tag_value,
 )
+from fefm_lab.tracking.ui import ui_base_url
 from fefm_lab.training.checkpoint import (
     CheckpointDirectory,
     CheckpointInUse,
@@ -183,7 +185,7 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             pruned_at = tags.get(TAG_PRUNED_AT)
             settings = (resolved.get("tune") or {}).get("settings")
             if settings:  # reused as a run of the tuned settings (the best trial's own run)
-                client.set_tag(run_id, TAG_TUNED, str(settings)[:5000])
+                client.set_tag(run_id, TAG_TUNED, tag_value(str(settings)))
             return JobOutcome(
                 "already_finished",
                 digest,
@@ -228,9 +230,9 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             tune = resolved.get("tune") or {}
             if tune.get("trial") is not None:  # also on a resumed run: the trial that runs it
                 client.set_tag(run_id, TAG_TRIAL, str(tune["trial"]))
-                client.set_tag(run_id, TAG_STUDY, str(tune["study"])[:5000])
+                client.set_tag(run_id, TAG_STUDY, tag_value(str(tune["study"])))
             if tune.get("settings"):
-                client.set_tag(run_id, TAG_TUNED, str(tune["settings"])[:5000])
+                client.set_tag(run_id, TAG_TUNED, tag_value(str(tune["settings"])))
             with keep_alive(client, run_id):
                 if continuation.run is None:
                     log_params(client, run_id, resolved)
@@ -255,9 +257,7 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             if run_id is None:
                 raise
             reason = getattr(interrupt, "reason", "interrupted (Ctrl-C)")
-            client.set_tag(run_id, TAG_OUTCOME, "killed")
-            client.set_tag(run_id, TAG_REASON, reason[:5000])
-            client.set_terminated(run_id, "KILLED")
+            store.end_run(run_id, "killed", reason)
             # the reason is the caller's to print (the CLI says it once, with how to continue)
             _say(f"run {run_id} marked KILLED in MLflow")
             raise
@@ -266,10 +266,8 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             _finish_checkpoints(checkpoints, keep_checkpoints)
             if run_id is None:
                 raise
-            client.set_tag(run_id, TAG_OUTCOME, "failed")
-            client.set_tag(run_id, TAG_REASON, reason[:5000])
             log_text(client, run_id, traceback.format_exc(), "traceback.txt")
-            client.set_terminated(run_id, "FAILED")
+            store.end_run(run_id, "failed", reason)
             return JobOutcome(
                 "failed",
                 digest,
@@ -337,7 +335,7 @@ def _train_and_log(
     except ValueError as refused:
         reason = f"invalid model configuration: {refused}"
         client.set_tag(run_id, TAG_OUTCOME, "skipped")
-        client.set_tag(run_id, TAG_REASON, reason[:5000])
+        client.set_tag(run_id, TAG_REASON, tag_value(reason))
         message = f"skipped {name}: {reason}"
         return JobOutcome("skipped", digest, name, run_id, reason=reason, message=message)
 
@@ -347,7 +345,7 @@ def _train_and_log(
         paths["fefm_path"] = describe_path(trainer.jit_compile, on_gpu=device != "CPU")
     for tag in sorted(paths):
         _say(paths[tag])
-        client.set_tag(run_id, tag, paths[tag][:5000])
+        client.set_tag(run_id, tag, tag_value(paths[tag]))
     reporter = trial_reporter(resolved)
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)
@@ -455,5 +453,5 @@ def ui_command(resolved: Mapping[str, Any]) -> str:
     return (
         f"fefm-lab ui mlflow.tracking_uri={masked_uri(tracking['tracking_uri'])} "
         f"mlflow.experiment={tracking['experiment']}   "
-        f"(serves http://127.0.0.1:{tracking.get('ui_port', 5000)})"
+        f"(serves {ui_base_url(tracking['ui_port'])})"
     )

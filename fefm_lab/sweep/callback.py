@@ -20,7 +20,7 @@ from fefm_lab.report.settings import ReportSettings
 from fefm_lab.sweep.finish import DEFAULT_UI_PORT, SweepSummary, finish_sweep
 from fefm_lab.sweep.parent import open_parent, parent_of
 from fefm_lab.tracking.liveness import liveness_tags
-from fefm_lab.tracking.store import TrackingStore, open_store
+from fefm_lab.tracking.store import TrackingStore, open_store, tag_value
 
 # Overrides that `fefm-lab run -m` adds for the jobs: bookkeeping, not part of the user's sweep.
 _BOOKKEEPING = ("sweep.invocation=", "sweep.name=", "threads=")
@@ -74,7 +74,7 @@ class SweepLifecycle(Callback):
         tags = {
             "git_commit": git_commit(),
             "fefm_lab_version": fefm_lab.__version__,
-            "overrides": " ".join(overrides)[:5000],
+            "overrides": tag_value(" ".join(overrides)),
             **liveness_tags(),  # the launching process: how a later start tells it is gone
         }
         store = sweep_store(config)

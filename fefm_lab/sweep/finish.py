@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from mlflow.entities import Run
 
+from fefm_lab.config.rules import schema_fields
+from fefm_lab.config.schema import MlflowConfig
 from fefm_lab.errors import UserError
 from fefm_lab.markdown import markdown_table
 from fefm_lab.report.links import sweep_links
@@ -27,13 +29,14 @@ from fefm_lab.tracking.store import (
     TrackingStore,
     latest_per_config,
     reused_runs,
+    tag_value,
 )
 
 if TYPE_CHECKING:
     from fefm_lab.report.settings import ReportSettings
 
 SUMMARY_COLUMNS = ("run", "status", "test_auc", "test_logloss", "reason", "run_id")
-DEFAULT_UI_PORT = 5000
+DEFAULT_UI_PORT = schema_fields(MlflowConfig)["ui_port"].default  # declared in the schema
 TAG_REPORT = "report"  # on the parent: "logged" or why no report was logged
 
 
@@ -122,16 +125,16 @@ def finish_sweep(
     log_text(store.client, parent_run_id, summary.markdown + "\n", "sweep_summary.md")
     log_text(store.client, parent_run_id, table.to_csv(index=False), "sweep_summary.csv")
     end = status or ("FAILED" if summary.failed else "FINISHED")
-    if reason:
-        store.client.set_tag(parent_run_id, TAG_OUTCOME, end.lower())
-        store.client.set_tag(parent_run_id, TAG_REASON, reason[:5000])
     sweep = store.client.get_run(parent_run_id).data.tags.get(TAG_SWEEP, "")
     if status is None:
         _log_report(store, parent_run_id, summary, report)
     else:  # an interrupted or failed launch closes at once; `fefm-lab report` can follow
         summary.report_note = f"no ablation report: the sweep ended {end} ({reason})"
-        store.client.set_tag(parent_run_id, TAG_REPORT, summary.report_note[:5000])
-    store.client.set_terminated(parent_run_id, end)
+        store.client.set_tag(parent_run_id, TAG_REPORT, tag_value(summary.report_note))
+    if reason:  # the parent says why it ended this way
+        store.end_run(parent_run_id, end.lower(), reason)
+    else:
+        store.client.set_terminated(parent_run_id, end)
     if sweep:
         summary.links = sweep_links(store, sweep, ui_port)
     return summary
@@ -155,4 +158,4 @@ def _log_report(
         summary.report_note = "; ".join(written.warnings)
         store.client.set_tag(parent_run_id, TAG_REPORT, "logged")
         return
-    store.client.set_tag(parent_run_id, TAG_REPORT, summary.report_note[:5000])
+    store.client.set_tag(parent_run_id, TAG_REPORT, tag_value(summary.report_note))

@@ -13,9 +13,7 @@ from omegaconf import DictConfig
 from fefm_lab.tracking.store import (
     ROLE_JOB,
     TAG_CONFIG_HASH,
-    TAG_OUTCOME,
     TAG_PARENT,
-    TAG_REASON,
     TAG_ROLE,
 )
 
@@ -50,7 +48,5 @@ def record_lost_job(sweep_config: DictConfig, reason: str) -> str | None:
     if not runs:
         return None
     run_id = runs[-1].info.run_id
-    store.client.set_tag(run_id, TAG_OUTCOME, "killed")
-    store.client.set_tag(run_id, TAG_REASON, reason[:5000])
-    store.client.set_terminated(run_id, "KILLED")
+    store.end_run(run_id, "killed", reason)
     return run_id

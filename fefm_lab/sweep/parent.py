@@ -18,6 +18,7 @@ from fefm_lab.tracking.store import (
     TAG_REASON,
     TAG_ROLE,
     TAG_SWEEP,
+    TAG_VALUE_LIMIT,
     TrackingStore,
 )
 
@@ -68,7 +69,7 @@ def record_unrun(
     store: TrackingStore, parent_run_id: str, job_key: str, name: str, reason: str
 ) -> None:
     """Note on the parent a job that failed before opening a run (so the summary lists it)."""
-    value = json.dumps({"run": name, "reason": reason[:4000]})
+    value = json.dumps({"run": name, "reason": reason[: TAG_VALUE_LIMIT - 1000]})
     store.client.set_tag(parent_run_id, f"{UNRUN_PREFIX}{job_key}", value)
 
 
@@ -90,8 +91,6 @@ def close_in_flight(
         if child.info.status != "RUNNING":
             continue
         run_id = child.info.run_id
-        store.client.set_tag(run_id, TAG_OUTCOME, status.lower())
-        store.client.set_tag(run_id, TAG_REASON, reason[:5000])
-        store.client.set_terminated(run_id, status)
+        store.end_run(run_id, status.lower(), reason)
         closed.append(run_id)
     return closed

@@ -53,7 +53,22 @@ TAG_DATA_FINGERPRINT = "data_fingerprint"
 TAG_CODE_VERSION = "code_version"
 ROLE_JOB = "job"
 ROLE_SWEEP = "sweep"
+# The longest tag value fefm-lab writes (characters): reasons, notes, overrides are cut to it.
+TAG_VALUE_LIMIT = 5000
+# The MLflow status each outcome ends a run with.
+OUTCOME_STATUS = {
+    "finished": "FINISHED",
+    "skipped": "FINISHED",
+    "pruned": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+}
 REUSED_PREFIX = "reused."  # parent tag `reused.<config hash>` = the FINISHED run a job reused
+
+
+def tag_value(text: str) -> str:
+    """`text` cut to TAG_VALUE_LIMIT characters (MLflow refuses longer tag values)."""
+    return text[:TAG_VALUE_LIMIT]
 
 
 def configuration_of(run: Run) -> str:
@@ -136,6 +151,13 @@ class TrackingStore:
         """The job runs filed under a sweep's parent run, oldest first."""
         return self.search(f"tags.{TAG_PARENT} = {_quote(parent_run_id)}")
 
+    def end_run(self, run_id: str, outcome: str, reason: str) -> None:
+        """Close a run with its outcome (`OUTCOME_STATUS`'s keys) and why: the `outcome` and
+        `reason` tags, then the MLflow status the outcome implies."""
+        self.client.set_tag(run_id, TAG_OUTCOME, outcome)
+        self.client.set_tag(run_id, TAG_REASON, tag_value(reason))
+        self.client.set_terminated(run_id, OUTCOME_STATUS[outcome])
+
     def reap_dead_runs(
         self,
         *,
@@ -168,9 +190,7 @@ class TrackingStore:
             if reason is None:
                 continue
             run_id = run.info.run_id
-            self.client.set_tag(run_id, TAG_OUTCOME, "killed")
-            self.client.set_tag(run_id, TAG_REASON, f"reaped: {reason}")
-            self.client.set_terminated(run_id, "KILLED")
+            self.end_run(run_id, "killed", f"reaped: {reason}")
             reaped.append((run_id, reason))
         return reaped
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from fefm_lab.markdown import markdown_table
 from fefm_lab.tracking.run_logging import log_metrics, log_text
-from fefm_lab.tracking.store import TrackingStore
+from fefm_lab.tracking.store import TrackingStore, tag_value
 from fefm_lab.tuning.space import Dimension
 
 TAG_BEST_TRIAL, TAG_BEST_OVERRIDES = "best_trial", "best_overrides"
@@ -90,7 +90,7 @@ def record_study(
     best = best_overrides(study, dimensions)
     if best is not None:
         client.set_tag(parent_run_id, f"{TAG_BEST_TRIAL}{suffix}", str(study.best_trial.number))
-        client.set_tag(parent_run_id, f"{TAG_BEST_OVERRIDES}{suffix}", " ".join(best)[:5000])
+        client.set_tag(parent_run_id, f"{TAG_BEST_OVERRIDES}{suffix}", tag_value(" ".join(best)))
         log_metrics(client, parent_run_id, {f"best_{objective}{suffix}": study.best_value})
     with tempfile.TemporaryDirectory() as folder:
         for path in _plots(study, Path(folder)):

@@ -33,6 +33,7 @@ from fefm_lab.sweep.adaptive_seeds import (
     grid_points,
     sweep_values,
 )
+from fefm_lab.tracking.store import tag_value
 
 ConfigStore.instance().store(
     group="hydra/sweeper", name="adaptive_seeds", node=AdaptiveSeedsSweeperConf, provider="fefm_lab"
@@ -140,7 +141,7 @@ class AdaptiveSeedsSweeper(Sweeper):
                 "looks_taken": len(study.history),
                 "stopped": stopped,
             }
-            store.client.set_tag(parent.info.run_id, TAG_ADAPTIVE, json.dumps(record)[:5000])
+            store.client.set_tag(parent.info.run_id, TAG_ADAPTIVE, tag_value(json.dumps(record)))
         return returns
 
 
