@@ -29,7 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from fefm_lab.errors import UserError
 from fefm_lab.fileio import atomic_write_text
-from fefm_lab.uris import masked_text, masked_uri
+from fefm_lab.uris import masked_uri
 
 OUTBOX_FILE = "outbox.jsonl"
 # MLflow's log-batch limits (1000 metrics; 100 params and tags together), and how many batches
@@ -68,10 +68,12 @@ def why_unreachable(error: BaseException) -> str:
     found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
     if found:
         return found.group(1).strip()
-    if "timeout" in text.lower():
+    if "timeout" in text.lower() or "timed out" in text.lower():
         return "timed out"
+    if "RemoteDisconnected" in text or "Connection aborted" in text or "reset" in text.lower():
+        return "connection closed by the server"
     found = re.search(r"error code (\d+)", text)
-    return f"HTTP {found.group(1)}" if found else masked_text(text.splitlines()[0])[:120]
+    return f"HTTP {found.group(1)}" if found else "no answer"
 
 
 @contextmanager

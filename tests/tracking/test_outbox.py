@@ -66,3 +66,21 @@ def test_tries_are_spaced_by_backoff(tmp_path: Path) -> None:
     assert not outbox.flush()  # before next_try: not tried, kept
     assert not outbox.flush(now=True)  # tried again: the delay doubles
     assert outbox.next_try - time.monotonic() > RETRY_FIRST_S
+
+
+def test_the_cause_of_an_unreachable_server_is_short() -> None:
+    from mlflow.exceptions import MlflowException
+
+    from fefm_lab.tracking.outbox import why_unreachable
+
+    prefix = "API request to http://h:1/api/2.0/mlflow/runs/log-batch failed with exception "
+    causes = {
+        "HTTPConnectionPool(host='h', port=1): Max retries exceeded (Caused by NewConnectionError"
+        "('<urllib3.connection.HTTPConnection>: Failed to establish a new connection: [Errno 111]"
+        " Connection refused'))": "Connection refused",
+        "('Connection aborted.', RemoteDisconnected('Remote end closed connection without "
+        "response'))": "connection closed by the server",
+        "HTTPConnectionPool(host='h', port=1): Read timed out. (read timeout=10)": "timed out",
+    }
+    for message, cause in causes.items():
+        assert why_unreachable(MlflowException(prefix + message)) == cause
