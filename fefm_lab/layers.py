@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from fefm_lab.kernels import in_xla_context
+
 PACKAGE = "fefm_lab"
 L2_MODES = ("table", "batch")
 TASKS = ("binary", "regression")
@@ -182,23 +184,6 @@ class FEFMInteraction(_ConfiguredLayer):
         return cls(**{k: v for k, v in config.items() if k != "implementation"})
 
 
-def _in_xla_context() -> bool:
-    """Whether the graph being traced is XLA-compiled (`jit_compile=True`).
-
-    TensorFlow has no public API for this; its own layers ask the same private helper. Should a
-    TensorFlow release drop it, the answer is True: the unsorted sums are right everywhere, only
-    slower outside XLA.
-    """
-    import tensorflow as tf
-
-    try:
-        from tensorflow.python.ops import control_flow_util
-
-        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-    except (ImportError, AttributeError):
-        return True
-
-
 def _on_cpu(*tensors: Any) -> bool:
     """Whether ops on these tensors run on the CPU: their placed or requested device, or, when
     none is set, TensorFlow's default (a visible GPU takes the ops). The fused FEFM kernel is CPU
@@ -239,7 +224,7 @@ def _fefm_scores_tensorflow(
     v, w = tf.convert_to_tensor(inputs), tf.convert_to_tensor(pair_matrices)
     fused = scores_op()
     same_dtype = v.dtype.name in DTYPES and w.dtype == v.dtype
-    if fused is not None and same_dtype and _on_cpu(v, w) and not _in_xla_context():
+    if fused is not None and same_dtype and _on_cpu(v, w) and not in_xla_context():
         return fused(v, w, left=left.tolist(), right=right.tolist())
 
     by_right = np.argsort(right, kind="stable").astype("int32")
@@ -259,7 +244,7 @@ def _fefm_scores_tensorflow(
             d_left = tf.matmul(g_right, w, transpose_b=True)  # g_p W_p v_j, as rows
             d_right = g * projected
             d_w = tf.matmul(v_left, g_right, transpose_a=True)  # (P, k, k)
-            if _in_xla_context():  # XLA has no SegmentSum kernel
+            if in_xla_context():  # XLA has no SegmentSum kernel
                 by_field = tf.math.unsorted_segment_sum(d_left, left, fields)
                 by_field += tf.math.unsorted_segment_sum(d_right, right, fields)
                 return tf.transpose(by_field, (1, 0, 2)), d_w

@@ -72,6 +72,23 @@ def stale_reason(name: str) -> str | None:
     return None
 
 
+def in_xla_context() -> bool:
+    """Whether the graph being traced is XLA-compiled (`jit_compile=True`): no kernel runs there.
+
+    TensorFlow has no public API for this; its own layers ask the same private helper. Should a
+    TensorFlow release drop it, the answer is True: the unsorted sums are right everywhere, only
+    slower outside XLA.
+    """
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops import control_flow_util
+
+        return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
+    except (ImportError, AttributeError):
+        return True
+
+
 @functools.cache
 def _load(name: str) -> tuple[Any | None, str]:
     import tensorflow as tf

@@ -58,13 +58,6 @@ def _dense_sum(gradient: tf.IndexedSlices, variable: tf.Variable) -> tf.Tensor:
     )
 
 
-def _in_xla_context() -> bool:
-    """Whether the graph being traced is XLA-compiled, where custom ops cannot run."""
-    from fefm_lab.layers import _in_xla_context
-
-    return _in_xla_context()
-
-
 def fused_ops(variable: tf.Variable):
     """The compiled update ops for `variable`, or None for the TensorFlow-ops path.
 
@@ -76,7 +69,7 @@ def fused_ops(variable: tf.Variable):
     if variable.device and tf.DeviceSpec.from_string(variable.device).device_type != "CPU":
         return None
     ops = kernels.load(ROW_SPARSE_KERNEL)
-    if ops is None or _in_xla_context():
+    if ops is None or kernels.in_xla_context():
         return None
     return ops
 
@@ -143,7 +136,7 @@ def adagrad_rows(variable, accumulator, gradient: tf.IndexedSlices, lr, epsilon)
             indices=gradient.indices,
         )
         return
-    if _in_xla_context():  # XLA has no tf.unique: the summed gradient over the whole table
+    if kernels.in_xla_context():  # XLA has no tf.unique: the summed gradient over the whole table
         adagrad_dense(variable, accumulator, _dense_sum(gradient, variable), lr, epsilon)
         return
     rows, grad = _sum_rows(gradient)
@@ -188,7 +181,7 @@ def adam_rows(variable, first, second, gradient: tf.IndexedSlices, coefficients:
         )
         return
     c = coefficients
-    if _in_xla_context():  # XLA has no tf.unique: masked updates over the whole table
+    if kernels.in_xla_context():  # XLA has no tf.unique: masked updates over the whole table
         grad = _dense_sum(gradient, variable)
         touched = (
             _dense_sum(tf.IndexedSlices(tf.ones_like(gradient.values), gradient.indices), variable)
