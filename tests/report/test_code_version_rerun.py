@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fefm_lab import cli, runner
+from fefm_lab import cli
 from fefm_lab.report.ablation_table import load_runs
+from fefm_lab.tracking import confighash
 from fefm_lab.tracking.confighash import current_code_version
 from fefm_lab.tracking.store import open_store
 
@@ -49,7 +50,7 @@ def test_a_new_code_version_reruns_the_sweep(tmp_path: Path, monkeypatch, capsys
 
     # The model/training code changed (what confighash.current_code_version would report after
     # an edit to the maths): the repeated sweep runs every configuration again.
-    monkeypatch.setattr(runner, "current_code_version", lambda: "0123456789abcdef")
+    monkeypatch.setattr(confighash, "current_code_version", lambda: "0123456789abcdef")
     assert cli.main(_sweep(tmp_path)) == 0
     assert "already FINISHED" not in capsys.readouterr().err
     _, runs = _jobs(tmp_path)
