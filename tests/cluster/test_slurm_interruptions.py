@@ -24,6 +24,14 @@ from test_slurm import (
 from fefm_lab.tracking.store import open_store
 
 pytestmark = pytest.mark.slow
+# Long enough on an idle machine (about two minutes of training) for a 2-minute time limit with
+# SIGUSR2 60 s before it to end seed=1 mid-run at least once, and for the test to catch seed=2
+# training: LONG's run takes seconds there. More rows, so the many epochs do not overfit.
+ENDURING = [
+    *(o for o in LONG if not o.startswith(("dataset.", "trainer.max_", "trainer.early_"))),
+    "dataset.synthetic.rows=200000", "trainer.max_epochs=240",
+    "trainer.early_stopping.patience=1000",
+]  # fmt: skip
 
 
 def _until_ended(processes: list[subprocess.Popen], slurm, timeout: float) -> list[int]:
@@ -53,12 +61,12 @@ def test_a_time_limit_and_scontrol_requeue_resume_the_same_run_exactly(
     experiment = "requeue"
     tracking = [f"mlflow.tracking_uri={tracking_server.uri}", f"mlflow.experiment={experiment}"]
     limited = [
-        "run", "-m", "seed=1", *LONG, *SLURM, "hydra.launcher.timeout_min=2",
+        "run", "-m", "seed=1", *ENDURING, *SLURM, "hydra.launcher.timeout_min=2",
         "hydra.launcher.signal_delay_s=60", "hydra.launcher.max_num_timeout=30",
         *tracking, f"paths.root_dir={root}/limited",
     ]  # fmt: skip
     requeued = [
-        "run", "-m", "seed=2", *LONG, *SLURM, "hydra.launcher.timeout_min=10", *tracking,
+        "run", "-m", "seed=2", *ENDURING, *SLURM, "hydra.launcher.timeout_min=10", *tracking,
         f"paths.root_dir={root}/requeued",
     ]  # fmt: skip
     sweeps = [
@@ -101,7 +109,7 @@ def test_a_time_limit_and_scontrol_requeue_resume_the_same_run_exactly(
     )
     assert "Caught signal SIGUSR2" in submitit_logs and "this job is timed-out" in submitit_logs
     assert "Requeued job" in submitit_logs
-    reference = _reference(root / "basic", experiment, "seed=1,2", *LONG)
+    reference = _reference(root / "basic", experiment, "seed=1,2", *ENDURING)
     for (_, seed), uninterrupted in reference.items():
         resumed = on_slurm[seed].data.metrics
         exact = [m for m in METRICS if m != "test_logloss"]
