@@ -16,7 +16,7 @@ sample standard deviation s (ddof 1).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -122,11 +122,18 @@ def seeds_needed(
     def enough(n: int) -> bool:
         return paired_t_power(difference, std, n, alpha) >= power
 
-    low, high = 1, 2  # power grows with n: find a sufficient n, then bisect (low insufficient)
+    return smallest_sufficient(enough, 1, max_seeds)
+
+
+def smallest_sufficient(enough: Callable[[int], bool], low: int, max_n: int) -> int | None:
+    """The smallest n > `low` with `enough(n)`, for an `enough` that stays true once true
+    (`low` itself is known not to be enough): double until enough, then bisect. None when no
+    n up to `max_n` is enough."""
+    high = max(2 * low, low + 1)
     while not enough(high):
-        if high >= max_seeds:
+        if high >= max_n:
             return None
-        low, high = high, min(2 * high, max_seeds)
+        low, high = high, min(2 * high, max_n)
     while high - low > 1:
         middle = (low + high) // 2
         if enough(middle):

@@ -50,7 +50,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from fefm_lab.report.statistics import ALPHA, BETTER, MAX_SEEDS, NOT_RESOLVED, WORSE
+from fefm_lab.report.statistics import (
+    ALPHA,
+    BETTER,
+    MAX_SEEDS,
+    NOT_RESOLVED,
+    WORSE,
+    smallest_sufficient,
+)
 
 EQUIVALENT = "equivalent"
 VERDICTS = (BETTER, WORSE, EQUIVALENT, NOT_RESOLVED)
@@ -132,18 +139,8 @@ def seeds_to_settle(mean: float, std: float, n: int, margin: float, level: float
 
     if settles(n):
         return float(n)
-    low, high = n, max(2 * n, 4)  # low does not settle; grow high until it does, then bisect
-    while not settles(high):
-        if high >= MAX_SEEDS:
-            return math.nan
-        low, high = high, min(2 * high, MAX_SEEDS)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if settles(middle):
-            high = middle
-        else:
-            low = middle
-    return float(high)
+    needed = smallest_sufficient(settles, n, MAX_SEEDS)
+    return math.nan if needed is None else float(needed)
 
 
 def _baselines(runs: pd.DataFrame, baseline: str) -> dict[tuple[str, str], pd.DataFrame]:
