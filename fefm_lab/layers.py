@@ -15,10 +15,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from fefm_lab.config.schema import L2_MODES
 from fefm_lab.kernels import in_xla_context
 
 PACKAGE = "fefm_lab"
-L2_MODES = ("table", "batch")
 TASKS = ("binary", "regression")
 
 

@@ -45,6 +45,7 @@ from typing import Any, NamedTuple
 import keras
 
 from fefm_lab.config.schema import family_defaults
+from fefm_lab.config.schema import model_parameters as schema_parameters
 from fefm_lab.features import DenseFeat, FeatureColumn, SparseFeat
 from fefm_lab.layers import (
     L2_MODES,
@@ -179,8 +180,8 @@ class ModelSpec:
 
     interaction: "fefm" (P pair scores r_p = v_i^T W_p v_j, summed in the logit), "fm"
         (sum_p <v_i, v_j>), "fwfm" (sum_p w_p <v_i, v_j>) or None (no embeddings at all).
-    takes: its keywords; with the `_DNN` ones it has a DNN (`dnn_hidden_units=()`: none), unless
-        `needs_dnn`.
+    takes: its keywords: `seed` and its config schema's parameters (`_takes`); with
+        `dnn_hidden_units` it has a DNN (`dnn_hidden_units=()`: none), unless `needs_dnn`.
     fixed: values of keywords it does not take that differ from `Parameter.otherwise`.
     """
 
@@ -193,56 +194,56 @@ class ModelSpec:
     cross: bool = False  # DCN-V2's cross network over x_0 (then interaction is None)
 
 
-_ALWAYS = {"seed", "task", "l2_mode"}
-_FIELDS = {*_ALWAYS, "fm_group", "use_linear", "l2_reg_linear", "l2_reg_embedding_feat"}
-_DNN = {"dnn_hidden_units", "l2_reg_dnn", "dnn_dropout", "dnn_activation", "dnn_use_bn"}
-_FEFM = {"l2_reg_embedding_field", "symmetric"}
-_ABLATION = {"use_fefm", "exclude_feature_embed_in_dnn", "use_fefm_embed_in_dnn"}
+def _takes(name: str) -> frozenset[str]:
+    """The keywords model `name` takes: its schema dataclass's parameters (the one list) and
+    `seed` (runs pass the config's top-level seed)."""
+    return frozenset({"seed", *schema_parameters(name)})
+
 
 MODEL_FAMILY: dict[str, ModelSpec] = {
     "deepfefm": ModelSpec(
         "DeepFEFM",
         "fefm",
-        frozenset({*_FIELDS, *_FEFM, *_DNN, *_ABLATION}),
+        _takes("deepfefm"),
         "DeepFEFM (Pande 2020): b + linear + FEFM logit + DNN over [feature embeddings, r].",
     ),
     "fefm": ModelSpec(
         "FEFM",
         "fefm",
-        frozenset({*_FIELDS, *_FEFM}),
+        _takes("fefm"),
         "Shallow FEFM (Pande 2020, Table 3): b + linear + sum_p v_i^T (U_p + U_p^T) v_j.",
     ),
     "fmfm": ModelSpec(
         "FmFM",
         "fefm",
-        frozenset({*_FIELDS, "l2_reg_embedding_field"}),
+        _takes("fmfm"),
         "FmFM (Sun et al. 2021): shallow FEFM with an unconstrained matrix W_p = U_p per pair.",
         fixed={"symmetric": False},
     ),
     "fm": ModelSpec(
         "FM",
         "fm",
-        frozenset(_FIELDS),
+        _takes("fm"),
         "Factorisation machine (Rendle 2010): b + linear + sum_{i<j} <v_i, v_j>.",
     ),
     "fwfm": ModelSpec(
         "FwFM",
         "fwfm",
-        frozenset({*_FIELDS, "l2_reg_embedding_field"}),
+        _takes("fwfm"),
         "Field-weighted FM (Pan et al. 2018): b + linear + sum_p w_p <v_i, v_j>, one w_p per "
         "pair (`l2_reg_embedding_field` is the L2 strength on w).",
     ),
     "deepfm": ModelSpec(
         "DeepFM",
         "fm",
-        frozenset({*_FIELDS, *_DNN}),
+        _takes("deepfm"),
         "DeepFM (Guo et al. 2017): b + linear + FM + DNN over the shared feature embeddings.",
         needs_dnn=True,
     ),
     "dcnv2": ModelSpec(
         "DCN-V2",
         None,
-        frozenset({*_ALWAYS, "l2_reg_embedding_feat", *_DNN, "num_cross_layers"}),
+        _takes("dcnv2"),
         "DCN-V2 (Wang et al. 2021), parallel: b + w^T [CrossNet-V2(x_0) ; DNN(x_0)], x_0 the "
         "flattened feature embeddings and dense values (`l2_reg_dnn` also on the cross kernels).",
         fixed={"use_linear": False},
@@ -251,7 +252,7 @@ MODEL_FAMILY: dict[str, ModelSpec] = {
     "lr": ModelSpec(
         "LR",
         None,
-        frozenset({*_ALWAYS, "l2_reg_linear"}),
+        _takes("lr"),
         "Logistic regression: b + linear. `dnn_feature_columns` is accepted and unused.",
     ),
 }

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from fefm_lab.config.schema import SYNTHETIC_TEACHERS
 from fefm_lab.errors import ConfigError
 
 FORMATS = ("criteo", "avazu", "generic", "synthetic")
@@ -19,7 +20,6 @@ INTEGER_ENCODINGS = ("categorical", "log_bucket", "dense_minmax")
 BAD_ROW_POLICIES = ("error", "skip")
 FILE_TYPES = ("csv", "parquet")
 SYNTHETIC_FORMATS = ("criteo", "avazu")
-SYNTHETIC_TEACHERS = ("pairs", "deep")
 SYNTHETIC_KEY = "dataset.synthetic"
 
 

@@ -35,6 +35,8 @@ from fefm_lab.config.rules import (
 )
 
 L2_MODES = ("batch", "table")
+# The planted teachers fefm_lab.data.synthetic generates (dataset.synthetic.teacher, synth.teacher).
+SYNTHETIC_TEACHERS = ("pairs", "deep")
 # The trainer fits 0/1 click labels with log loss; regression is a Python-API-only model option.
 BINARY_ONLY = Rule(lambda v: v == "binary", "'binary' (click labels; regression: Python API only)")
 LAYER_WIDTHS = Rule(lambda v: all(u >= 1 for u in v), "a list of layer widths >= 1 ([] = no DNN)")

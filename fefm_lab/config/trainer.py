@@ -25,6 +25,7 @@ from fefm_lab.config.rules import (
 from fefm_lab.errors import ConfigError
 
 OPTIMIZERS = ("adagrad", "adam")
+DEVICES = ("auto", "cpu", "gpu")  # trainer.device; fefm_lab.training.device places a run
 
 
 MONITORS = ("val_logloss", "val_auc")
@@ -100,7 +101,7 @@ class TrainerConfig:
         "auto",
         "auto: the first GPU TensorFlow sees, else the CPU | cpu: never a GPU | gpu: a GPU or "
         "an error",
-        one_of("auto", "cpu", "gpu"),
+        one_of(*DEVICES),
     )
 
     def __post_init__(self) -> None:

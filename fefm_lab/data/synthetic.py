@@ -42,6 +42,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from fefm_lab.config.dataset import SyntheticSource
+from fefm_lab.config.schema import SYNTHETIC_TEACHERS
 from fefm_lab.data.keys import splitmix64, uniform01
 from fefm_lab.data.layout import AVAZU_COLUMNS, CRITEO_CATEGORICAL, CRITEO_INTEGER
 from fefm_lab.data.split import TEST, assign_splits
@@ -54,7 +55,6 @@ EMBEDDING_DIM = 4
 PLANTED_PAIRS = 4
 PAIR_STRENGTH = 1.2
 LINEAR_SCALE = 0.15
-TEACHERS = ("pairs", "deep")
 DEEP_PAIRS = 8
 THRESHOLD_FIELDS = 6
 THRESHOLD_STRENGTH = 1.5
@@ -122,8 +122,10 @@ class _Teacher:
         kind: str = "pairs",
         cdfs: dict[int, np.ndarray] | None = None,
     ):
-        if kind not in TEACHERS:
-            raise ValueError(f"teacher must be one of {', '.join(TEACHERS)}, received {kind!r}")
+        if kind not in SYNTHETIC_TEACHERS:
+            raise ValueError(
+                f"teacher must be one of {', '.join(SYNTHETIC_TEACHERS)}, received {kind!r}"
+            )
         self.seed = seed
         self.kind = kind
         self.fields = fields

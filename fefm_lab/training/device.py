@@ -14,9 +14,8 @@ import sys
 import tempfile
 from types import ModuleType
 
+from fefm_lab.config.trainer import DEVICES
 from fefm_lab.errors import ConfigError, UserError
-
-DEVICE_CHOICES = ("auto", "cpu", "gpu")
 
 
 def import_tensorflow(verbose: bool = False) -> ModuleType:
@@ -53,8 +52,8 @@ def select_device(choice: str) -> str:
     ConfigError saying why there is none. Run it before the first model is built: TensorFlow
     fixes its visible devices when its runtime starts (later calls keep what it has).
     """
-    if choice not in DEVICE_CHOICES:
-        raise ConfigError(f"trainer.device: expected one of {DEVICE_CHOICES}, got {choice!r}")
+    if choice not in DEVICES:
+        raise ConfigError(f"trainer.device: expected one of {DEVICES}, got {choice!r}")
     tf = import_tensorflow()
     gpus = tf.config.list_physical_devices("GPU")
     if choice == "gpu" and not gpus:

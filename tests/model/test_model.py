@@ -336,7 +336,7 @@ def test_save_load_round_trip(tmp_path):
             r"`task` must be one of \('binary', 'regression'\), received 'ranking'",
         ),
         ({"dnn_activation": "swishy"}, "`dnn_activation` must name a Keras activation.*'swishy'"),
-        ({"l2_mode": "rows"}, r"`l2_mode` must be one of \('table', 'batch'\), received 'rows'"),
+        ({"l2_mode": "rows"}, r"`l2_mode` must be one of \('batch', 'table'\), received 'rows'"),
         ({"dnn_hidden_units": (4, 0)}, r"`dnn_hidden_units` must be a list of ints >= 1.*\(4, 0\)"),
         ({"use_fefm": "yes"}, "`use_fefm` must be true or false, received 'yes'"),
         ({"seed": None}, "`seed` must be an int, received None"),
@@ -455,24 +455,18 @@ def test_deepfefm_keeps_the_reference_signature():
         FM(COLUMNS, COLUMNS, dnn_dropout=0.1)
 
 
-def test_every_builder_takes_what_the_family_table_says():
-    shallow = "fm_group l2_reg_linear l2_reg_embedding_feat"
-    expected = {
-        "deepfefm": REFERENCE_ORDER[2:],
-        "fefm": f"{shallow} l2_reg_embedding_field seed use_linear task symmetric l2_mode",
-        "fmfm": f"{shallow} l2_reg_embedding_field seed use_linear task l2_mode",
-        "fm": f"{shallow} seed use_linear task l2_mode",
-        "fwfm": f"{shallow} l2_reg_embedding_field seed use_linear task l2_mode",
-        "deepfm": "fm_group dnn_hidden_units l2_reg_linear l2_reg_embedding_feat l2_reg_dnn seed "
-        "dnn_dropout use_linear dnn_activation dnn_use_bn task l2_mode",
-        "dcnv2": "dnn_hidden_units l2_reg_embedding_feat l2_reg_dnn seed dnn_dropout "
-        "dnn_activation dnn_use_bn task l2_mode num_cross_layers",
-        "lr": "l2_reg_linear seed task l2_mode",
-    }
-    expected = {k: v.split() if isinstance(v, str) else v for k, v in expected.items()}
-    assert sorted(MODEL_FAMILY) == sorted(expected)
-    for name, keys in expected.items():
-        assert model_parameters(name) == keys, name
+def test_every_builder_takes_what_its_config_schema_lists():
+    """The keywords come from the schema dataclasses (plus `seed`), in DeepFEFM's order."""
+    from fefm_lab.config.schema import MODEL_SCHEMAS
+    from fefm_lab.config.schema import model_parameters as schema_parameters
+
+    assert sorted(MODEL_FAMILY) == sorted(MODEL_SCHEMAS)
+    assert model_parameters("deepfefm") == REFERENCE_ORDER[2:]
+    assert model_parameters("lr") == ["l2_reg_linear", "seed", "task", "l2_mode"]
+    for name in MODEL_FAMILY:
+        keys = model_parameters(name)
+        assert set(keys) == {"seed", *schema_parameters(name)}, name
+        assert keys == [key for key in [*REFERENCE_ORDER[2:], "num_cross_layers"] if key in keys]
         signature = list(inspect.signature(MODELS[name]).parameters)
         assert signature == ["linear_feature_columns", "dnn_feature_columns", *keys], name
     assert inspect.signature(LR).parameters["dnn_feature_columns"].default == ()
@@ -518,7 +512,7 @@ def test_every_builder_names_the_one_line_change_for_fast_keras_training():
         (
             LR,
             {"l2_mode": "rows"},
-            r"`l2_mode` must be one of \('table', 'batch'\), received 'rows'",
+            r"`l2_mode` must be one of \('batch', 'table'\), received 'rows'",
         ),
     ],
 )
