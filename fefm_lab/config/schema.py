@@ -7,15 +7,16 @@ lists exactly the parameters its builder takes (`fefm_lab.model.build_model`) pl
 for models with embeddings, `embedding_dim`; `model_defaults(name)` gives the builder's defaults
 without importing TensorFlow.
 
-The `dataset` group's schemas (`DATASET_SCHEMAS`, one per format) give its keys, defaults, types
-and docs; its ranges and cross-key rules are `fefm_lab.config.dataset.validate_dataset_config`'s
-(which also builds the `DatasetConfig` that preparation reads). The `trainer` section's schema is
+The `dataset` group's schemas (`DATASET_SCHEMAS`, one per format) give its keys, defaults, types,
+ranges and docs; `fefm_lab.config.dataset` builds from them the typed `DatasetConfig` that
+preparation reads, and adds the rules between keys. The `trainer` section's schema is
 `fefm_lab.config.trainer.TrainerConfig`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -232,7 +233,40 @@ def family_defaults() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- datasets
-# Ranges and cross-key rules: fefm_lab.config.dataset.validate_dataset_config.
+# Each key's range is its rule here; the rules between keys (a path unless synthetic, a generic
+# file's columns, split=given's format) are fefm_lab.config.dataset.validate_dataset_config's.
+
+DATASET_FORMATS = ("criteo", "avazu", "generic", "synthetic")
+SPLIT_MODES = ("shuffled", "sequential", "given")
+INTEGER_ENCODINGS = ("categorical", "log_bucket", "dense_minmax")
+BAD_ROW_POLICIES = ("error", "skip")
+FILE_TYPES = ("csv", "parquet")
+SYNTHETIC_FORMATS = ("criteo", "avazu")
+HEX_DIGITS = frozenset("0123456789abcdef")
+
+SPLIT_FRACTIONS = Rule(
+    lambda v: (
+        len(v) == 3
+        and all(f >= 0 for f in v)
+        and v[0] > 0
+        and math.isclose(sum(v), 1.0, abs_tol=1e-9)
+    ),
+    "three numbers [train, validation, test] >= 0 with train > 0 summing to 1",
+)
+COLUMN_NAMES = Rule(
+    lambda v: all(v) and len(set(v)) == len(v), "a list of distinct, non-empty column names"
+)
+SEPARATOR = Rule(
+    lambda v: len(v) == 1 and v not in '\n\r"', "one character (not a newline or a quote)"
+)
+SPLIT_FILES = Rule(
+    lambda v: len(v) == 3 and all(f and "/" not in f for f in v) and len(set(v)) == 3,
+    "three distinct file names [train, validation, test] inside dataset.path",
+)
+MD5_DIGESTS = Rule(
+    lambda v: len(v) == 3 and all(len(d) == 32 and set(d) <= HEX_DIGITS for d in v),
+    "three lowercase hex MD5 digests (32 characters) of [train, validation, test]",
+)
 
 
 @dataclass
@@ -240,70 +274,93 @@ class DatasetSchema:
     """A raw file and how to prepare it (criteo, avazu; the other formats add keys)."""
 
     name: str = option(
-        MISSING, "shown in run names and MLflow tags; also the prepared directory's name prefix"
+        MISSING,
+        "shown in run names and MLflow tags; also the prepared directory's name prefix",
+        NON_EMPTY_TEXT,
     )
-    format: str = option(MISSING, "source kind: criteo | avazu | generic | synthetic")
+    format: str = option(
+        MISSING, "source kind: criteo | avazu | generic | synthetic", one_of(*DATASET_FORMATS)
+    )
     path: str | None = option(MISSING, "the raw file (plain or .gz; required but for synthetic)")
     split: str = option(
         "shuffled",
         "shuffled (hash of seed and row number) | sequential (file order, i.e. time order) | "
         "given (generic csv only: path is a folder of three files, each one split, as a "
         "benchmark publishes them; never re-split)",
+        one_of(*SPLIT_MODES),
     )
     split_fractions: list[float] = option(
-        [0.64, 0.16, 0.20], "[train, validation, test] fractions summing to 1 (the paper's)"
+        [0.64, 0.16, 0.20],
+        "[train, validation, test] fractions summing to 1 (the paper's)",
+        SPLIT_FRACTIONS,
     )
     split_seed: int | None = option(
         None,
         "seed of the shuffled split; null = the run's `seed` (pin it so several seeds share one "
         "split: at full scale each distinct split is a separate ~10 minute preparation)",
+        int_at_least(0),
     )
     min_count: int = option(
-        20, "values seen fewer times in the train split map to the field's OOV id (paper: 20)"
+        20,
+        "values seen fewer times in the train split map to the field's OOV id (paper: 20)",
+        int_at_least(1),
     )
     integer_encoding: str = option(
         "categorical",
         "integer columns: categorical (one id per integer value, the paper) | log_bucket "
         "(floor(ln(x)^2) for x > 2; each x <= 2, negatives included, its own id) | dense_minmax "
         "(float in [0, 1] scaled by train min/max, missing = 0 before scaling, as DeepCTR)",
+        one_of(*INTEGER_ENCODINGS),
     )
     on_bad_rows: str = option(
         "error",
         "a malformed row: error (stop, naming file and line) | skip (drop it, count it in the "
         "manifest)",
+        one_of(*BAD_ROW_POLICIES),
     )
     block_bytes: int = option(
-        16777216, "bytes read and parsed per chunk (memory vs overhead; not the result)"
+        16777216,
+        "bytes read and parsed per chunk (memory vs overhead; not the result)",
+        int_at_least(1),
     )
-    shard_rows: int = option(1000000, "rows per Arrow shard file of a split (not the result)")
+    shard_rows: int = option(
+        1000000, "rows per Arrow shard file of a split (not the result)", int_at_least(1)
+    )
 
 
 @dataclass
 class GenericDatasetSchema(DatasetSchema):
     """Any CSV / TSV (plain or .gz) or parquet file with a 0/1 label column."""
 
-    file_type: str = option("csv", "csv (one-character separator, no quoting) | parquet")
-    separator: str = option(",", "field separator of a csv file, one character")
+    file_type: str = option(
+        "csv", "csv (one-character separator, no quoting) | parquet", one_of(*FILE_TYPES)
+    )
+    separator: str = option(",", "field separator of a csv file, one character", SEPARATOR)
     header: bool = option(True, "whether the first line names the columns (csv only)")
     column_names: list[str] | None = option(
         None,
         "every column name in file order; required when header is false (with a header, when "
         "given, the header must equal it)",
+        COLUMN_NAMES,
     )
-    label: str = option(MISSING, "the 0/1 label column (required)")
-    categorical: list[str] = option([], "categorical feature columns (any text, hashed to ids)")
+    label: str | None = option(MISSING, "the 0/1 label column (required)")
+    categorical: list[str] = option(
+        [], "categorical feature columns (any text, hashed to ids)", COLUMN_NAMES
+    )
     numeric: list[str] = option(
-        [], "numeric feature columns: integers, or any number with dense_minmax"
+        [], "numeric feature columns: integers, or any number with dense_minmax", COLUMN_NAMES
     )
     split_files: list[str] = option(
         ["train.csv", "valid.csv", "test.csv"],
         "split=given: the [train, validation, test] file names inside the folder `path`, all with "
         "the same header",
+        SPLIT_FILES,
     )
     md5: list[str] | None = option(
         None,
         "split=given: the published MD5 of each of split_files, checked once before preparing "
         "(a mismatch stops, naming the file); null = not checked",
+        MD5_DIGESTS,
     )
 
 
@@ -311,25 +368,47 @@ class GenericDatasetSchema(DatasetSchema):
 class SyntheticSourceSchema:
     """What `format: synthetic` generates (then prepares as that raw format)."""
 
-    format: str = option("criteo", "raw layout: criteo (TSV, 13 integer + 26 categorical) | avazu")
+    format: str = option(
+        "criteo",
+        "raw layout: criteo (TSV, 13 integer + 26 categorical) | avazu",
+        one_of(*SYNTHETIC_FORMATS),
+    )
     rows: int = option(
-        150000, "rows to generate; ~150k keeps a default DeepFEFM run near a minute on 2 cores"
+        150000,
+        "rows to generate; ~150k keeps a default DeepFEFM run near a minute on 2 cores",
+        int_at_least(1),
     )
     seed: int = option(
-        0, "generator seed: values, teacher and labels are a function of it and rows"
+        0,
+        "generator seed: values, teacher and labels are a function of it and rows",
+        int_at_least(0),
     )
     teacher: str = option(
         "pairs",
         "the planted teacher: pairs (linear + 4 FEFM-form field pairs; linear + FEFM is its own "
         "family) | deep (8 pairs + a threshold of a sum over 6 fields that only a DNN "
         "expresses; fefm_lab/data/synthetic.py)",
+        one_of(*SYNTHETIC_TEACHERS),
     )
 
 
 @dataclass
 class SyntheticDatasetSchema(DatasetSchema):
-    """The embedded default: a generated Criteo-format file with a planted teacher."""
+    """The embedded default: a generated Criteo-format file with a planted teacher (no raw file).
 
+    Its defaults are the default dataset's: `dataset=synthetic` and the Python API's
+    `DatasetConfig()` (fefm_lab.config.dataset) alike.
+    """
+
+    name: str = option(
+        "synthetic",
+        "shown in run names and MLflow tags; also the prepared directory's name prefix",
+        NON_EMPTY_TEXT,
+    )
+    format: str = option(
+        "synthetic", "source kind: criteo | avazu | generic | synthetic", one_of(*DATASET_FORMATS)
+    )
+    path: str | None = option(None, "none: the generated file's path follows from `synthetic`")
     synthetic: SyntheticSourceSchema = section(SyntheticSourceSchema, "the generated file")
 
 

@@ -223,7 +223,7 @@ def test_teacher_kind_is_checked_and_names_the_cached_file(tmp_path):
     assert synthetic_path(SyntheticSource(rows=40, seed=2), tmp_path).name == "criteo-40-seed2.txt"
     deep = SyntheticSource(rows=40, seed=2, teacher="deep")
     assert synthetic_path(deep, tmp_path).name == "criteo-40-seed2-deep.txt"
-    expected = r"dataset\.synthetic\.teacher must be one of pairs, deep"
+    expected = r"^dataset\.synthetic\.teacher: expected 'pairs' or 'deep', got 'wide'$"
     with pytest.raises(ConfigError, match=expected):
         validate_dataset_config({"format": "synthetic", "synthetic": {"teacher": "wide"}})
     assert validate_dataset_config({"synthetic": {"teacher": "deep"}}).synthetic == deep.__class__(

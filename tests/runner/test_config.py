@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from omegaconf import OmegaConf
+from omegaconf import MISSING, OmegaConf
 
 from fefm_lab import cli
 from fefm_lab.config.ablation import ABLATION_NAMES, ABLATIONS, ablation_label
@@ -20,6 +20,7 @@ from fefm_lab.config.schema import (
     SECTION_SCHEMAS,
     FefmLabConfig,
     MarginConfig,
+    SyntheticDatasetSchema,
     SyntheticSourceSchema,
     model_defaults,
     model_parameters,
@@ -148,23 +149,39 @@ def test_defaults_come_from_the_schemas(tmp_path: Path) -> None:
     assert (adam["optimizer"], adam["learning_rate"], adam["batch_size"]) == ("adam", 0.001, 1024)
 
 
-def test_dataset_schemas_agree_with_the_prepared_datasets_config() -> None:
-    """The Python API's DatasetConfig has the schemas' keys and defaults (a key it has and no
-    format's schema lacks would be unreachable from the command line)."""
-    from fefm_lab.config.dataset import DatasetConfig, SyntheticSource
+def test_dataset_defaults_are_the_schemas_everywhere(tmp_path: Path) -> None:
+    """One default per dataset key: the schemas, the Python API's DatasetConfig, a plain dict
+    with nothing set, and the composed default dataset agree (a key DatasetConfig has and no
+    format's schema has would be unreachable from the command line)."""
+    from fefm_lab.config.dataset import DatasetConfig, SyntheticSource, validate_dataset_config
 
-    python_defaults = dataclasses.asdict(DatasetConfig())
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+
+    python_defaults = {k: plain(v) for k, v in dataclasses.asdict(DatasetConfig()).items()}
     schema_keys = set()
     for schema in DATASET_SCHEMAS.values():
         for name, item in schema_fields(schema).items():
             schema_keys.add(name)
-            if name in ("name", "format", "path", "label", "synthetic"):
-                continue  # required per format, or a section (checked below)
-            value = python_defaults[name]
-            assert (list(value) if isinstance(value, tuple) else value) == item.default, name
+            if item.default is MISSING or name == "synthetic":
+                continue  # required (criteo, avazu, generic), or a section (checked below)
+            if schema is SyntheticDatasetSchema or name not in schema_fields(
+                SyntheticDatasetSchema
+            ):
+                assert python_defaults[name] == item.default, (schema.__name__, name)
     assert schema_keys == set(python_defaults)
+    assert python_defaults["label"] is None  # required for generic files, absent elsewhere
     synthetic = dataclasses.asdict(SyntheticSource())
     assert synthetic == {k: i.default for k, i in schema_fields(SyntheticSourceSchema).items()}
+    assert python_defaults["synthetic"] == synthetic
+
+    # The same defaults from a plain dict and from the command line's default dataset.
+    assert validate_dataset_config({}) == DatasetConfig()
+    composed = _compose([], tmp_path)["dataset"]
+    assert validate_dataset_config(composed) == DatasetConfig()
+    assert composed == {
+        k: v for k, v in python_defaults.items() if k in schema_fields(SyntheticDatasetSchema)
+    }
 
 
 def test_model_schemas_match_the_builders() -> None:
@@ -393,8 +410,8 @@ FM_KEYS = (
             ["model.name=fm"],
             "model.name: 'fm' set on the config of model 'deepfefm'; pick a model with model=fm",
         ),
-        (["dataset.min_count=abc"], "dataset.min_count: expected an integer, got 'abc'"),
-        (["dataset.min_count=0"], "dataset.min_count must be an integer >= 1; received 0"),
+        (["dataset.min_count=abc"], "dataset.min_count: expected an integer >= 1, got 'abc'"),
+        (["dataset.min_count=0"], "dataset.min_count: expected an integer >= 1, got 0"),
         (
             ["dataset.header=true"],
             "dataset.header: unknown key; allowed: name, format, path, split, split_fractions,",
