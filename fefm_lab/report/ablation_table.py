@@ -4,9 +4,10 @@ For each (dataset, model, ablation): test AUC and log loss as mean +- sample std
 seeds, the difference of means to the baseline (the same model without ablation), and a paired
 comparison over the seeds both have (report.statistics): mean and std of d_s = x_s - baseline_s,
 its 95% confidence interval, the paired t test's two-sided p-value and the smallest difference
-these seeds resolve (power 0.8). The verdicts (better / worse / equivalent / not resolved) come
-from `fefm_lab.report.verdicts.study_verdicts` over every comparison and metric of the table at
-once (simultaneous intervals, Bonferroni over the tests and the planned looks): columns
+these seeds resolve (power 0.8), each as for one test at 0.05 (columns ci_*, t, p, mdd). The
+verdicts (better / worse / equivalent / not resolved) come from
+`fefm_lab.report.verdicts.study_verdicts` over every comparison and metric of the table at once
+(simultaneous intervals, Bonferroni over the tests and the planned looks): columns
 `{metric}_verdict`, `{metric}_margin`, `{metric}_vci_low` / `_vci_high` (the interval the verdict
 reads), `{metric}_level` and `{metric}_seeds_needed`. With `report.budget_epochs` the runs also
 carry `budget_auc` / `budget_logloss` (validation metrics after that many epochs), compared the
@@ -29,6 +30,7 @@ from fefm_lab.report.paper import PAPER_DATASETS, paper_gap, paper_numbers
 from fefm_lab.report.settings import ReportSettings
 from fefm_lab.report.statistics import (
     ALPHA,
+    POWER,
     PairedComparison,
     minimum_detectable_difference,
     paired_comparison,
@@ -288,12 +290,19 @@ def training_note(runs: pd.DataFrame) -> str:
     )
 
 
-def paper_gap_seeds(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Seeds the paper's Table 5 AUC gaps would need at this study's observed paired spread."""
+def paper_gap_seeds(table: pd.DataFrame, power: float = POWER) -> pd.DataFrame:
+    """Seeds the paper's Table 5 AUC gaps would need at this study's observed paired spread, for
+    the verdict better / worse at the level this report's verdicts read.
+
+    A gap δ settles as better / worse when its interval excludes 0, which is the two-sided paired
+    t test at the verdicts' level α' = α / (tests · looks) (`auc_level`, Bonferroni). Seeds
+    needed: the smallest n with that test's power >= `power` for δ at spread s (noncentral t,
+    `statistics.seeds_needed`); resolvable Δ: the δ these seeds detect with `power` at α'.
+    """
     rows = []
     for _, row in table.iterrows():
         gaps = {name: paper_gap(name, row["ablation"]) for name in PAPER_DATASETS}
-        spread = row["auc_paired_std"]
+        spread, level = row["auc_paired_std"], row["auc_level"]
         if all(g is None for g in gaps.values()) or not row["auc_paired_n"] >= 2:
             continue
         entry: dict[str, object] = {
@@ -302,11 +311,13 @@ def paper_gap_seeds(table: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
             "ablation": row["ablation"],
             "paired std Δ AUC": spread,
             "seeds": int(row["auc_paired_n"]),
-            "resolvable Δ AUC": row["auc_mdd"],
+            "resolvable Δ AUC": minimum_detectable_difference(
+                spread, int(row["auc_paired_n"]), level, power
+            ),
         }
         for name, gap in gaps.items():
             entry[f"{name} gap"] = math.nan if gap is None else gap
-            needed = None if gap is None else seeds_needed(gap, spread, alpha)
+            needed = None if gap is None else seeds_needed(gap, spread, level, power)
             entry[f"{name} seeds needed"] = "" if needed is None else str(needed)
         rows.append(entry)
     return pd.DataFrame(rows)

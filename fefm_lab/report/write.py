@@ -33,7 +33,7 @@ from fefm_lab.report.expectations import check_expectations, expectation_text
 from fefm_lab.report.html import html_section, report_html
 from fefm_lab.report.published import comparison_explanation, published_comparison
 from fefm_lab.report.settings import ReportSettings
-from fefm_lab.report.statistics import ALPHA, NOT_RESOLVED, POWER
+from fefm_lab.report.statistics import NOT_RESOLVED, POWER
 from fefm_lab.tracking.store import TAG_SWEEP, TrackingStore
 
 MARKDOWN_NAME = "ablation_table.md"
@@ -167,12 +167,18 @@ def explanation(table: pd.DataFrame, settings: ReportSettings | None = None) -> 
     )
 
 
-def gap_explanation(alpha: float = ALPHA, power: float = POWER) -> str:
+def gap_explanation(table: pd.DataFrame, settings: ReportSettings, power: float = POWER) -> str:
+    """The caption of the seeds-needed table: the verdicts' level it uses, and its terms."""
+    tests, level = _family(table)
+    looks = f" × {settings.looks} planned looks" if settings.looks > 1 else ""
     return (
-        "Seeds the paper's Table 5 AUC gaps (ablation - no ablation) would need for a paired t "
-        f"test at alpha {alpha} with power {power}, at this study's observed paired spread "
-        "(a study on other data has its own spread: open CTR benchmarks report seed std of "
-        "1e-4 to 2e-4 AUC on Criteo, up to 1.7e-3 on Avazu)."
+        "Seeds the paper's Table 5 AUC gaps (ablation - no ablation) would need to settle as "
+        "better / worse in this report, at this study's observed paired spread: the paired t "
+        f"test at the level the verdicts read, {settings.alpha:g}/({tests} tests{looks}) = "
+        f"{level:.3g} (Bonferroni; its interval then excludes 0), with power {power:g}. "
+        "Resolvable Δ AUC: the gap these seeds detect so. A study with other comparisons or "
+        "looks has its own level, and one on other data its own spread (open CTR benchmarks "
+        "report seed std of 1e-4 to 2e-4 AUC on Criteo, up to 1.7e-3 on Avazu)."
     )
 
 
@@ -206,7 +212,8 @@ def report_markdown(report: Report) -> str:
     if report.adaptive:
         parts.append(report.adaptive + "\n")
     if not report.gap_seeds.empty:
-        parts.append(f"**Seeds needed for the paper's gaps.** {gap_explanation()}\n")
+        caption = gap_explanation(report.table, report.settings)
+        parts.append(f"**Seeds needed for the paper's gaps.** {caption}\n")
         parts.append(markdown_table(report.gap_seeds) + "\n")
     if not report.published.empty:
         parts.append(f"**Beside the open benchmark.** {comparison_explanation()}\n")
@@ -316,7 +323,7 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
         report,
         readable_table(report.table),
         explanation(report.table, report.settings),
-        gap_explanation(),
+        gap_explanation(report.table, report.settings),
         chart.read_bytes(),
         curves_png=curves_png,
         budget=budget,

@@ -16,8 +16,11 @@ many looks it actually takes and whichever ablations get more seeds. A settled a
 more seeds and its interval's level does not change, so its verdict stays.
 
 Killed and repeated, the sweep makes the same decisions: they depend only on the runs' test
-metrics, and finished runs are reused by config hash. A budget (`max_cpu_hours`,
-`max_wall_hours`) can stop it earlier; the CPU-hours are those the sweep's runs recorded.
+metrics, and finished runs are reused by config hash. A budget can stop it earlier, checked after
+each look that asks for more seeds (the batch running when it is spent finishes):
+`max_cpu_hours` counts the `cpu_seconds` of every run the sweep's jobs ended with, reused runs
+included, so a repeated sweep counts what its earlier launches spent; `max_wall_hours` counts
+this launch's time only (a wall-time budget is per launch, and makes the path depend on it).
 """
 
 from __future__ import annotations
@@ -204,3 +207,22 @@ class AdaptiveStudy:
                 state.target = max(paired)
                 raised = True
         return raised
+
+
+def budget_spent(settings: Mapping[str, Any], cpu_hours: float, wall_hours: float) -> str:
+    """Why the budget stops the study (empty while it lasts): `max_cpu_hours` against the
+    CPU-hours the sweep's runs recorded, `max_wall_hours` against this launch's hours."""
+    cpu_cap, wall_cap = settings.get("max_cpu_hours"), settings.get("max_wall_hours")
+    if cpu_cap is not None and cpu_hours >= cpu_cap:
+        return f"max_cpu_hours ({cpu_cap:g}) spent: {cpu_hours:.3f} CPU-hours"
+    if wall_cap is not None and wall_hours >= wall_cap:
+        return f"max_wall_hours ({wall_cap:g}) spent: {wall_hours:.3f} hours"
+    return ""
+
+
+def unsettled_reason(study: AdaptiveStudy) -> str:
+    """Why a study that asks for no more seeds stopped: all settled, or the cap."""
+    left = [s for s in study.ablations() if s.settled_at is None]
+    if not left:
+        return "every ablation settled"
+    return f"max_seeds ({study.schedule.max}) reached with {len(left)} ablation(s) not resolved"

@@ -29,9 +29,11 @@ from fefm_lab.sweep.adaptive_seeds import (
     AdaptiveSeedsSweeperConf,
     AdaptiveStudy,
     SeedSchedule,
+    budget_spent,
     check_settings,
     grid_points,
     sweep_values,
+    unsettled_reason,
 )
 from fefm_lab.tracking.store import tag_value
 
@@ -123,9 +125,9 @@ class AdaptiveSeedsSweeper(Sweeper):
             raised = study.look(runs)
             _say(_look_line(study, len(study.history)))
             if not raised:
-                stopped = _unsettled_reason(study)
+                stopped = unsettled_reason(study)
                 break
-            budget = _over_budget(settings, cpu_hours, (time.monotonic() - started) / 3600)
+            budget = budget_spent(settings, cpu_hours, (time.monotonic() - started) / 3600)
             if budget:
                 stopped = budget
                 break
@@ -177,19 +179,3 @@ def _look_line(study: AdaptiveStudy, number: int) -> str:
         f"{study.level:.2g}): {len(study.ablations()) - len(unsettled)} ablation(s) settled; "
         f"not resolved (seeds next): {waiting}"
     )
-
-
-def _unsettled_reason(study: AdaptiveStudy) -> str:
-    left = [s for s in study.ablations() if s.settled_at is None]
-    if not left:
-        return "every ablation settled"
-    return f"max_seeds ({study.schedule.max}) reached with {len(left)} ablation(s) not resolved"
-
-
-def _over_budget(settings: dict[str, Any], cpu_hours: float, wall_hours: float) -> str:
-    cpu_cap, wall_cap = settings.get("max_cpu_hours"), settings.get("max_wall_hours")
-    if cpu_cap is not None and cpu_hours >= cpu_cap:
-        return f"max_cpu_hours ({cpu_cap:g}) spent: {cpu_hours:.3f} CPU-hours"
-    if wall_cap is not None and wall_hours >= wall_cap:
-        return f"max_wall_hours ({wall_cap:g}) spent: {wall_hours:.3f} hours"
-    return ""

@@ -361,6 +361,62 @@ def test_seeds_needed_for_the_paper_gaps() -> None:
     spread = table.set_index("ablation").loc["no_linear", "auc_paired_std"]
     assert gaps.loc["no_linear", "criteo gap"] == pytest.approx(0.81386 - 0.81405)
     assert gaps.loc["no_linear", "avazu gap"] == pytest.approx(0.77768 - 0.77801)
+    level = 0.05 / 6  # the verdicts' level: 3 ablations x 2 metrics, one look
     assert gaps.loc["no_linear", "criteo seeds needed"] == str(
-        seeds_needed(0.81386 - 0.81405, spread)
+        seeds_needed(0.81386 - 0.81405, spread, level)
     )
+
+
+def _power(gap: float, std: float, n: int, level: float) -> float:
+    """The two-sided paired t test's power at `level`, from scipy's noncentral t directly."""
+    critical = stats.t.ppf(1 - level / 2, n - 1)
+    shift = abs(gap) * math.sqrt(n) / std
+    return stats.nct.sf(critical, n - 1, shift) + stats.nct.cdf(-critical, n - 1, shift)
+
+
+@pytest.mark.parametrize(
+    ("looks", "level", "needed", "caption"),
+    [
+        # 2 ablations x 2 metrics, one look: 0.05 / 4 (no_linear at one test's 0.05: 727, 243)
+        (1, 0.0125, {"no_linear": (1033, 345), "no_fefm_logit": (520, 27)},
+         "0.05/(4 tests) = 0.0125"),
+        (3, 0.05 / 12, {"no_linear": (1273, 425), "no_fefm_logit": (641, 34)},
+         "0.05/(4 tests × 3 planned looks) = 0.00417"),
+    ],
+)  # fmt: skip
+def test_seeds_for_the_paper_gaps_at_the_level_the_verdicts_read(
+    looks: int, level: float, needed: dict[str, tuple[int, int]], caption: str
+) -> None:
+    from fefm_lab.report.write import gap_explanation
+
+    # paired AUC differences by hand: no_linear +2, -1, +1, -2 (x 1e-3; mean 0, std
+    # sqrt(10/3)e-3), no_fefm_logit -10, -12, -8, -10 (std sqrt(8/3)e-3)
+    base = [0.800, 0.810, 0.790, 0.805]
+    shifts = {
+        "none": [0.0] * 4,
+        "no_linear": [0.002, -0.001, 0.001, -0.002],
+        "no_fefm_logit": [-0.010, -0.012, -0.008, -0.010],
+    }
+    runs = pd.DataFrame(
+        [
+            {"dataset": "synthetic", "model": "deepfefm", "ablation": ablation, "seed": seed,
+             "auc": b + d, "logloss": 0.43 - (b + d) / 2, "params": {}}
+            for ablation, ds in shifts.items()
+            for seed, (b, d) in enumerate(zip(base, ds, strict=True), start=1)
+        ]
+    )  # fmt: skip
+    settings = ReportSettings(looks=looks)
+    table = ablation_table(runs, settings)
+    assert table["auc_level"].dropna().tolist() == pytest.approx([level, level], rel=1e-15)
+    gaps = paper_gap_seeds(table).set_index("ablation")
+    spreads = {"no_linear": math.sqrt(10 / 3) * 1e-3, "no_fefm_logit": math.sqrt(8 / 3) * 1e-3}
+    for ablation, (criteo, avazu) in needed.items():
+        row, std = gaps.loc[ablation], spreads[ablation]
+        assert row["paired std Δ AUC"] == pytest.approx(std, rel=1e-9)
+        assert (row["criteo seeds needed"], row["avazu seeds needed"]) == (str(criteo), str(avazu))
+        for gap, n in ((row["criteo gap"], criteo), (row["avazu gap"], avazu)):
+            assert _power(gap, std, n - 1, level) < 0.8 <= _power(gap, std, n, level)
+        assert _power(row["resolvable Δ AUC"], std, 4, level) == pytest.approx(0.8, abs=1e-9)
+    text = gap_explanation(table, settings)
+    assert f"the level the verdicts read, {caption} (Bonferroni" in text
+    assert "with power 0.8" in text

@@ -144,3 +144,60 @@ def test_the_report_section_counts_seeds_cpu_hours_and_the_fixed_seed_alternativ
     assert "Cost: 13 runs, 1.300 CPU-hours." in text
     assert "the cap, 5 seeds: 15 runs, about 1.500 CPU-hours (saved: 2 runs, 0.200" in text
     assert "3 seeds each, 9 runs, about 0.900 CPU-hours" in text
+
+
+def test_a_spent_budget_stops_the_study_and_the_report_gives_the_seeds_a_verdict_needs() -> None:
+    from fefm_lab.report.adaptive_study import adaptive_markdown, adaptive_rows
+    from fefm_lab.report.verdicts import seeds_to_settle
+    from fefm_lab.sweep.adaptive_seeds import budget_spent, unsettled_reason
+
+    points = [["ablation=none"], ["ablation=shallow"], ["ablation=no_linear"]]
+    margins = {"auc": 0.05, "logloss": 0.05}
+    study = AdaptiveStudy(points, SeedSchedule(3, 7, 2), alpha=0.3, margins=margins)
+    study.mark_launched(study.pending())
+    for i, name in enumerate(("none", "shallow", "no_linear")):
+        study.record_key(i, ("synthetic", "deepfefm", name))
+    base = [0.80, 0.85, 0.82]
+    noise = [0.03, -0.04, 0.05]
+    runs = _runs(
+        {
+            "none": base,
+            "no_linear": [b + e / 30 for b, e in zip(base, noise, strict=True)],
+            "shallow": [b + 2 * e for b, e in zip(base, noise, strict=True)],
+        }
+    )
+    runs["cpu_seconds"] = 240.0  # 9 runs: 0.6 CPU-hours
+    assert study.look(runs) is True  # shallow is not resolved: it asks for seeds 4 and 5
+    cpu_hours = float(runs["cpu_seconds"].sum()) / 3600
+    # the CPU budget is spent at 0.6 of 0.5 CPU-hours; the wall budget counts this launch only
+    settings = {"max_cpu_hours": 0.5, "max_wall_hours": 2.0}
+    assert budget_spent(settings, cpu_hours, 0.1) == "max_cpu_hours (0.5) spent: 0.600 CPU-hours"
+    assert budget_spent({**settings, "max_cpu_hours": 0.7}, cpu_hours, 0.1) == ""
+    assert budget_spent({**settings, "max_cpu_hours": None}, cpu_hours, 2.0) == (
+        "max_wall_hours (2) spent: 2.000 hours"
+    )
+    assert budget_spent({"max_cpu_hours": None, "max_wall_hours": None}, 1e9, 1e9) == ""
+    assert unsettled_reason(study) == "max_seeds (7) reached with 1 ablation(s) not resolved"
+
+    # the report of the stopped study: shallow unresolved at 3 seeds, with its seeds needed
+    stopped = {
+        "first_seeds": 3, "seeds_per_look": 2, "max_seeds": 7, "looks": 3, "looks_taken": 1,
+        "alpha": 0.3, "level": study.level, "margins": margins,
+        "stopped": budget_spent(settings, cpu_hours, 0.1),
+    }  # fmt: skip
+    rows = adaptive_rows(runs, stopped).set_index("ablation")
+    assert rows.loc["shallow", "seeds"] == 3
+    assert rows.loc["shallow", "AUC verdict"] == "not resolved"
+    shallow = study.history[0].query("ablation == 'shallow'").set_index("metric")
+    needed = max(
+        seeds_to_settle(r["diff"], r["std"], 3, r["margin"], r["level"])
+        for _, r in shallow.iterrows()
+        if not r["settled"]
+    )
+    assert rows.loc["shallow", "seeds a verdict needs"] == str(int(needed))
+    assert rows.loc["no_linear", "seeds a verdict needs"] == ""
+    text = adaptive_markdown(runs, stopped)
+    assert "(3 planned looks, 1 taken; stopped: max_cpu_hours (0.5) spent: 0.600 CPU-hours)" in (
+        text
+    )
+    assert "Cost: 9 runs, 0.600 CPU-hours." in text
