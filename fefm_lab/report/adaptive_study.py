@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fefm_lab.markdown import markdown_table
 from fefm_lab.report.ablation_table import report_metrics
+from fefm_lab.report.document import Section
 from fefm_lab.report.verdicts import BASELINE, study_verdicts
 
 KEY = ["dataset", "model", "ablation"]
@@ -84,17 +84,19 @@ def fixed_seed_cost(runs: pd.DataFrame, rows: pd.DataFrame, settings: Mapping[st
     }
 
 
-def adaptive_markdown(runs: pd.DataFrame, settings: Mapping[str, Any]) -> str:
-    """The report's section on an adaptive-seeds sweep (empty for an empty runs table)."""
+ADAPTIVE_TITLE = "Adaptive seeds"
+
+
+def adaptive_section(runs: pd.DataFrame, settings: Mapping[str, Any]) -> Section | None:
+    """The report's section on an adaptive-seeds sweep (None for an empty runs table)."""
     if runs.empty:
-        return ""
+        return None
     rows = adaptive_rows(runs, settings)
     for column in ("CPU-hours",):
         rows[column] = [f"{v:.3f}" if not math.isnan(v) else "" for v in rows[column]]
     cost = fixed_seed_cost(runs, rows, settings)
     margins = ", ".join(f"{m} {v:g}" for m, v in settings["margins"].items())
-    lines = [
-        "**Adaptive seeds.** "
+    text = (
         f"Seeds 1..{settings['first_seeds']} for every configuration, then "
         f"{settings['seeds_per_look']} more per look for the ablations not yet resolved, up to "
         f"{settings['max_seeds']} ({settings['looks']} planned looks, "
@@ -103,8 +105,9 @@ def adaptive_markdown(runs: pd.DataFrame, settings: Mapping[str, Any]) -> str:
         f"{settings['alpha']:g} / (comparisons x planned looks), Bonferroni), so the chance of "
         f"any wrong verdict in the whole study is at most {settings['alpha']:g} (margins: "
         f"{margins}). Seeds a verdict needs: where an interval of the observed mean and spread "
-        "at that level would settle (a projection: the mean moves as seeds come).\n",
-        markdown_table(rows) + "\n",
+        "at that level would settle (a projection: the mean moves as seeds come)."
+    )
+    after = (
         f"Cost: {cost['runs']} runs, {cost['cpu_hours']:.3f} CPU-hours. A fixed-seed study "
         f"giving every configuration the cap, {cost['cap_seeds']} seeds: {cost['cap_runs']} "
         f"runs, about {cost['cap_cpu_hours']:.3f} CPU-hours (saved: "
@@ -112,6 +115,12 @@ def adaptive_markdown(runs: pd.DataFrame, settings: Mapping[str, Any]) -> str:
         f"{cost['cap_cpu_hours'] - cost['cpu_hours']:.3f} CPU-hours). The least a fixed-seed "
         "study needs to reach the settled verdicts (known only afterwards; looking once, it "
         f"tests at a level K times looser): {cost['least_seeds']} seeds each, "
-        f"{cost['least_runs']} runs, about {cost['least_cpu_hours']:.3f} CPU-hours.\n",
-    ]
-    return "\n".join(lines)
+        f"{cost['least_runs']} runs, about {cost['least_cpu_hours']:.3f} CPU-hours."
+    )
+    return Section(ADAPTIVE_TITLE, text, rows, after, table_id="adaptive-seeds")
+
+
+def adaptive_markdown(runs: pd.DataFrame, settings: Mapping[str, Any]) -> str:
+    """The section as Markdown (empty for an empty runs table)."""
+    section = adaptive_section(runs, settings)
+    return section.markdown() if section is not None else ""

@@ -6,7 +6,26 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from fefm_lab.markdown import markdown_table
 from fefm_lab.report.settings import ReportSettings
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled part of the report: a paragraph, a table, a paragraph after it (the report's
+    inline Markdown: `code`, **bold**), rendered alike in the Markdown file and the HTML page."""
+
+    title: str
+    text: str
+    table: pd.DataFrame
+    after: str = ""
+    table_id: str = ""  # the HTML table's id
+    wrap: tuple[str, ...] = ()  # columns whose long values may break anywhere in the HTML page
+
+    def markdown(self) -> str:
+        """`**Title.** text`, the table, the paragraph after it; ends with one newline."""
+        text = f"**{self.title}.** {self.text}\n\n{markdown_table(self.table)}\n"
+        return text + (f"\n{self.after}\n" if self.after else "")
 
 
 @dataclass
@@ -21,7 +40,7 @@ class Report:
     gap_seeds: pd.DataFrame
     training: str = ""
     settings: ReportSettings = field(default_factory=ReportSettings)
-    tuned: str = ""  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
-    adaptive: str = ""  # an adaptive-seeds sweep's seeds, CPU-hours and cost (adaptive_study)
+    tuned: Section | None = None  # the settings each ablation's tuning chose (hydra/sweeper=optuna)
+    adaptive: Section | None = None  # an adaptive-seeds sweep's seeds, CPU-hours, cost
     published: pd.DataFrame = field(default_factory=pd.DataFrame)
     curves: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run and epoch

@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from fefm_lab.report.document import Report
+from fefm_lab.report.document import Report, Section
 
 # MLflow's artifact pane is narrow (about 550 CSS px beside its file tree and assistant panel at
 # a 1400 px window): small headings, the glance table first, wide tables scroll in their own box.
@@ -24,6 +24,7 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.4em; text-align: left; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.worse { color: #c0392b; font-weight: 600; } td.better { color: #1e8449; font-weight: 600; }
 td.equivalent { color: #2471a3; font-weight: 600; }
+td.wrap { overflow-wrap: anywhere; min-width: 12em; }
 .wide { overflow-x: auto; max-width: 100%; }
 .warning { border-left: 4px solid #c0392b; background: #fdf2f0; padding: 0.5em 1em; }
 img { max-width: 100%; }
@@ -55,8 +56,9 @@ def markdown_blocks(text: str) -> str:
     return "\n".join(parts)
 
 
-def html_table(frame: pd.DataFrame, table_id: str) -> str:
-    """A plain HTML table; numbers right-aligned, verdict cells classed by their value."""
+def html_table(frame: pd.DataFrame, table_id: str, wrap: tuple[str, ...] = ()) -> str:
+    """A plain HTML table; numbers right-aligned, verdict cells classed by their value, the
+    `wrap` columns' long values broken anywhere (a long override is one word)."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = []
     for row in frame.itertuples(index=False):
@@ -72,6 +74,8 @@ def html_table(frame: pd.DataFrame, table_id: str) -> str:
                 classes.append("num")
             if "verdict" in str(column) and text in ("worse", "better", "equivalent"):
                 classes.append(str(text))
+            if column in wrap:
+                classes.append("wrap")
             attribute = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f"<td{attribute}>{html.escape(str(text))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -84,6 +88,18 @@ def html_table(frame: pd.DataFrame, table_id: str) -> str:
 def html_section(text: str, frame: pd.DataFrame, table_id: str) -> str:
     """A paragraph of the report's Markdown, then a table."""
     return f'<p>{inline_markdown(text)}</p>\n<div class="wide">{html_table(frame, table_id)}</div>'
+
+
+def section_html(section: Section | None) -> str:
+    """A report section: its title as a heading, its paragraph, table and paragraph after."""
+    if section is None:
+        return ""
+    table = html_table(section.table, section.table_id, section.wrap)
+    after = f"<p>{inline_markdown(section.after)}</p>" if section.after else ""
+    return (
+        f"<h2>{html.escape(section.title)}</h2><p>{inline_markdown(section.text)}</p>\n"
+        f'<div class="wide">{table}</div>{after}'
+    )
 
 
 def _png(png: bytes, alt: str) -> str:
@@ -101,9 +117,11 @@ def report_html(
     curves_png: bytes | None = None,
     budget: str = "",
     glance: pd.DataFrame | None = None,
+    published_text: str = "",
 ) -> str:
     """The whole page: title, the glance table, warnings, how to read, table, the budget's
-    table, teacher check, chart, learning curves, seeds needed."""
+    table, tuned settings, training and teacher notes, the adaptive-seeds account, chart,
+    learning curves, seeds needed, the open benchmark's numbers beside ours."""
     title = html.escape(f"Ablation report: {report.title}")
     warnings = ""
     if report.warnings:
@@ -117,7 +135,13 @@ def report_html(
     if not report.gap_seeds.empty:
         gaps = (
             f"<h2>Seeds needed for the paper's gaps</h2><p>{inline_markdown(gap_explanation)}</p>"
-            + html_table(report.gap_seeds, "seeds-needed")
+            + f'<div class="wide">{html_table(report.gap_seeds, "seeds-needed")}</div>'
+        )
+    published = ""
+    if not report.published.empty:
+        published = (
+            f"<h2>Beside the open benchmark</h2><p>{inline_markdown(published_text)}</p>"
+            + f'<div class="wide">{html_table(report.published, "published")}</div>'
         )
     return (
         "<!DOCTYPE html>\n"
@@ -127,7 +151,9 @@ def report_html(
         + (html_table(glance, "glance") if glance is not None and not glance.empty else "")
         + f"\n{warnings}\n<p>{inline_markdown(explanation)}</p>\n"
         f'<div class="wide">{html_table(readable, "ablation-table")}</div>\n{budget}\n'
+        f"{section_html(report.tuned)}\n"
         f"{markdown_blocks(report.training)}\n{markdown_blocks(report.teacher)}\n"
+        f"{section_html(report.adaptive)}\n"
         + _png(chart_png, "test AUC per ablation with per-seed points and verdict intervals")
         + "\n"
         + (
@@ -137,5 +163,5 @@ def report_html(
             if curves_png
             else ""
         )
-        + f"\n{gaps}\n</body></html>\n"
+        + f"\n{gaps}\n{published}\n</body></html>\n"
     )

@@ -25,10 +25,10 @@ from fefm_lab.report.ablation_table import (
     sweep_runs,
     training_note,
 )
-from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_markdown
+from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_section
 from fefm_lab.report.chart import plot_ablation_chart
 from fefm_lab.report.curves import CURVES_NAME, load_curves, plot_learning_curves, with_budget
-from fefm_lab.report.document import Report
+from fefm_lab.report.document import Report, Section
 from fefm_lab.report.expectations import check_expectations, expectation_text
 from fefm_lab.report.html import html_section, report_html
 from fefm_lab.report.published import comparison_explanation, published_comparison
@@ -203,14 +203,14 @@ def report_markdown(report: Report) -> str:
         parts.append(markdown_table(readable_table(report.table, BUDGET_METRICS)) + "\n")
     if not report.curves.empty:
         parts.append(f"![learning curves]({CURVES_NAME})\n")
-    if report.tuned:
-        parts.append(report.tuned + "\n")
+    if report.tuned is not None:
+        parts.append(report.tuned.markdown())
     if report.training:
         parts.append(report.training + "\n")
     if report.teacher:
         parts.append(report.teacher + "\n")
-    if report.adaptive:
-        parts.append(report.adaptive + "\n")
+    if report.adaptive is not None:
+        parts.append(report.adaptive.markdown())
     if not report.gap_seeds.empty:
         caption = gap_explanation(report.table, report.settings)
         parts.append(f"**Seeds needed for the paper's gaps.** {caption}\n")
@@ -221,21 +221,28 @@ def report_markdown(report: Report) -> str:
     return "\n".join(parts)
 
 
-def tuned_settings(runs: pd.DataFrame) -> str:
-    """Which settings each model and ablation got from its tuning (empty when none was tuned)."""
+TUNED_TITLE = "Tuned settings"
+TUNED_COLUMN = "settings chosen on validation"
+
+
+def tuned_settings(runs: pd.DataFrame) -> Section | None:
+    """Which settings each model and ablation got from its tuning (None when none was tuned)."""
     if "tuned_settings" not in runs or not runs["tuned_settings"].astype(bool).any():
-        return ""
+        return None
     tuned = runs[runs["tuned_settings"].astype(bool)]
     table = (
         tuned[["dataset", "model", "ablation", "tuned_settings"]]
         .drop_duplicates()
         .sort_values(["dataset", "model", "ablation"])
-        .rename(columns={"tuned_settings": "settings chosen on validation"})
+        .rename(columns={"tuned_settings": TUNED_COLUMN})
     )
-    return (
-        "**Tuned settings.** Each ablation was tuned with the same trial budget on the validation "
-        "split (hydra/sweeper=optuna), then run over the seeds with what it chose:\n\n"
-        + markdown_table(table)
+    return Section(
+        TUNED_TITLE,
+        "Each ablation was tuned with the same trial budget on the validation split "
+        "(hydra/sweeper=optuna), then run over the seeds with what it chose:",
+        table.reset_index(drop=True),
+        table_id="tuned-settings",
+        wrap=(TUNED_COLUMN,),
     )
 
 
@@ -279,7 +286,7 @@ def build_report(
         training=training_note(runs),
         settings=settings,
         tuned=tuned_settings(runs),
-        adaptive=adaptive_markdown(runs, adaptive) if adaptive else "",
+        adaptive=adaptive_section(runs, adaptive) if adaptive else None,
         published=published_comparison(runs) if settings.published else pd.DataFrame(),
         curves=curves,
     )
@@ -325,6 +332,7 @@ def write_files(report: Report, out_dir: Path) -> tuple[str, list[Path]]:
         explanation(report.table, report.settings),
         gap_explanation(report.table, report.settings),
         chart.read_bytes(),
+        published_text=comparison_explanation(),
         curves_png=curves_png,
         budget=budget,
         glance=glance_table(report.table),

@@ -247,3 +247,42 @@ def test_report_of_an_unknown_sweep_is_a_user_error(store, tmp_path) -> None:
     with pytest.raises(UserError, match="no finished runs with test metrics in sweep 'nope'"):
         write_report(store, tmp_path / "results", sweep="nope")
     assert not Path(tmp_path / "results" / MARKDOWN_NAME).exists()
+
+
+def test_html_page_holds_the_tuned_settings_and_the_adaptive_account(store, tmp_path) -> None:
+    from fefm_lab.report.adaptive_study import TAG_ADAPTIVE
+    from fefm_lab.tracking.store import TAG_TUNED
+
+    parent = _sweep(store, "tuned")
+    chosen = {a: f"trainer.learning_rate={0.1 + i / 7!r}" for i, a in enumerate(SHIFT)}
+    for run in store.client.search_runs([store.experiment_id], "tags.role = 'job'"):
+        store.client.set_tag(run.info.run_id, TAG_TUNED, chosen[run.data.tags["ablation"]])
+        store.client.log_metric(run.info.run_id, "cpu_seconds", 36.0)
+    adaptive = {
+        "first_seeds": 3, "seeds_per_look": 2, "max_seeds": 5, "looks": 2, "looks_taken": 1,
+        "alpha": 0.05, "level": 0.05 / 12, "margins": {"auc": 0.001, "logloss": 0.001},
+        "stopped": "max_cpu_hours (0.01) spent: 0.120 CPU-hours",
+    }  # fmt: skip
+    store.client.set_tag(parent, TAG_ADAPTIVE, json.dumps(adaptive))
+    written = write_report(store, tmp_path / "results", sweep="tuned")
+    page = (tmp_path / "results" / HTML_NAME).read_text()
+    parser = _Tables()
+    parser.feed(page)
+
+    header, *rows = parser.tables["tuned-settings"]
+    assert header == ["dataset", "model", "ablation", "settings chosen on validation"]
+    assert {r[2]: r[3] for r in rows} == chosen
+    assert "<h2>Tuned settings</h2><p>Each ablation was tuned with the same trial budget" in page
+    assert page.count('class="wrap"') == len(chosen)  # a long override may break in the pane
+    markdown = written.markdown
+    assert "**Tuned settings.** Each ablation was tuned with the same trial budget" in markdown
+    for ablation, settings in chosen.items():
+        assert f"| synthetic | deepfefm | {ablation} | {settings} |" in markdown
+
+    # the adaptive sweep's account, as in the Markdown: seeds, CPU-hours, why it stopped
+    header, *rows = parser.tables["adaptive-seeds"]
+    assert header[:5] == ["dataset", "model", "ablation", "seeds", "CPU-hours"]
+    assert {r[2]: (r[3], r[4]) for r in rows} == {a: ("3", "0.030") for a in SHIFT}
+    assert "stopped: max_cpu_hours (0.01) spent: 0.120 CPU-hours)" in page
+    assert "Cost: 12 runs, 0.120 CPU-hours." in page and "Cost: 12 runs, 0.120" in markdown
+    assert '<div class="wide"><table id="adaptive-seeds">' in page
