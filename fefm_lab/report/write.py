@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from fefm_lab.config.ablation import ABLATION_NAMES
 from fefm_lab.errors import UserError
 from fefm_lab.fileio import atomic_path, atomic_write_text
 from fefm_lab.markdown import markdown_table
@@ -230,10 +231,13 @@ def tuned_settings(runs: pd.DataFrame) -> Section | None:
     if "tuned_settings" not in runs or not runs["tuned_settings"].astype(bool).any():
         return None
     tuned = runs[runs["tuned_settings"].astype(bool)]
+    order = {name: i for i, name in enumerate(ABLATION_NAMES)}  # as the ablation table
     table = (
         tuned[["dataset", "model", "ablation", "tuned_settings"]]
         .drop_duplicates()
-        .sort_values(["dataset", "model", "ablation"])
+        .assign(_order=lambda t: t["ablation"].map(lambda a: order.get(a, len(order))))
+        .sort_values(["dataset", "model", "_order", "ablation"])
+        .drop(columns="_order")
         .rename(columns={"tuned_settings": TUNED_COLUMN})
     )
     return Section(

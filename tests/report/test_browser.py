@@ -272,3 +272,55 @@ def test_parent_run_html_report_holds_the_ablation_table(study, tmp_path) -> Non
         assert ablation in cells
         assert any(c.startswith(f"{sum(aucs) / len(aucs):.5f} ± ") for c in cells), cells
     assert "data:image/png;base64," in report
+
+
+def test_tuned_and_adaptive_sections_read_in_the_artifact_pane(study, tmp_path) -> None:
+    """A tuned, adaptive study's report (the sweep's runs with tuned settings and an adaptive
+    account added) in MLflow's artifact pane at 1400x1400: no table is cut off at the pane's
+    edge, and the tuned settings fit it without scrolling."""
+    from fefm_lab.report.ablation_table import runs_frame
+    from fefm_lab.report.curves import load_curves
+    from fefm_lab.report.write import build_report, log_report, write_files
+    from fefm_lab.tracking.store import open_store
+
+    store = open_store(f"sqlite:///{study['root']}/mlflow.db", "browser")
+    runs = runs_frame(store.search("tags.role = 'job'"))
+    rates = {"none": 0.1588965740019246, "no_linear": 0.36840636155584466}
+    runs["tuned_settings"] = [
+        f"trainer.learning_rate={rates[ablation]!r} model.l2_reg_embedding=3.1622776601683795e-05 "
+        "model.dnn_dropout=0.2 model.embedding_dim=16"
+        for ablation in runs["ablation"]
+    ]
+    adaptive = {
+        "first_seeds": 2, "seeds_per_look": 2, "max_seeds": 6, "looks": 3, "looks_taken": 1,
+        "alpha": 0.05, "level": 0.05 / 12, "margins": {"auc": 0.001, "logloss": 0.001},
+        "stopped": "max_cpu_hours (0.01) spent: 0.012 CPU-hours",
+    }  # fmt: skip
+    report = build_report(runs, "tuned study", None, adaptive, load_curves(store.client, runs))
+    assert report.tuned is not None and report.adaptive is not None
+    _, files = write_files(report, tmp_path / "report")
+    run_id = store.client.create_run(store.experiment_id, run_name="tuned report").info.run_id
+    log_report(store, run_id, files)
+    store.client.set_terminated(run_id, "FINISHED")
+    page_url = (
+        f"http://127.0.0.1:{study['port']}/#/experiments/{store.experiment_id}/runs/{run_id}/"
+        "artifacts/report/ablation_report.html?workflowType=machine_learning"
+    )
+    frame = "iframe.mlflow-html-iframe"
+    with ChromiumPage(CHROMIUM, tmp_path / "profile", 1400, 1400) as page:
+        page.navigate(page_url)
+        rows = page.wait_for("#tuned-settings tbody tr", count=len(rates), frame_of=frame)
+        page.screenshot(tmp_path / "tuned_report_1400.png")
+        (pane,) = page.boxes(frame)
+        tables = page.boxes("table", frame_of=frame)
+        boxes = page.boxes("div.wide", frame_of=frame)
+        (tuned,) = page.boxes("#tuned-settings", frame_of=frame)
+        (glance,) = page.boxes("#glance", frame_of=frame)
+    assert len(rows) == len(rates)
+    assert pane["right"] <= 1400
+    ids = {re.search(r'id="([^"]+)"', t["html"]).group(1) for t in tables}
+    assert {"glance", "ablation-table", "tuned-settings", "adaptive-seeds"} <= ids
+    # every table either fits the pane or scrolls inside a box that does
+    assert len(boxes) == len(tables) - 1  # all but the glance table sit in a scroll box
+    for box in [*boxes, glance, tuned]:
+        assert pane["left"] <= box["left"] and box["right"] <= pane["right"], box["html"][:200]
