@@ -101,7 +101,7 @@ def adaptive_section(runs: pd.DataFrame, settings: Mapping[str, Any]) -> Section
         f"{settings['seeds_per_look']} more per look for the ablations not yet resolved, up to "
         f"{settings['max_seeds']} ({settings['looks']} planned looks, "
         f"{settings['looks_taken']} taken; stopped: {settings['stopped']}). Every comparison at "
-        f"every look has its interval at level {float(settings['level']):.2g} (alpha "
+        f"every look has its interval at level 1 - {float(settings['level']):.2g} (alpha "
         f"{settings['alpha']:g} / (comparisons x planned looks), Bonferroni), so the chance of "
         f"any wrong verdict in the whole study is at most {settings['alpha']:g} (margins: "
         f"{margins}). Seeds a verdict needs: where an interval of the observed mean and spread "

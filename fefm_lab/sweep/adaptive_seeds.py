@@ -10,7 +10,7 @@ resolved gets `seeds_per_look` more seeds (its baseline too, as far as the pairs
 
 The verdicts are fefm_lab.report.verdicts.study_verdicts' with looks = the planned number of looks
 K = 1 + ceil((max_seeds - first_seeds) / seeds_per_look): every comparison at every look gets a
-simultaneous interval at level alpha / (comparisons x K) (Bonferroni over tests and looks), so
+simultaneous interval at level 1 - alpha / (comparisons x K) (Bonferroni over tests and looks), so
 the chance of any wrong verdict over the whole study is at most alpha (`report.alpha`), however
 many looks it actually takes and whichever ablations get more seeds. A settled ablation gets no
 more seeds and its interval's level does not change, so its verdict stays.
