@@ -127,3 +127,13 @@ def test_report_markdown_has_the_section_unless_switched_off():
     )
     off_benchmark = STUDY[STUDY["dataset"] == "synthetic"]
     assert "Beside the open benchmark" not in report_markdown(build_report(off_benchmark, "t"))
+
+
+def test_html_page_has_the_section_too(tmp_path):
+    from fefm_lab.report.write import HTML_NAME, write_files
+
+    write_files(build_report(STUDY, "t"), tmp_path)
+    page = (tmp_path / HTML_NAME).read_text()
+    assert "<h2>Beside the open benchmark</h2>" in page
+    table = page.split('<div class="wide"><table id="published">', 1)[1].split("</table>", 1)[0]
+    assert '<td>dcnv2</td><td class="num">3</td><td>0.81400 [0.81152, 0.81648]</td>' in table
