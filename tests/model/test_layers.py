@@ -349,7 +349,12 @@ def test_config_round_trip(name):
         (FEFMInteraction, (), {"l2_reg": -1.0}, "`l2_reg` must be >= 0.0, received -1.0"),
         (FEFMInteraction, (), {"l2_reg": "0.1"}, "`l2_reg` must be a number, received '0.1'"),
         (FEFMInteraction, (), {"seed": 1.5}, "`seed` must be an int or None, received 1.5"),
-        (FieldEmbedding, ([3], 2), {"l2_mode": "rows"}, r"`l2_mode` must be one of \('table', "),
+        (
+            FieldEmbedding,
+            ([3], 2),
+            {"l2_mode": "rows"},
+            r"`l2_mode` must be one of \('batch', 'table'\)",
+        ),
         (FieldEmbedding, ([3, 0], 2), {}, r"`vocabulary_sizes`.*received \[3, 0\]"),
         (FieldEmbedding, ([], 2), {}, r"`vocabulary_sizes`.*received \[\]"),
         (FieldEmbedding, ([3], 0), {}, "`embedding_dim` must be an int >= 1, received 0"),
