@@ -1,9 +1,10 @@
 """`fefm-lab`: the command line (run, sweep, prepare, synth, report, ui, show).
 
-`run` hands over to Hydra (`fefm_lab.hydra_app`). Before Hydra starts, this process composes and
-validates the job's config (a mistake exits 2 before any data is read) and creates the MLflow
-database and experiment; `run -m` is a sweep (`fefm_lab.sweep`). The read-only subcommands use
-Hydra's compose API.
+`run` composes the job's config once, validates and types it (a mistake exits 2 before any data
+is read or any directory made), creates the MLflow database and experiment, and runs the job on
+that config the way Hydra runs one (`fefm_lab.hydra_app.run_composed`). `run -m` is a sweep
+(`fefm_lab.sweep`): it checks every job first, then Hydra's launcher composes each job where it
+runs. The read-only subcommands use Hydra's compose API.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 import fefm_lab
 from fefm_lab.config.ablation import ABLATIONS
 from fefm_lab.config.compose import compose_config, config_dir, group_options, resolved_config
+from fefm_lab.config.job import JobConfig
 from fefm_lab.errors import ConfigError, UserError
 from fefm_lab.training.signals import TrainingStopped
 from fefm_lab.uris import masked_text, masked_uri
@@ -44,16 +46,21 @@ HELP_WIDTH = 100
 
 
 def _run_once(overrides: Sequence[str]):
-    """One job through Hydra (its run directory and logging); the job's outcome."""
-    from fefm_lab.hydra_app import launch_hydra
-    from fefm_lab.runner import run_job
+    """One job: composed once (with Hydra's node), its output directory checked, validated and
+    typed once, run as Hydra runs a single job (Hydra's copy of the config is not read again).
+    The job's config and outcome."""
+    from fefm_lab.config.compose import job_of
+    from fefm_lab.hydra_app import run_composed
+    from fefm_lab.runner import run_job, tracking_store
 
-    outcomes = []
-    launch_hydra(overrides, lambda cfg: outcomes.append(run_job(cfg)), config_dir())
-    return outcomes[-1]
+    cfg = compose_config(overrides, with_hydra=True)
+    _check_directory(cfg, "hydra.run.dir")
+    job = job_of(cfg)
+    tracking_store(job.mlflow)  # database and experiment exist before the job starts
+    return job, run_composed(cfg, lambda _: run_job(job))
 
 
-def _print_result(outcome, resolved: dict[str, Any]) -> None:
+def _print_result(outcome, job: JobConfig) -> None:
     from fefm_lab.runner import ui_command
 
     def number(value: float | None) -> str:
@@ -62,26 +69,34 @@ def _print_result(outcome, resolved: dict[str, Any]) -> None:
     print(f"test AUC      {number(outcome.test_auc)}")
     print(f"test log loss {number(outcome.test_logloss)}")
     print(
-        f"MLflow run    {outcome.run_id} (experiment {resolved['mlflow']['experiment']!r}, "
-        f"{masked_uri(resolved['mlflow']['tracking_uri'])})"
+        f"MLflow run    {outcome.run_id} (experiment {job.mlflow.experiment!r}, "
+        f"{masked_uri(job.mlflow.tracking_uri)})"
     )
-    print(f"look at it    {ui_command(resolved)}")
+    print(f"look at it    {ui_command(job.mlflow)}")
 
 
-def check_output_directory(overrides: Sequence[str], *, multirun: bool) -> None:
-    """Refuse a Hydra run (or sweep) directory that cannot be created, naming its key (exit 2).
-
-    Hydra would fail inside its launcher with a traceback and exit 1. The nearest existing
-    ancestor must take a new directory: one is made there and removed at once, so this also
-    catches read-only mounts and pseudo file systems (`/proc`), where permission bits say yes.
-    """
-    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+def check_sweep_directory(overrides: Sequence[str]) -> None:
+    """Refuse a sweep directory that cannot be created, naming its key (exit 2): Hydra would
+    fail inside its launcher with a traceback and exit 1."""
     # the directory depends on hydra.* and paths.* only (a sweep's other overrides hold lists)
     relevant = [o for o in overrides if o.lstrip("+~").startswith(("hydra.", "paths."))]
     try:
-        directory = Path(str(OmegaConf.select(compose_config(relevant, with_hydra=True), key)))
-    except (ConfigError, OmegaConfBaseException):
+        cfg = compose_config(relevant, with_hydra=True)
+    except ConfigError:
         return  # swept, or resolved only at launch: Hydra and the config checks report it
+    _check_directory(cfg, "hydra.sweep.dir")
+
+
+def _check_directory(cfg: Any, key: str) -> None:
+    """Refuse `key` of a composed config (a Hydra run or sweep directory) if it cannot be
+    created, naming the key (exit 2). The nearest existing ancestor must take a new directory:
+    one is made there and removed at once, so this also catches read-only mounts and pseudo
+    file systems (`/proc`), where permission bits say yes.
+    """
+    try:
+        directory = Path(str(OmegaConf.select(cfg, key)))
+    except OmegaConfBaseException:
+        return  # resolved only at launch: Hydra and the config checks report it
     ancestor = directory.absolute()
     while not ancestor.exists() and ancestor != ancestor.parent:
         ancestor = ancestor.parent
@@ -96,8 +111,6 @@ def check_output_directory(overrides: Sequence[str], *, multirun: bool) -> None:
 
 
 def command_run(arguments: Sequence[str]) -> int:
-    from fefm_lab.runner import store_for
-
     flags = [a for a in arguments if a.startswith("-")]
     overrides = [a for a in arguments if not a.startswith("-")]
     multirun = bool({"-m", "--multirun"} & set(flags))
@@ -107,13 +120,10 @@ def command_run(arguments: Sequence[str]) -> int:
             f"fefm-lab run: unknown flag(s) {sorted(unknown)}; allowed: -m/--multirun"
         )
 
-    check_output_directory(overrides, multirun=multirun)
     if not multirun:
-        resolved = resolved_config(overrides)
-        store_for(resolved)  # database and experiment exist before the job starts
-        outcome = _run_once(overrides)
+        job, outcome = _run_once(overrides)
         if outcome.status in ("finished", "already_finished"):
-            _print_result(outcome, resolved)
+            _print_result(outcome, job)
             return 0
         if outcome.status == "skipped":
             print(f"not run: {outcome.reason} (recorded as run {outcome.run_id})", file=sys.stderr)
@@ -128,6 +138,7 @@ def command_run(arguments: Sequence[str]) -> int:
 
     from fefm_lab.sweep.launch import run_sweep
 
+    check_sweep_directory(overrides)
     return run_sweep(overrides)
 
 

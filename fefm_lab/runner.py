@@ -1,8 +1,11 @@
-"""One job, end to end: validate the config, prepare data, build, train, track in MLflow.
+"""One job, end to end: prepare data, build, train, track in MLflow.
 
-Validation lives in `fefm_lab.config`, the run's name and tags in `fefm_lab.tracking.naming`.
+A job runs on its composed, validated and typed config (`fefm_lab.config.job.JobConfig`, built
+once per job by its caller) and hands its typed parts down; the run's name and tags are
+`fefm_lab.tracking.naming`'s, and its record (parameters, `config.yaml`, config hash) is the
+config's resolved values.
 
-`run_job(cfg)` is what `fefm-lab run` calls once per Hydra job (single run or sweep member). It
+`run_job(job)` is what `fefm-lab run` calls once per Hydra job (single run or sweep member). It
 never lets a training failure escape: the run is recorded FAILED (or skipped, for a model flag
 combination the builder refuses) with the reason, and the outcome is returned. Ctrl-C marks the
 run KILLED and propagates.
@@ -20,12 +23,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from fefm_lab.config.ablation import model_seed
-from fefm_lab.config.compose import resolve
-from fefm_lab.config.schema import MODEL_CONFIG_ONLY
-from fefm_lab.config.validation import trainer_config, validate_config
+from fefm_lab.config.job import JobConfig
+from fefm_lab.config.schema import MlflowConfig
 from fefm_lab.data.shared import dataset_for_job
 from fefm_lab.errors import UserError
 from fefm_lab.tracking.confighash import run_identity
@@ -107,11 +108,14 @@ class JobOutcome:
     message: str = ""
 
 
+def tracking_store(tracking: MlflowConfig) -> TrackingStore:
+    """The tracking store and experiment of `mlflow` settings (created if new)."""
+    return open_store(tracking.tracking_uri, tracking.experiment, tracking.artifact_location)
+
+
 def store_for(resolved: Mapping[str, Any]) -> TrackingStore:
-    tracking = resolved["mlflow"]
-    return open_store(
-        tracking["tracking_uri"], tracking["experiment"], tracking.get("artifact_location")
-    )
+    """`tracking_store` of a resolved config's `mlflow` section (the commands' side)."""
+    return tracking_store(MlflowConfig(**resolved["mlflow"]))
 
 
 def configure_threads(threads: int | None) -> None:
@@ -131,28 +135,33 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare_data(resolved: Mapping[str, Any]):
+def prepare_data(job: JobConfig):
     """The prepared dataset of the run (built once, then reused from its fingerprint)."""
-    data = dataset_for_job(resolved)  # in a sweep: the one its launching process prepared
+    data = dataset_for_job(  # in a sweep: the one its launching process prepared
+        job.dataset,
+        seed=job.seed,
+        data_root=job.paths.data_root,
+        sweep=job.sweep,
+        # the passes over a raw file can take many minutes: shown as training's progress is
+        progress=job.trainer.verbose,
+    )
     data.check_trainable()  # a split with no rows or one class is named here, not "diverged"
     return data
 
 
-def run_job(cfg: DictConfig) -> JobOutcome:
+def run_job(job: JobConfig) -> JobOutcome:
     """Run one configuration and record it in MLflow (see the module docstring).
 
     The data is prepared first: its content fingerprint is part of the config hash. Runs of
     this configuration whose process is gone are reaped (KILLED) before looking for a finished
     one. Data that cannot be prepared makes no run: the outcome says why.
     """
-    resolved = resolve(cfg)
-    validate_config(resolved)
-    name = run_name(resolved)
-    store = store_for(resolved)
+    name = run_name(job)
+    store = tracking_store(job.mlflow)
     client = store.client
 
     try:
-        data = prepare_data(resolved)
+        data = prepare_data(job)
     except Exception as error:  # returned, not raised: a sweep goes on
         user_error = isinstance(error, UserError)
         reason = str(error) if user_error else f"{type(error).__name__}: {error}"
@@ -160,16 +169,16 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             traceback.print_exc()
         message = f"{name}: data not prepared: {reason}"
         return JobOutcome("failed", "", name, reason=reason, user_error=user_error, message=message)
-    identity = run_identity(resolved, data.manifest)
+    identity = run_identity(job.values, data.manifest)
     digest = identity.config_hash
     # by the configuration's tags, not its hash: a run killed before an upgrade is reaped too
-    for reaped_id, why in store.reap_dead_runs(tags=configuration_tags(resolved)):
+    for reaped_id, why in store.reap_dead_runs(tags=configuration_tags(job)):
         _say(f"run {reaped_id} of this configuration marked KILLED: {why}")
-    stale = stale_checkpoints(store, resolved["paths"]["checkpoint_dir"], identity.code_version)
+    stale = stale_checkpoints(store, job.paths.checkpoint_dir, identity.code_version)
     if stale is not None:
         _say(stale.describe())
 
-    if not resolved["force"]:
+    if not job.force:
         previous = store.finished_run_with_hash(digest)
         if previous is not None:
             run_id, tags = previous.info.run_id, previous.data.tags
@@ -183,9 +192,8 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 f"(config hash {digest}); force=true reruns it"
             )
             pruned_at = tags.get(TAG_PRUNED_AT)
-            settings = (resolved.get("tune") or {}).get("settings")
-            if settings:  # reused as a run of the tuned settings (the best trial's own run)
-                client.set_tag(run_id, TAG_TUNED, tag_value(str(settings)))
+            if job.tune.settings:  # reused as a run of the tuned settings (the best trial's run)
+                client.set_tag(run_id, TAG_TUNED, tag_value(str(job.tune.settings)))
             return JobOutcome(
                 "already_finished",
                 digest,
@@ -199,14 +207,14 @@ def run_job(cfg: DictConfig) -> JobOutcome:
             )
 
     try:
-        continuation = find_continuation(store, resolved["paths"]["checkpoint_dir"], digest)
+        continuation = find_continuation(store, job.paths.checkpoint_dir, digest)
     except (CheckpointInUse, CheckpointNotWritable) as busy:
         message = f"not running {name}: {busy}"
         return JobOutcome(
             "failed", digest, name, reason=str(busy), user_error=True, message=message
         )
     checkpoints = continuation.checkpoints
-    keep_checkpoints = trainer_config(resolved).keep_checkpoints
+    keep_checkpoints = job.trainer.keep_checkpoints
     # metric and tag writes during training: retried and kept beside the checkpoint while the
     # tracking server is away; a previous start's waiting records are delivered first
     outbox = Outbox(client, store.tracking_uri, checkpoints.directory, say=_say)
@@ -224,21 +232,21 @@ def run_job(cfg: DictConfig) -> JobOutcome:
                 )
             else:
                 run = client.create_run(
-                    store.experiment_id, run_name=name, tags=run_tags(resolved, identity)
+                    store.experiment_id, run_name=name, tags=run_tags(job, identity)
                 )
                 run_id = run.info.run_id
-            tune = resolved.get("tune") or {}
-            if tune.get("trial") is not None:  # also on a resumed run: the trial that runs it
-                client.set_tag(run_id, TAG_TRIAL, str(tune["trial"]))
-                client.set_tag(run_id, TAG_STUDY, tag_value(str(tune["study"])))
-            if tune.get("settings"):
-                client.set_tag(run_id, TAG_TUNED, tag_value(str(tune["settings"])))
+            tune = job.tune
+            if tune.trial is not None:  # also on a resumed run: the trial that runs it
+                client.set_tag(run_id, TAG_TRIAL, str(tune.trial))
+                client.set_tag(run_id, TAG_STUDY, tag_value(str(tune.study)))
+            if tune.settings:
+                client.set_tag(run_id, TAG_TUNED, tag_value(str(tune.settings)))
             with keep_alive(client, run_id):
                 if continuation.run is None:
-                    log_params(client, run_id, resolved)
-                    log_text(client, run_id, OmegaConf.to_yaml(resolved), "config.yaml")
+                    log_params(client, run_id, job.values)
+                    log_text(client, run_id, OmegaConf.to_yaml(job.record()), "config.yaml")
                 outcome = _train_and_log(
-                    resolved, data, client, run_id, digest, name, continuation, stop, outbox
+                    job, data, client, run_id, digest, name, continuation, stop, outbox
                 )
             _recorded_or_unreachable(lambda: client.set_terminated(run_id, "FINISHED"), outbox)
         except TrackingUnreachable as unreachable:  # nothing lost: the next start finishes it
@@ -289,20 +297,20 @@ def _finish_checkpoints(checkpoints: CheckpointDirectory, keep: bool) -> None:
         checkpoints.delete()
 
 
-def _build_model(resolved: Mapping[str, Any], data) -> Any:
+def _build_model(job: JobConfig, data) -> Any:
     from fefm_lab.model import build_model
 
-    model_cfg = dict(resolved["model"])
+    model = job.model
     # LR has no embeddings; its columns still carry a (unused) size
-    linear_columns, dnn_columns = data.feature_columns(model_cfg.get("embedding_dim", 1))
-    params = {k: v for k, v in model_cfg.items() if k not in MODEL_CONFIG_ONLY}
+    embedding_dim = model.embedding_dim if model.embedding_dim is not None else 1
+    linear_columns, dnn_columns = data.feature_columns(embedding_dim)
     return build_model(
-        model_cfg["name"], linear_columns, dnn_columns, seed=model_seed(resolved), **params
+        model.name, linear_columns, dnn_columns, seed=job.model_seed, **model.parameters
     )
 
 
 def _train_and_log(
-    resolved: Mapping[str, Any],
+    job: JobConfig,
     data,
     client,
     run_id: str,
@@ -314,7 +322,7 @@ def _train_and_log(
 ) -> JobOutcome:
     from fefm_lab.training.device import import_tensorflow, select_device
 
-    import_tensorflow(verbose=bool(resolved.get("verbose")))
+    import_tensorflow(verbose=job.verbose)
     import keras
 
     from fefm_lab.kernels.fefm_interaction import describe_path
@@ -322,8 +330,8 @@ def _train_and_log(
     from fefm_lab.training import fit_and_evaluate
     from fefm_lab.training.optimizer import describe_path as describe_optimizer_path
 
-    trainer = trainer_config(resolved)
-    configure_threads(resolved.get("threads"))
+    trainer = job.trainer
+    configure_threads(job.threads)
     device = select_device(trainer.device)
     client.set_tag(run_id, TAG_DEVICE, device)
     keras.backend.clear_session()  # joblib workers are reused across jobs
@@ -331,7 +339,7 @@ def _train_and_log(
     if feature_map.is_file():
         client.log_artifact(run_id, str(feature_map))
     try:
-        model = _build_model(resolved, data)
+        model = _build_model(job, data)
     except ValueError as refused:
         reason = f"invalid model configuration: {refused}"
         client.set_tag(run_id, TAG_OUTCOME, "skipped")
@@ -346,7 +354,7 @@ def _train_and_log(
     for tag in sorted(paths):
         _say(paths[tag])
         client.set_tag(run_id, tag, tag_value(paths[tag]))
-    reporter = trial_reporter(resolved)
+    reporter = trial_reporter(job.tune, trainer.max_epochs)
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)
         if reporter is not None:
@@ -361,7 +369,7 @@ def _train_and_log(
         model,
         data,
         trainer,
-        seed=model_seed(resolved),
+        seed=job.model_seed,
         on_epoch_end=on_epoch_end,
         on_steps=lambda step, values: log_step(outbox, run_id, step, values),
         checkpoints=continuation.checkpoints,
@@ -375,9 +383,7 @@ def _train_and_log(
     if not outbox.flush(now=True):
         raise outbox.unreachable("training ended")
     return _recorded_or_unreachable(
-        lambda: _finish_run(
-            resolved, client, run_id, digest, name, result, cpu_seconds, reporter, outbox
-        ),
+        lambda: _finish_run(client, run_id, digest, name, result, cpu_seconds, reporter, outbox),
         outbox,
     )
 
@@ -394,9 +400,7 @@ def _recorded_or_unreachable(record: Callable[[], T], outbox: Outbox) -> T:
         raise outbox.unreachable(f"the run's end could not be recorded ({why})") from None
 
 
-def _finish_run(
-    resolved, client, run_id, digest, name, result, cpu_seconds, reporter, outbox
-) -> JobOutcome:
+def _finish_run(client, run_id, digest, name, result, cpu_seconds, reporter, outbox) -> JobOutcome:
     """Test metrics, the model and curve artifacts, the outcome tag of a trained run."""
     from fefm_lab.tracking.curves import plot_training_curves
 
@@ -447,11 +451,10 @@ def _finish_run(
     )
 
 
-def ui_command(resolved: Mapping[str, Any]) -> str:
+def ui_command(tracking: MlflowConfig) -> str:
     """The `fefm-lab ui` command that opens the MLflow UI on this run's store and experiment."""
-    tracking = resolved["mlflow"]
     return (
-        f"fefm-lab ui mlflow.tracking_uri={masked_uri(tracking['tracking_uri'])} "
-        f"mlflow.experiment={tracking['experiment']}   "
-        f"(serves {ui_base_url(tracking['ui_port'])})"
+        f"fefm-lab ui mlflow.tracking_uri={masked_uri(tracking.tracking_uri)} "
+        f"mlflow.experiment={tracking.experiment}   "
+        f"(serves {ui_base_url(tracking.ui_port)})"
     )

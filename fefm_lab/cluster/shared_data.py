@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fefm_lab.config.dataset import validate_dataset_config
 from fefm_lab.data.shared import FINGERPRINTS_KEY, UNPREPARED_KEY, preparation_key
 from fefm_lab.errors import UserError
 
@@ -51,12 +52,13 @@ def prepare_sweep_datasets(
     done: dict[str, Any] = {}
     result = SweepData()
     for resolved in configs:
-        key = preparation_key(resolved)
+        dataset = validate_dataset_config(resolved["dataset"])
+        key = preparation_key(dataset, resolved["seed"], resolved["paths"]["data_root"])
         if key in done:
             continue
         try:
             done[key] = prepare(
-                resolved["dataset"],
+                dataset,
                 seed=resolved["seed"],
                 data_root=Path(resolved["paths"]["data_root"]),
                 progress=progress,

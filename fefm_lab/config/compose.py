@@ -17,6 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fefm_lab.config.job import JobConfig, job_config
 from fefm_lab.config.registry import register_configs
 from fefm_lab.config.validation import explain_omegaconf_error, validate_config
 from fefm_lab.errors import ConfigError
@@ -69,21 +70,28 @@ def compose_config(overrides: Sequence[str], *, with_hydra: bool = False) -> Dic
 
 
 def resolve(cfg: DictConfig) -> dict[str, Any]:
-    """The plain, fully interpolated config (without Hydra's own node)."""
+    """The plain, fully interpolated config (without Hydra's own node, which is not resolved:
+    its `${hydra:...}` values exist only inside a running job)."""
     try:
+        if "hydra" in cfg:
+            cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as error:
         raise ConfigError(hydra_message(error)) from None
-    resolved.pop("hydra", None)
     resolved.pop("debug", None)  # read by the model's YAML through interpolation; not a setting
     return resolved
 
 
 def resolved_config(overrides: Sequence[str]) -> dict[str, Any]:
-    """Composed, validated and interpolated: what a job would see."""
+    """Composed, validated and interpolated: what a command reads."""
     resolved = resolve(compose_config(overrides))
     validate_config(resolved)
     return resolved
+
+
+def job_of(cfg: DictConfig) -> JobConfig:
+    """A composed config resolved, validated and typed: what one job runs on."""
+    return job_config(resolve(cfg))
 
 
 def group_options(group: str) -> list[str]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from fefm_lab.config.dataset import validate_dataset_config
+from fefm_lab.config.dataset import DatasetConfig, validate_dataset_config
 from fefm_lab.config.rules import check_section, expected, schema_fields
 from fefm_lab.config.schema import (
     DATASET_SCHEMAS,
@@ -61,8 +61,9 @@ def validate_model(model: Any) -> None:
     check_section(model, schema, "model.")
 
 
-def validate_config(resolved: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the key and what is allowed; reads no data."""
+def validate_config(resolved: Mapping[str, Any]) -> DatasetConfig:
+    """Raise ConfigError naming the key and what is allowed; reads no data. Returns the dataset
+    section as its checks typed it."""
     top = {key: value for key, value in resolved.items() if key not in _GROUP_KEYS}
     check_section(top, FefmLabConfig, "")
     validate_model(resolved.get("model"))
@@ -71,7 +72,7 @@ def validate_config(resolved: Mapping[str, Any]) -> None:
         if key in resolved:
             check_section(resolved[key] or {}, schema, f"{key}.")
 
-    validate_dataset_config(resolved["dataset"])
+    return validate_dataset_config(resolved["dataset"])
 
 
 def trainer_config(resolved: Mapping[str, Any]) -> TrainerConfig:

@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
-from collections.abc import Mapping
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
+from fefm_lab.config.dataset import DatasetConfig
+from fefm_lab.config.schema import SweepConfig
 from fefm_lab.data.prepare import PreparedDataMissing, prepare
 from fefm_lab.data.prepared import PreparedData
 from fefm_lab.errors import DataError
@@ -26,38 +27,27 @@ FINGERPRINTS_KEY = "data_fingerprints"  # under `sweep`
 UNPREPARED_KEY = "unprepared"  # under `sweep`
 
 
-def preparation_key(resolved: Mapping[str, Any]) -> str:
+def preparation_key(dataset: DatasetConfig, seed: int, data_root: str) -> str:
     """Jobs with equal keys use the same prepared dataset (same settings, same split seed, same
     data_root): 16 hex digits, the same wherever the job runs."""
-    dataset = resolved["dataset"]
-    split_seed = dataset.get("split_seed")
-    seed = resolved["seed"] if split_seed is None else split_seed
-    text = json.dumps([dataset, seed, resolved["paths"]["data_root"]], sort_keys=True)
+    split_seed = seed if dataset.split_seed is None else dataset.split_seed
+    text = json.dumps([asdict(dataset), split_seed, str(data_root)], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def dataset_for_job(resolved: Mapping[str, Any]) -> PreparedData:
+def dataset_for_job(
+    dataset: DatasetConfig, *, seed: int, data_root: str, sweep: SweepConfig, progress: bool
+) -> PreparedData:
     """The job's prepared dataset: prepared here, or (in a sweep whose launching process
-    prepared it) found under `paths.data_root` and checked against the expected fingerprints."""
-    data_root = Path(resolved["paths"]["data_root"])
-    sweep = resolved.get("sweep") or {}
-    expected = list(sweep.get(FINGERPRINTS_KEY) or [])
-    if not expected or preparation_key(resolved) in (sweep.get(UNPREPARED_KEY) or []):
-        return prepare(
-            resolved["dataset"],
-            seed=resolved["seed"],
-            data_root=data_root,
-            # the passes over a raw file can take many minutes: shown as training's progress is
-            progress=bool((resolved.get("trainer") or {}).get("verbose")),
-        )
+    prepared it: `sweep.data_fingerprints`) found under `data_root` and checked against the
+    expected fingerprints. `progress`: show the passes over a raw file (they can take minutes)."""
+    expected = list(sweep.data_fingerprints or [])
+    if not expected or preparation_key(dataset, seed, data_root) in (sweep.unprepared or []):
+        return prepare(dataset, seed=seed, data_root=Path(data_root), progress=progress)
     host = socket.gethostname()
     try:
         data = prepare(
-            resolved["dataset"],
-            seed=resolved["seed"],
-            data_root=data_root,
-            progress=False,
-            reuse_only=True,
+            dataset, seed=seed, data_root=Path(data_root), progress=False, reuse_only=True
         )
     except PreparedDataMissing as missing:
         raise DataError(

@@ -7,8 +7,9 @@ import json
 import sys
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig
 
+from fefm_lab.config.job import JobConfig
 from fefm_lab.sweep.parent import parent_of, record_unrun
 from fefm_lab.tracking.store import record_reuse
 from fefm_lab.uris import masked_text, masked_uri
@@ -32,43 +33,45 @@ def run_sweep_job(cfg: DictConfig):
     """Find the sweep's parent run, run the job under it, return its `JobOutcome`.
 
     Module level, so launchers that pickle the task (joblib, Ray, submitit) import it by name.
-    Training failures come back as a FAILED outcome (recorded in the job's run); a failure to
-    reach the tracking store or the parent run raises `SweepJobError`.
+    `cfg` is the launcher's composition of the job (on the host that runs it): resolved,
+    validated and typed here, once. Training failures come back as a FAILED outcome (recorded in
+    the job's run); a failure to reach the tracking store or the parent run raises
+    `SweepJobError`.
     """
-    from fefm_lab.runner import run_job, store_for
+    from fefm_lab.config.compose import job_of
+    from fefm_lab.runner import run_job, tracking_store
 
-    invocation = cfg.sweep.get("invocation")
+    job = job_of(cfg)
+    tracking_uri = masked_uri(job.mlflow.tracking_uri)
+    invocation = job.sweep.invocation
     try:
-        store = store_for({"mlflow": OmegaConf.to_container(cfg.mlflow, resolve=True)})
+        store = tracking_store(job.mlflow)
         parent = parent_of(store, invocation) if invocation else None
     except Exception as error:  # reported to the launching process, with context
         raise SweepJobError(
-            f"sweep job {_job_label()}: cannot reach the tracking store "
-            f"{masked_uri(cfg.mlflow.tracking_uri)}: {type(error).__name__}: "
-            f"{masked_text(str(error))}"
+            f"sweep job {_job_label()}: cannot reach the tracking store {tracking_uri}: "
+            f"{type(error).__name__}: {masked_text(str(error))}"
         ) from None
     if parent is None:
         raise SweepJobError(
             f"sweep job {_job_label()}: no parent run of sweep invocation {invocation!r} in "
-            f"{masked_uri(cfg.mlflow.tracking_uri)} (the sweep's start failed: see the warning "
-            "before the jobs)"
+            f"{tracking_uri} (the sweep's start failed: see the warning before the jobs)"
         )
     parent_id = parent.info.run_id
-    with read_write(cfg):
-        OmegaConf.update(cfg, "sweep.parent_run_id", parent_id)
-    outcome = run_job(cfg)
+    job = job.with_parent_run(parent_id)
+    outcome = run_job(job)
     if outcome.message:  # the job's own line in the sweep's output (the summary repeats it)
         print(outcome.message, file=sys.stderr, flush=True)
     if outcome.status == "already_finished" and outcome.run_id:
         record_reuse(store, parent_id, outcome.config_hash, outcome.run_id)
     elif outcome.status == "failed" and not outcome.run_id:
-        record_unrun(store, parent_id, _job_key(cfg), outcome.name, outcome.reason)
+        record_unrun(store, parent_id, _job_key(job), outcome.name, outcome.reason)
     return outcome
 
 
-def _job_key(cfg: DictConfig) -> str:
+def _job_key(job: JobConfig) -> str:
     """Names the job within its sweep: a digest of its config (sweep bookkeeping left out)."""
-    values = OmegaConf.to_container(cfg, resolve=True)
+    values = job.record()
     values.pop("sweep", None)
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -22,17 +22,17 @@ def record_lost_job(sweep_config: DictConfig, reason: str) -> str | None:
     """Mark the lost job's RUNNING run KILLED with `reason`; its run id (None if it never
     started a run). Errors reaching the tracking store are reported, not raised: the other
     jobs' results still come back."""
-    from fefm_lab.config.compose import resolve
-    from fefm_lab.runner import prepare_data, store_for
+    from fefm_lab.config.compose import job_of
+    from fefm_lab.runner import prepare_data, tracking_store
     from fefm_lab.sweep.parent import parent_of
     from fefm_lab.tracking.confighash import run_identity
 
     try:
-        resolved = resolve(sweep_config)
+        job = job_of(sweep_config)
         # the job's identity needs its data's fingerprint: the launching process prepared it
-        digest = run_identity(resolved, prepare_data(resolved).manifest).config_hash
-        store = store_for(resolved)
-        invocation = (resolved.get("sweep") or {}).get("invocation")
+        digest = run_identity(job.values, prepare_data(job).manifest).config_hash
+        store = tracking_store(job.mlflow)
+        invocation = job.sweep.invocation
         parent_run = parent_of(store, str(invocation)) if invocation else None
         parent = parent_run.info.run_id if parent_run is not None else None
         query = (

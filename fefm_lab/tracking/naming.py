@@ -8,11 +8,8 @@ Tags: `model`, `ablation` (read from the flags, `fefm_lab.config.ablation.ablati
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import fefm_lab
-from fefm_lab.config.ablation import ablation_label
+from fefm_lab.config.job import JobConfig
 from fefm_lab.tracking.confighash import RunIdentity
 from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.run_logging import git_commit
@@ -27,17 +24,12 @@ from fefm_lab.tracking.store import (
 )
 
 
-def dataset_name(resolved: Mapping[str, Any]) -> str:
-    dataset = resolved.get("dataset") or {}
-    return str(dataset.get("name") or dataset.get("format") or "unknown")
-
-
-def run_tags(resolved: Mapping[str, Any], identity: RunIdentity) -> dict[str, str]:
+def run_tags(job: JobConfig, identity: RunIdentity) -> dict[str, str]:
     """Tags a job run carries: what it is, where it comes from, which sweep it belongs to, and
     which process runs it (host, pid, heartbeat: see `fefm_lab.tracking.liveness`)."""
     tags = {
-        **configuration_tags(resolved),
-        TAG_SWEEP: str(resolved.get("sweep", {}).get("name") or "none"),
+        **configuration_tags(job),
+        TAG_SWEEP: str(job.sweep.name or "none"),
         TAG_CONFIG_HASH: identity.config_hash,
         TAG_DATA_FINGERPRINT: identity.data_fingerprint,
         TAG_CODE_VERSION: identity.code_version,
@@ -45,9 +37,8 @@ def run_tags(resolved: Mapping[str, Any], identity: RunIdentity) -> dict[str, st
         "fefm_lab_version": fefm_lab.__version__,
         **liveness_tags(),
     }
-    parent = resolved.get("sweep", {}).get("parent_run_id")
-    if parent:
-        tags[TAG_PARENT] = str(parent)
+    if job.sweep.parent_run_id:
+        tags[TAG_PARENT] = str(job.sweep.parent_run_id)
     return tags
 
 
@@ -55,21 +46,19 @@ def run_tags(resolved: Mapping[str, Any], identity: RunIdentity) -> dict[str, st
 CONFIGURATION_TAGS = ("model", "ablation", "dataset", "seed", TAG_ROLE)
 
 
-def configuration_tags(resolved: Mapping[str, Any]) -> dict[str, str]:
-    """The `CONFIGURATION_TAGS` of a job run of `resolved` (for reaping across upgrades)."""
+def configuration_tags(job: JobConfig) -> dict[str, str]:
+    """The `CONFIGURATION_TAGS` of a job run of `job` (for reaping across upgrades)."""
     tags = {
-        "model": str(resolved["model"]["name"]),
-        "ablation": ablation_label(resolved),
-        "dataset": dataset_name(resolved),
-        "seed": str(resolved["seed"]),
+        "model": job.model.name,
+        "ablation": job.ablation,
+        "dataset": job.dataset.name or job.dataset.format,
+        "seed": str(job.seed),
         TAG_ROLE: ROLE_JOB,
     }
     return {key: tags[key] for key in CONFIGURATION_TAGS}
 
 
-def run_name(resolved: Mapping[str, Any]) -> str:
+def run_name(job: JobConfig) -> str:
     """`deepfefm no_linear synthetic seed=2`: model, ablation label, dataset, seed."""
-    return (
-        f"{resolved['model']['name']} {ablation_label(resolved)} "
-        f"{dataset_name(resolved)} seed={resolved['seed']}"
-    )
+    dataset = job.dataset.name or job.dataset.format
+    return f"{job.model.name} {job.ablation} {dataset} seed={job.seed}"

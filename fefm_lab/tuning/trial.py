@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+
+from fefm_lab.config.schema import TuneConfig
 
 TAG_STUDY = "optuna_study"
 TAG_PRUNED_AT = "pruned_at_epoch"
@@ -19,7 +20,7 @@ TAG_PRUNED_AT = "pruned_at_epoch"
 class TrialReporter:
     """`__call__(epoch, record)` reports the epoch's metric; True when the trial is pruned."""
 
-    def __init__(self, tune: Mapping[str, Any], last_epoch: int | None = None) -> None:
+    def __init__(self, tune: TuneConfig, last_epoch: int | None = None) -> None:
         import optuna  # only trials need it: a plain run does not import it
 
         from fefm_lab.tuning.study import (
@@ -31,14 +32,12 @@ class TrialReporter:
         )
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = open_storage(str(tune["storage"]))
-        probe = optuna.load_study(study_name=str(tune["study"]), storage=storage)
+        storage = open_storage(str(tune.storage))
+        probe = optuna.load_study(study_name=str(tune.study), storage=storage)
         self.objective: str = probe.user_attrs.get(ATTR_OBJECTIVE, "val_logloss")
         pruner = make_pruner(probe.user_attrs.get(ATTR_PRUNER))
-        self.study = optuna.load_study(
-            study_name=str(tune["study"]), storage=storage, pruner=pruner
-        )
-        self.number = int(tune["trial"])
+        self.study = optuna.load_study(study_name=str(tune.study), storage=storage, pruner=pruner)
+        self.number = int(tune.trial)
         self.trial = optuna.trial.Trial(self.study, trial_id(storage, self.study, self.number))
         self.pruned_at: int | None = None
         self.last_epoch = last_epoch  # its value is reported, never pruned: training is done
@@ -65,9 +64,8 @@ class TrialReporter:
         return False
 
 
-def trial_reporter(resolved: Mapping[str, Any]) -> TrialReporter | None:
-    """The job's reporter when it is a tuning trial, else None."""
-    tune = resolved.get("tune") or {}
-    if tune.get("trial") is None or not tune.get("storage") or not tune.get("study"):
+def trial_reporter(tune: TuneConfig, max_epochs: int) -> TrialReporter | None:
+    """The job's reporter when it is a tuning trial (of at most `max_epochs`), else None."""
+    if tune.trial is None or not tune.storage or not tune.study:
         return None
-    return TrialReporter(tune, last_epoch=int(resolved["trainer"]["max_epochs"]))
+    return TrialReporter(tune, last_epoch=max_epochs)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from fefm_lab import cli
-from fefm_lab.config.compose import resolve
-from fefm_lab.runner import prepare_data, store_for
+from fefm_lab.config.compose import job_of
+from fefm_lab.runner import prepare_data, tracking_store
 from fefm_lab.sweep.lost_jobs import record_lost_job
 from fefm_lab.sweep.parent import open_parent
 from fefm_lab.tracking.confighash import run_identity
@@ -13,10 +13,10 @@ from fefm_lab.tracking.store import TAG_CONFIG_HASH, TAG_PARENT, TAG_ROLE
 
 def test_the_lost_jobs_run_under_this_launch_is_killed_and_no_other(tmp_path) -> None:
     overrides = ["debug=tiny", "dataset.synthetic.rows=3000", f"paths.root_dir={tmp_path}"]
-    job = cli.compose_config([*overrides, "seed=3", "sweep.invocation=launch-b"])
-    resolved = resolve(job)
-    digest = run_identity(resolved, prepare_data(resolved).manifest).config_hash
-    store = store_for(resolved)
+    cfg = cli.compose_config([*overrides, "seed=3", "sweep.invocation=launch-b"])
+    job = job_of(cfg)
+    digest = run_identity(job.values, prepare_data(job).manifest).config_hash
+    store = tracking_store(job.mlflow)
     parents = {
         token: open_parent(store, f"sweep {token}", token, {})[0]
         for token in ("launch-a", "launch-b")
@@ -30,7 +30,7 @@ def test_the_lost_jobs_run_under_this_launch_is_killed_and_no_other(tmp_path) ->
     same_config_other_sweep = job_run(parents["launch-a"], digest)
     other_config = job_run(parents["launch-b"], "0" * 16)
 
-    assert record_lost_job(job, "Ray worker died (WorkerCrashedError: gone)") == lost
+    assert record_lost_job(cfg, "Ray worker died (WorkerCrashedError: gone)") == lost
     run = store.client.get_run(lost)
     assert run.info.status == "KILLED"
     assert run.data.tags["outcome"] == "killed"
@@ -38,4 +38,4 @@ def test_the_lost_jobs_run_under_this_launch_is_killed_and_no_other(tmp_path) ->
     for untouched in (same_config_other_sweep, other_config):
         assert store.client.get_run(untouched).info.status == "RUNNING"
     # a job that never opened a run: nothing to mark
-    assert record_lost_job(job, "again") is None
+    assert record_lost_job(cfg, "again") is None

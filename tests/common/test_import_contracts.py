@@ -69,6 +69,12 @@ def test_the_package_keeps_every_contract():
             "from fefm_lab.cluster import shared_data  # noqa",
             ["one-job", "layers"],
         ),
+        # a job is handed its typed config: it neither composes nor validates one
+        (
+            "fefm_lab.runner",
+            "from fefm_lab.config.compose import resolve  # noqa",
+            ["typed-job"],
+        ),
         # config imports no other layer (data imports config: a cycle too)
         (
             "fefm_lab.config.validation",

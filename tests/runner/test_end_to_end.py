@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from fefm_lab import cli
-from fefm_lab.config.compose import compose_config, resolve
+from fefm_lab.config.compose import compose_config, job_of
 from fefm_lab.runner import prepare_data, run_job
 from fefm_lab.tracking.confighash import run_identity
 from fefm_lab.tracking.store import open_store
@@ -180,17 +180,16 @@ def test_interrupt_marks_the_run_killed(root, monkeypatch) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(training, "fit_and_evaluate", interrupted)
-    cfg = compose_config([*_args(root, "killed"), "seed=9"])
+    job = job_of(compose_config([*_args(root, "killed"), "seed=9"]))
     with pytest.raises(KeyboardInterrupt):
-        run_job(cfg)
+        run_job(job)
     (run,) = _store(root, "killed").search()
     assert run.info.status == "KILLED" and run.data.tags["outcome"] == "killed"
     assert run.data.tags["reason"] == "interrupted (Ctrl-C)"
     assert math.isnan(run.data.metrics.get("test_auc", math.nan))
     # the run recorded is the interrupted configuration: its seed and config hash
     assert run.data.tags["seed"] == run.data.params["seed"] == "9"
-    resolved = resolve(cfg)
-    identity = run_identity(resolved, prepare_data(resolved).manifest)
+    identity = run_identity(job.values, prepare_data(job).manifest)
     assert run.data.tags["config_hash"] == identity.config_hash
 
 
