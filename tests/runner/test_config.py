@@ -74,10 +74,12 @@ def _compose(overrides: list[str], tmp: Path) -> dict:
 def test_groups_and_their_options() -> None:
     # conf/hydra/ holds fefm-lab's own version of a Hydra option (hydra/launcher=ray)
     folders = (p.name for p in CONF.iterdir() if p.is_dir())
-    # conf/bars/ holds the bars_* experiments' per-model settings, picked by conf/config.yaml
+    # conf/bars/ holds the bars_* experiments' per-model settings, picked by conf/config.yaml;
+    # conf/study/ the settings experiments share (included from their defaults lists)
     assert sorted(f for f in folders if f not in ("__pycache__", "hydra")) == sorted(
         [
             "bars",
+            "study",
             *(g for g in GROUPS if g != "ablation"),  # the ablations are options in the ConfigStore
         ]
     )
