@@ -14,7 +14,10 @@
 // t = v_j W_p^T, rather than storing them (one load of W feeds both when W is symmetric, as
 // FEFM's U + U^T is). dv is accumulated per block (each block owns its rows); dW per pair over
 // all rows (each pair owns its matrix), so no thread shares an output and the sums' order does
-// not depend on the thread count.
+// not depend on the thread count. dW reads v field by field and g by pair (one copy of each per
+// call), so a pair's rows are contiguous runs rather than one cache line per row; the forward
+// pass sums a tile's rows' lanes together (shuffles across the rows' vectors, the same tree of
+// halves per row), not one row at a time.
 //
 // Vectorisation: GCC vector types of 64 bytes; k is padded to a whole number of them (zero
 // columns add zeros). The loops are compiled three times (AVX-512, AVX2+FMA, baseline) and the
@@ -23,9 +26,11 @@
 // (the AVX variants fuse multiply-adds, so their last bits can differ from the baseline's).
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,22 +82,58 @@ inline void Store(T* to, Vec<T> value) {
   std::memcpy(to, &value, sizeof(value));
 }
 
-// Sum of the lanes as a tree of halves (4 vector adds for 16 floats, not 15 dependent ones).
-template <typename T, int Bytes>
-inline T HalvingSum(const typename VectorOf<T, Bytes>::type& value) {
-  if constexpr (Bytes == 2 * sizeof(T)) {
-    return value[0] + value[1];
-  } else {
-    typename VectorOf<T, Bytes / 2>::type low, high;
-    std::memcpy(&low, &value, Bytes / 2);
-    std::memcpy(&high, reinterpret_cast<const char*>(&value) + Bytes / 2, Bytes / 2);
-    return HalvingSum<T, Bytes / 2>(low + high);
+// A row's sum of lanes is a tree of halves: lane l plus lane l + lanes/2, then the same on the
+// low half, down to one lane (4 vector adds for 16 floats, not 15 dependent ones). The rows of
+// a tile are summed together, a step of the tree on two rows' vectors at once: `a` and `b` each
+// hold runs of Width lanes (a row's partial sums each); the result holds a's runs, then b's, each
+// half as wide, every lane the sum of a lane in the first half of its run and the lane Width / 2
+// after it.
+template <typename I, int64 Lanes>
+struct RunMasks {
+  I low[Lanes], high[Lanes];  // __builtin_shuffle's indices: < Lanes from a, else from b
+};
+
+template <typename I, int64 Lanes, int64 Width>
+constexpr RunMasks<I, Lanes> HalvingMasks() {
+  RunMasks<I, Lanes> masks{};
+  const int64 half = Width / 2, runs = Lanes / Width;
+  for (int64 lane = 0; lane < Lanes; ++lane) {
+    const int64 run = lane / half;
+    const int64 from = run < runs ? run * Width : Lanes + (run - runs) * Width;
+    masks.low[lane] = static_cast<I>(from + lane % half);
+    masks.high[lane] = static_cast<I>(from + half + lane % half);
   }
+  return masks;
 }
 
-template <typename T>
-inline T HorizontalSum(const Vec<T>& value) {
-  return HalvingSum<T, kVectorBytes>(value);
+template <typename T, int64 Width>
+inline Vec<T> HalveRuns(const Vec<T>& a, const Vec<T>& b) {
+  using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
+  using Index = typename VectorOf<I>::type;
+  static constexpr RunMasks<I, kLanes<T>> kMasks = HalvingMasks<I, kLanes<T>, Width>();
+  Index low, high;
+  std::memcpy(&low, kMasks.low, sizeof(low));
+  std::memcpy(&high, kMasks.high, sizeof(high));
+  return __builtin_shuffle(a, b, low) + __builtin_shuffle(a, b, high);
+}
+
+// The lane sums of dot[0..R) (R <= lanes, a power of two), each row's tree of halves as above,
+// into lanes 0..R-1 of dot[0]; a self-paired step once the rows share one vector.
+template <typename T, int64 Width, int Count, int R>
+inline void HorizontalSums(Vec<T> (&dot)[R]) {
+  static_assert(R <= kLanes<T> && (R & (R - 1)) == 0, "R must be a power of two <= lanes");
+  if constexpr (Width > 1) {
+    if constexpr (Count > 1) {
+#pragma GCC unroll 8
+      for (int q = 0; q < Count / 2; ++q) {
+        dot[q] = HalveRuns<T, Width>(dot[2 * q], dot[2 * q + 1]);
+      }
+      HorizontalSums<T, Width / 2, Count / 2, R>(dot);
+    } else {
+      dot[0] = HalveRuns<T, Width>(dot[0], dot[0]);
+      HorizontalSums<T, Width / 2, 1, R>(dot);
+    }
+  }
 }
 
 // Everything a kernel reads, in the padded layout: v (B, n, kp), W and W^T (P, k, kp).
@@ -105,7 +146,9 @@ struct Problem {
   const T* w;
   const T* w_transposed;  // backward only: W^T in the same layout (W itself when symmetric)
   const T* upstream;      // backward only: g = dL/dr, (B, P)
+  const T* by_field;      // backward only: v field by field, (n, B, kp)
   const T* Row(int64 b, int64 field) const { return v + (b * fields + field) * kp; }
+  const T* FieldRow(int64 b, int64 field) const { return by_field + (field * batch + b) * kp; }
 };
 
 // ---- forward: r[b, p] for the rows [b, b + R) of one pair ----
@@ -129,7 +172,8 @@ inline void ForwardTile(const Problem<T>& pr, int64 p, int64 b, T* scores) {
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) dot[r] += s[r] * Load(y[r] + c);
   }
-  for (int r = 0; r < R; ++r) scores[(b + r) * pr.pairs + p] = HorizontalSum<T>(dot[r]);
+  HorizontalSums<T, kLanes<T>, R, R>(dot);
+  for (int r = 0; r < R; ++r) scores[(b + r) * pr.pairs + p] = dot[0][r];
 }
 
 template <typename T, int R>
@@ -205,7 +249,7 @@ inline void MatrixGradientTile(const Problem<T>& pr, int64 p, int64 a, const T* 
   for (int64 c = 0; c < pr.kp; c += kLanes<T>) {
     Vec<T> acc[R] = {};
     for (int64 b = 0; b < pr.batch; ++b) {
-      const Vec<T> y = Load(pr.Row(b, j) + c);
+      const Vec<T> y = Load(pr.FieldRow(b, j) + c);
       const T* x = gv + b * pr.kp + a;
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) acc[r] += x[r] * y;
@@ -214,14 +258,27 @@ inline void MatrixGradientTile(const Problem<T>& pr, int64 p, int64 a, const T* 
   }
 }
 
-// `gv` is scratch of B * kp values: g[b, p] v[b, i_p] for the pair at hand.
+// `gv` is scratch of B * kp values: g[b, p] v[b, i_p] for the pair at hand; `gs` of
+// (end - begin) * B values: g's columns for the pairs [begin, end), each one contiguous run
+// (a column of (B, P) is one cache line per row).
 template <typename T, int R>
-inline void MatrixGradientPairs(const Problem<T>& pr, int64 begin, int64 end, T* gv, T* dw) {
+inline void MatrixGradientPairs(const Problem<T>& pr, int64 begin, int64 end, T* gv, T* gs,
+                                T* dw) {
+  constexpr int64 kTile = 16;
+  for (int64 b0 = 0; b0 < pr.batch; b0 += kTile) {
+    for (int64 p0 = begin; p0 < end; p0 += kTile) {
+      for (int64 p = p0; p < std::min(end, p0 + kTile); ++p) {
+        for (int64 b = b0; b < std::min(pr.batch, b0 + kTile); ++b) {
+          gs[(p - begin) * pr.batch + b] = pr.upstream[b * pr.pairs + p];
+        }
+      }
+    }
+  }
   for (int64 p = begin; p < end; ++p) {
+    const T* g = gs + (p - begin) * pr.batch;
     for (int64 b = 0; b < pr.batch; ++b) {
-      const T g = pr.upstream[b * pr.pairs + p];
-      const T* x = pr.Row(b, pr.left[p]);
-      for (int64 a = 0; a < pr.k; ++a) gv[b * pr.kp + a] = g * x[a];
+      const T* x = pr.FieldRow(b, pr.left[p]);
+      for (int64 c = 0; c < pr.kp; c += kLanes<T>) Store(gv + b * pr.kp + c, g[b] * Load(x + c));
     }
     T* dwp = dw + p * pr.k * pr.kp;
     int64 a = 0;
@@ -236,7 +293,7 @@ struct Variant {
   const char* name;
   void (*forward)(const Problem<T>&, int64, int64, T*);
   void (*embedding_gradient)(const Problem<T>&, int64, int64, T*);
-  void (*matrix_gradient)(const Problem<T>&, int64, int64, T*, T*);
+  void (*matrix_gradient)(const Problem<T>&, int64, int64, T*, T*, T*);
 };
 
 #define FEFM_VARIANT(T, suffix, attributes, rows_forward, rows_dv, rows_dw)                   \
@@ -247,16 +304,16 @@ struct Variant {
     EmbeddingGradientRows<T, rows_dv>(pr, b0, b1, dv);                                        \
   }                                                                                           \
   attributes void MatrixGradient##suffix(const Problem<T>& pr, int64 p0, int64 p1, T* gv,     \
-                                         T* dw) {                                             \
-    MatrixGradientPairs<T, rows_dw>(pr, p0, p1, gv, dw);                                      \
+                                         T* gs, T* dw) {                                      \
+    MatrixGradientPairs<T, rows_dw>(pr, p0, p1, gv, gs, dw);                                  \
   }
 
 // flatten: every helper above is inlined into the entry point, so it is compiled for its target.
 // A 64-byte vector is 1 register with AVX-512, 2 with AVX2, 4 with SSE2: the row counts keep
 // the accumulators within the 32 / 16 / 16 vector registers.
 #if FEFM_X86_VARIANTS
-FEFM_VARIANT(float, Avx512F32, __attribute__((flatten, target("avx512f"))), 8, 4, 8)
-FEFM_VARIANT(double, Avx512F64, __attribute__((flatten, target("avx512f"))), 8, 4, 8)
+FEFM_VARIANT(float, Avx512F32, __attribute__((flatten, target("avx512f"))), 8, 8, 16)
+FEFM_VARIANT(double, Avx512F64, __attribute__((flatten, target("avx512f"))), 8, 8, 16)
 FEFM_VARIANT(float, Avx2F32, __attribute__((flatten, target("avx2,fma"))), 4, 2, 4)
 FEFM_VARIANT(double, Avx2F64, __attribute__((flatten, target("avx2,fma"))), 4, 2, 4)
 #endif
@@ -438,7 +495,7 @@ class FefmScoresOp : public FefmKernelBase {
     OP_REQUIRES_OK(context, context->allocate_output(0, TensorShape({batch, pairs}), &scores));
     if (batch == 0 || pairs == 0) return;
     Problem<T> pr{batch, fields, k, kp, pairs, left_.data(), right_.data(),
-                  v.flat<T>().data(), w.flat<T>().data(), nullptr, nullptr};
+                  v.flat<T>().data(), w.flat<T>().data(), nullptr, nullptr, nullptr};
     Tensor v_padded, w_padded;
     if (kp != k) {
       OP_REQUIRES_OK(context, Temporary(context, v.dtype(), batch * fields * kp, &v_padded));
@@ -498,7 +555,7 @@ class FefmScoresGradOp : public FefmKernelBase {
     };
     const T* w_in = w.flat<T>().data();
     Problem<T> pr{batch, fields, k, kp, pairs, left_.data(), right_.data(),
-                  v.flat<T>().data(), w_in, nullptr, upstream.flat<T>().data()};
+                  v.flat<T>().data(), w_in, nullptr, upstream.flat<T>().data(), nullptr};
     T* dv = d_v->flat<T>().data();
     T* dw = d_w->flat<T>().data();
     if (padded) {
@@ -513,7 +570,11 @@ class FefmScoresGradOp : public FefmKernelBase {
       dv = dv_padded.flat<T>().data();
       dw = dw_padded.flat<T>().data();
     }
-    if (Symmetric(w_in, pairs, k)) {
+    std::atomic<bool> symmetric{true};  // checked pair by pair on the threads
+    ParallelFor(context, pairs, k * k, [&](int64 first, int64 last) {
+      if (!Symmetric(w_in + first * k * k, last - first, k)) symmetric = false;
+    });
+    if (symmetric) {
       pr.w_transposed = pr.w;
     } else {  // W^T, padded like W
       OP_REQUIRES_OK(context, temp(pairs * k * kp, &w_transposed));
@@ -535,10 +596,22 @@ class FefmScoresGradOp : public FefmKernelBase {
         embedding_gradient(pr, blk * block, std::min(batch, (blk + 1) * block), dv);
       }
     });
+    // dW_p reads fields i_p and j_p of every row: field by field, each is one contiguous run.
+    Tensor by_field;
+    OP_REQUIRES_OK(context, temp(fields * batch * kp, &by_field));
+    T* by_field_data = by_field.flat<T>().data();
+    ParallelFor(context, fields, 2 * batch * kp, [&](int64 first, int64 last) {
+      for (int64 f = first; f < last; ++f) {
+        for (int64 b = 0; b < batch; ++b) {
+          std::copy(pr.Row(b, f), pr.Row(b, f) + kp, by_field_data + (f * batch + b) * kp);
+        }
+      }
+    });
+    pr.by_field = by_field_data;
     const auto matrix_gradient = variant_.matrix_gradient;
     ParallelFor(context, pairs, 2 * batch * k * kp, [&](int64 first, int64 last) {
-      std::vector<T> scratch(batch * kp);
-      matrix_gradient(pr, first, last, scratch.data(), dw);
+      std::vector<T> scratch(batch * kp), columns((last - first) * batch);
+      matrix_gradient(pr, first, last, scratch.data(), columns.data(), dw);
     });
     if (padded) {
       UnpadRows(dv, batch * fields, k, kp, d_v->flat<T>().data());

@@ -69,6 +69,24 @@ def test_ops_match_float64_reference(fefm_kernel, isa, dtype, symmetric, batch, 
     assert relative_error(d_w, want_w) < tolerance
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("k", [8, 16, 48])
+def test_a_rows_scores_and_d_v_do_not_depend_on_its_tile(fefm_kernel, isa, k):
+    """Rows are summed a tile at a time (their lanes' trees of halves together); each row's
+    scores and d_v are bit for bit those of the row alone in a batch of one."""
+    require_isa(fefm_kernel, isa)
+    rng = np.random.default_rng(k)
+    v = tf.constant(rng.normal(size=(19, 4, k)), "float32")
+    u = rng.normal(size=(6, k, k))
+    w = tf.constant(u + u.transpose(0, 2, 1), "float32")
+    upstream = tf.constant(rng.normal(size=(19, 6)), "float32")
+    scores, d_v, _ = run_ops(fefm_kernel, v, w, upstream, isa)
+    for row in (0, 7, 18):
+        alone = run_ops(fefm_kernel, v[row : row + 1], w, upstream[row : row + 1], isa)
+        np.testing.assert_array_equal(alone[0][0], scores[row])
+        np.testing.assert_array_equal(alone[1][0], d_v[row])
+
+
 def test_ops_hand_worked_numbers(fefm_kernel):
     """n = 3, k = 2, W_p = [[1, 2], [0, 1]] for every pair; v = (1, 2), (3, 4), (0, 1).
     r_01 = (1, 2) W (3, 4)^T = (1, 4) . (3, 4) = 19; r_02 = (1, 4) . (0, 1) = 4;
