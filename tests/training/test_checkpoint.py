@@ -94,11 +94,15 @@ def uninterrupted(data):
     ("trigger", "at", "where"),
     [
         ("step", 13, "epoch 2, batch 5, step 13"),
+        # the resumed run's first batch is the epoch's short last one
+        ("step", 15, "epoch 2, batch 7, step 15"),
         # the epoch's batches done, validation still to do
         pytest.param("step", 16, "epoch 2, batch 8, step 16", marks=pytest.mark.slow),
         pytest.param("epoch", 2, "epoch 3, batch 0, step 16", marks=pytest.mark.slow),
+        # after the last epoch: only the test evaluation is left, of the best epoch's weights
+        ("epoch", 4, "training done, step 32"),
     ],
-    ids=["mid-epoch", "before-validation", "epoch-end"],
+    ids=["mid-epoch", "before-short-batch", "before-validation", "epoch-end", "training-done"],
 )
 def test_stopped_run_resumes_to_the_uninterrupted_result(
     data, uninterrupted, tmp_path: Path, trigger: str, at: int, where: str
@@ -121,7 +125,7 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(
     state = checkpoints.load()
     assert state is not None and state.run_id == "run-1" and state.config_hash == HASH
     assert state.describe() == where
-    epochs_done = 2 if trigger == "epoch" else (at - 1) // 8
+    epochs_done = at if trigger == "epoch" else (at - 1) // 8
     assert [h["epoch"] for h in state.position.history] == list(range(1, epochs_done + 1))
 
     resumed = fit_and_evaluate(
