@@ -81,23 +81,21 @@ class Trainer:
         self.config = config
         self.variables = list(model.trainable_variables)
         self.optimizer = RowSparseOptimizer(config.optimizer, config.learning_rate, self.variables)
-        # Only the last batch of an epoch or split has another size: relax shapes, don't retrace.
+        # One trace per batch shape (the batch size, an epoch's and each split's last batch),
+        # never a relaxed one: Grappler rewrites a graph whose shapes it knows differently
+        # (arithmetic optimizer), so the float results of a batch depended on which graph ran
+        # it, and with relaxed shapes that depended on the shapes the function had met before:
+        # a run resumed at its last batch or at "training done" differed in the last bits.
         # Each function wraps a partial of this trainer, not the method: TensorFlow counts
         # traces per code object (a method's or a lambda's is shared by every trainer), so the
         # traces of every job a sweep runs in one process added up to "N out of the last M
         # calls ... triggered tf.function retracing". A partial has no code object of its own.
         self._gradients = tf.function(
-            functools.partial(Trainer._loss_and_gradients, self),
-            jit_compile=config.jit_compile,
-            reduce_retracing=True,
+            functools.partial(Trainer._loss_and_gradients, self), jit_compile=config.jit_compile
         )
-        self.train_step = tf.function(
-            functools.partial(Trainer._train_step, self), reduce_retracing=True
-        )
+        self.train_step = tf.function(functools.partial(Trainer._train_step, self))
         self.predict_step = tf.function(
-            functools.partial(Trainer._predict, self),
-            jit_compile=config.jit_compile,
-            reduce_retracing=True,
+            functools.partial(Trainer._predict, self), jit_compile=config.jit_compile
         )
 
     def _loss_and_gradients(self, features, labels):
