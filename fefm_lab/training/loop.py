@@ -73,6 +73,50 @@ def binary_cross_entropy(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tens
     return -tf.reduce_mean(y * tf.math.log(p) + (1.0 - y) * tf.math.log1p(-p))
 
 
+class ByBatchSize:
+    """`function` as two graphs: one traced for batches of `rows` rows, one for any other
+    number of rows (traced with the batch dimension unknown), whatever the order of the calls.
+
+    Grappler's arithmetic optimizer rewrites a graph whose shapes it knows differently from one
+    whose batch dimension is unknown, so the two give float results that differ in the last
+    bits. `tf.function(reduce_retracing=True)` traces its first shape exactly and every later
+    one relaxed: which graph ran a batch depended on the batches before it, and a run resumed
+    where its first call was a short batch (an epoch's last, a split smaller than the batch)
+    did not end with an uninterrupted run's numbers. Here a batch of `rows` rows always runs
+    the exact graph and any other batch the relaxed one: what `reduce_retracing` gave a run
+    whose first batch was a whole one, so such runs keep their numbers.
+    """
+
+    def __init__(self, function: Callable, rows: int, **options) -> None:
+        self.rows = rows
+        self.full = tf.function(function, **options)
+        self.other = tf.function(function, **options)
+        self._relaxed: Callable | None = None
+
+    def _pick(self, args: tuple) -> Callable:
+        if tf.nest.flatten(args)[0].shape[0] == self.rows:
+            return self.full
+        if self._relaxed is None:
+            self._relaxed = self.other.get_concrete_function(*_any_rows(args))
+        return self._relaxed
+
+    def __call__(self, *args):
+        return self._pick(args)(*args)
+
+    def get_concrete_function(self, *args):
+        """The graph that runs `args`."""
+        picked = self._pick(args)
+        return picked.get_concrete_function(*args) if picked is self.full else picked
+
+    def experimental_get_tracing_count(self) -> int:
+        return self.full.experimental_get_tracing_count() + (self._relaxed is not None)
+
+
+def _any_rows(args: tuple) -> tuple:
+    """The specs of `args` with the batch dimension unknown."""
+    return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), args)
+
+
 class Trainer:
     """Owns the compiled step functions and the optimizer state of one model."""
 
@@ -81,22 +125,17 @@ class Trainer:
         self.config = config
         self.variables = list(model.trainable_variables)
         self.optimizer = RowSparseOptimizer(config.optimizer, config.learning_rate, self.variables)
-        # One trace per batch shape (the batch size, an epoch's and each split's last batch),
-        # never a relaxed one: Grappler rewrites a graph whose shapes it knows differently
-        # (arithmetic optimizer), so the float results of a batch depended on which graph ran
-        # it, and with relaxed shapes that depended on the shapes the function had met before:
-        # a run resumed at its last batch or at "training done" differed in the last bits.
         # Each function wraps a partial of this trainer, not the method: TensorFlow counts
         # traces per code object (a method's or a lambda's is shared by every trainer), so the
         # traces of every job a sweep runs in one process added up to "N out of the last M
         # calls ... triggered tf.function retracing". A partial has no code object of its own.
-        self._gradients = tf.function(
-            functools.partial(Trainer._loss_and_gradients, self), jit_compile=config.jit_compile
-        )
-        self.train_step = tf.function(functools.partial(Trainer._train_step, self))
-        self.predict_step = tf.function(
-            functools.partial(Trainer._predict, self), jit_compile=config.jit_compile
-        )
+        jit = config.jit_compile
+        gradients = functools.partial(Trainer._loss_and_gradients, self)
+        self._gradients = ByBatchSize(gradients, config.batch_size, jit_compile=jit)
+        train_step = functools.partial(Trainer._train_step, self)
+        self.train_step = ByBatchSize(train_step, config.batch_size)
+        predict = functools.partial(Trainer._predict, self)
+        self.predict_step = ByBatchSize(predict, config.eval_batch_size, jit_compile=jit)
 
     def _loss_and_gradients(self, features, labels):
         with tf.GradientTape() as tape:

@@ -212,6 +212,27 @@ def test_sigterm_saves_marks_killed_exits_nonzero_and_the_rerun_matches(
     assert "reason" not in run.data.tags and run.data.tags["outcome"] == "finished"
 
 
+def test_run_stopped_at_training_done_tests_in_a_new_process_to_the_same_result(
+    tmp_path: Path, data_root: Path, reference
+) -> None:
+    """SIGTERM once the last epoch's line is out: its checkpoint says "training done", so the
+    rerun only tests. Validation (480 rows) and test (600) are one batch each: the rerun's
+    first prediction is of the test split, the uninterrupted run's of the validation split."""
+    code, _, stderr = _run_until(tmp_path, data_root, r"^epoch 4: ", signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM, stderr[-3000:]
+    (killed,) = _store(tmp_path).search()
+    assert killed.info.status == "KILLED"
+    assert _checkpoint(tmp_path).load().describe() == "training done, step 60"
+
+    again = _run(tmp_path, data_root)
+    assert again.returncode == 0, again.stderr
+    assert "from its checkpoint at training done" in again.stderr
+    _assert_finished_like_reference(tmp_path, again.stdout, reference)
+    (run,) = _store(tmp_path).search()
+    assert run.info.run_id == killed.info.run_id
+    assert run.data.tags["resumed"] == "1 time(s), last from training done, step 60"
+
+
 def test_truncated_checkpoint_is_ignored_and_the_run_starts_over(
     tmp_path: Path, data_root: Path, reference
 ) -> None:
