@@ -78,7 +78,6 @@ def resolve(cfg: DictConfig) -> dict[str, Any]:
         resolved = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as error:
         raise ConfigError(hydra_message(error)) from None
-    resolved.pop("debug", None)  # read by the model's YAML through interpolation; not a setting
     return resolved
 
 

@@ -574,16 +574,6 @@ class ServerConfig:
 
 
 @dataclass
-class DebugConfig:
-    """Model sizes of a `debug` preset. Each model's YAML reads the ones it has
-    (`${oc.select:debug.embedding_dim,...}`), so one preset serves every model: `lr` takes none,
-    `fm` no DNN. Unset (`???`) = the model's own size. Dropped from the resolved config."""
-
-    embedding_dim: Any = option(MISSING, "k for every model with embeddings")
-    dnn_hidden_units: Any = option(MISSING, "DNN widths for the models with a DNN")
-
-
-@dataclass
 class SynthConfig:
     """`fefm-lab synth`: write a raw synthetic file with a planted teacher.
 
@@ -669,7 +659,6 @@ class FefmLabConfig:
         "the ablation group's choice (set by the `ablation` option; runs are labelled "
         "by their flags, see fefm_lab.config.ablation.ablation_label)",
     )
-    debug: DebugConfig = section(DebugConfig, "model sizes set by the `debug` presets")
     sweep: SweepConfig = section(SweepConfig, "the sweep's parent run")
     tune: TuneConfig = section(TuneConfig, "a tuning trial's Optuna study (set by the sweeper)")
     synth: SynthConfig = section(SynthConfig, "`fefm-lab synth` settings")
