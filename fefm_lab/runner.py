@@ -402,7 +402,7 @@ def _recorded_or_unreachable(record: Callable[[], T], outbox: Outbox) -> T:
 
 def _finish_run(client, run_id, digest, name, result, cpu_seconds, reporter, outbox) -> JobOutcome:
     """Test metrics, the model and curve artifacts, the outcome tag of a trained run."""
-    from fefm_lab.tracking.curves import plot_training_curves
+    from fefm_lab.tracking.training_curves import plot_training_curves
 
     log_metrics(
         outbox,
