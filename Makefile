@@ -22,9 +22,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev,cluster,$(TF_BUILD)]" --config-settings editable_mode=compat
 	@touch $(STAMP)
 
-# C++ kernels (fefm_lab/kernels/*.cc) against the installed TensorFlow; without a compiler the
-# TensorFlow-ops path is used (the build says so)
-$(KERNELS_STAMP): $(STAMP) $(wildcard fefm_lab/kernels/*.cc) fefm_lab/kernels/build.py
+# C++ kernels (fefm_lab/kernels/*.cc) against the installed TensorFlow, rebuilt when TensorFlow
+# changes (its __init__.py is rewritten by every install). A kernel that fails to build or load
+# stops here; without any C++ compiler the TensorFlow-ops path is used (the build says so).
+TF_INSTALLED := $(wildcard $(VENV)/lib/python3*/site-packages/tensorflow/__init__.py)
+$(KERNELS_STAMP): $(STAMP) $(TF_INSTALLED) $(wildcard fefm_lab/kernels/*.cc) fefm_lab/kernels/build.py
 	$(PY) -m fefm_lab.kernels.build
 	@touch $(KERNELS_STAMP)
 

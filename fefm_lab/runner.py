@@ -325,10 +325,12 @@ def _train_and_log(
     import_tensorflow(verbose=job.verbose)
     import keras
 
-    from fefm_lab.kernels.fefm_interaction import describe_path
+    from fefm_lab.kernels import ISA_TAG, run_instruction_set
+    from fefm_lab.kernels.fefm_interaction import describe_path, kernel_instruction_set
     from fefm_lab.layers import FEFMInteraction
     from fefm_lab.training import fit_and_evaluate
     from fefm_lab.training.optimizer import describe_path as describe_optimizer_path
+    from fefm_lab.training.optimizer import uses_kernel
 
     trainer = job.trainer
     configure_threads(job.threads)
@@ -349,11 +351,14 @@ def _train_and_log(
 
     # which path computes the run (compiled kernel or TensorFlow ops): said once, and tagged
     paths = {"optimizer_path": describe_optimizer_path(trainer.optimizer, device)}
+    fefm_isa = None
     if any(isinstance(layer, FEFMInteraction) for layer in model.layers):
         paths["fefm_path"] = describe_path(trainer.jit_compile, on_gpu=device != "CPU")
+        fefm_isa = kernel_instruction_set(trainer.jit_compile, on_gpu=device != "CPU")
     for tag in sorted(paths):
         _say(paths[tag])
         client.set_tag(run_id, tag, tag_value(paths[tag]))
+    client.set_tag(run_id, ISA_TAG, run_instruction_set(fefm_isa, uses_kernel(device)))
     reporter = trial_reporter(job.tune, trainer.max_epochs)
     if continuation.state is not None:
         backfill_epochs(client, run_id, continuation.state.position.history)

@@ -1,10 +1,12 @@
 """Compiled TensorFlow kernels: C++ custom ops that fuse what TensorFlow runs as several ops.
 
 Each `<name>.cc` in this folder builds into its own `_<name>.so` (`python -m
-fefm_lab.kernels.build`, which `make setup` runs). A kernel is optional: `load` returns None when
-its library is missing, was built for another TensorFlow or from another source, or fails to
-load, and the caller takes its TensorFlow-ops path (same maths, slower). `FEFM_LAB_KERNELS=0`
-turns every kernel off, which is how benchmarks and tests compare the two paths side by side.
+fefm_lab.kernels.build`, which `make setup` runs and which fails loudly when a kernel does not
+build or load). At run time a kernel is optional: `load` returns None when its library is
+missing, was built for another TensorFlow or from another source, or fails to load, and the
+caller takes its TensorFlow-ops path (same maths, slower). `FEFM_LAB_KERNELS=0` turns every kernel
+off, which is how benchmarks and tests compare the two paths side by side. A run's tag
+`kernels.isa` names the instruction set its kernels ran (`run_instruction_set`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 KERNEL_DIR = Path(__file__).resolve().parent
+# The MLflow run tag naming the instruction set the run's kernels executed (`run_instruction_set`);
+# filter runs with tags.`kernels.isa` = 'avx2'.
+ISA_TAG = "kernels.isa"
 # The kernels' on/off switch: "0", "false", "off" or "no" runs the TensorFlow ops, anything else
 # (or unset) the kernels.
 SWITCH_VARIABLE = "FEFM_LAB_KERNELS"
@@ -70,6 +75,16 @@ def stale_reason(name: str) -> str | None:
     if stamp.get("source_sha256") != source_digest(name):
         return f"{library_path(name).name} was built from another {name}.cc (run `make setup`)"
     return None
+
+
+def run_instruction_set(fefm_isa: str | None, optimizer_kernel: bool) -> str:
+    """A run's `kernels.isa` tag: `fefm_isa`, the instruction set the fused FEFM kernel chose
+    (avx512f, avx2 or baseline), when the run computed its interactions with it; else `baseline`
+    when the optimizer's kernel ran (it has no variants: compiled for the architecture's
+    baseline, as build.py sets no -march); else `none` (TensorFlow ops only)."""
+    if fefm_isa:
+        return fefm_isa
+    return "baseline" if optimizer_kernel else "none"
 
 
 def in_xla_context() -> bool:

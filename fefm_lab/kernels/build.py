@@ -1,9 +1,13 @@
 """Build every kernel in fefm_lab/kernels: `python -m fefm_lab.kernels.build [--force]`.
 
 Compiles `<name>.cc` against the installed TensorFlow's headers (tf.sysconfig) into
-`_<name>.so` and writes `_<name>.build.json` (source digest, TensorFlow version) beside it.
-Up-to-date libraries are kept. A machine without a C++ compiler, or a kernel that fails to
-compile, keeps the TensorFlow-ops path: the build says so and exits 0, unless --strict.
+`_<name>.so`, writes `_<name>.build.json` (source digest, TensorFlow version) beside it, and loads
+it once. Up-to-date libraries are kept (and loaded once too). `make setup` runs this, so:
+- a kernel that fails to build or to load with a compiler at hand (a library stale for the
+  installed TensorFlow that does not rebuild, say) stops `make setup`: exit 1, one line naming
+  the kernel and the TensorFlow version, then the compiler's errors;
+- a machine without any C++ compiler keeps the TensorFlow-ops path (same maths, slower): the
+  build says so in one line per kernel and exits 0 (1 with --strict).
 """
 
 from __future__ import annotations
@@ -114,31 +118,69 @@ def ensure_built(name: str):
     return module
 
 
+def _built_for(name: str) -> str | None:
+    """The TensorFlow version kernel `name`'s present library was built for, if any."""
+    try:
+        return json.loads(stamp_path(name).read_text()).get("tensorflow")
+    except (OSError, ValueError):
+        return None
+
+
+def _tensorflow_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
+
+
+def _failure(name: str, previous: str | None) -> str:
+    """The one line that names the kernel and the TensorFlow it failed against."""
+    version = _tensorflow_version()
+    stale = (
+        f" (its library was built for TensorFlow {previous})"
+        if previous not in (None, version)
+        else ""
+    )
+    return f"error: kernel {name} does not build against TensorFlow {version}{stale}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fefm_lab import kernels
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="rebuild up-to-date kernels too")
-    parser.add_argument("--strict", action="store_true", help="exit 1 when a kernel fails to build")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 also when there is no C++ compiler"
+    )
     args = parser.parse_args(argv)
     cxx = compiler()
-    failed = []
+    no_compiler = False
     for name in kernel_names():
-        if not args.force and stale_reason(name) is None:
+        if not args.force and stale_reason(name) is None and kernels._load(name)[0] is not None:
             print(f"kernel {name}: up to date ({library_path(name).name})")
             continue
         if cxx is None:
-            print(f"kernel {name}: no C++ compiler (g++; or set CXX): TensorFlow-ops path used")
-            failed.append(name)
+            print(
+                f"kernel {name}: no C++ compiler (g++, or set CXX) to build it against "
+                f"TensorFlow {_tensorflow_version()}: the TensorFlow-ops path runs instead "
+                "(same maths, slower)"
+            )
+            no_compiler = True
             continue
+        previous = _built_for(name)
         try:
             build(name, cxx)
         except RuntimeError as error:
-            print(f"kernel {name}: build failed, TensorFlow-ops path used:", file=sys.stderr)
+            print(f"{_failure(name, previous)}; the compiler's errors:", file=sys.stderr)
             for line in error.args[0]:
                 print(f"  {line}", file=sys.stderr)
-            failed.append(name)
-            continue
+            return 1
+        kernels._load.cache_clear()
+        module, loaded = kernels._load(name)
+        if module is None:
+            print(f"{_failure(name, previous)}: {loaded}", file=sys.stderr)
+            return 1
         print(f"kernel {name}: built {library_path(name).name}")
-    return 1 if failed and args.strict else 0
+    return 1 if no_compiler and args.strict else 0
 
 
 if __name__ == "__main__":

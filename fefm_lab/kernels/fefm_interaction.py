@@ -57,6 +57,14 @@ def instruction_set() -> str | None:
     return None if module is None else module.fefm_instruction_set().numpy().decode()
 
 
+def kernel_instruction_set(jit_compile: bool, on_gpu: bool = False) -> str | None:
+    """The instruction set the fused kernel runs in a model trained with `jit_compile` (on a GPU
+    or not), or None where TensorFlow ops compute the interactions (see `describe_path`)."""
+    if jit_compile or on_gpu:
+        return None
+    return instruction_set()
+
+
 def describe_path(jit_compile: bool, on_gpu: bool = False) -> str:
     """One line for the run log: which FEFM path a model trained with `jit_compile` (on a GPU
     or not) uses."""

@@ -74,6 +74,11 @@ def fused_ops(variable: tf.Variable):
     return ops
 
 
+def uses_kernel(device: str = "CPU") -> bool:
+    """Whether the updates run the compiled kernel when the model's variables are on `device`."""
+    return device == "CPU" and kernels.load(ROW_SPARSE_KERNEL) is not None
+
+
 def describe_path(kind: str, device: str = "CPU") -> str:
     """One line for the run log: which path the updates of optimizer `kind` take
     when the model's variables are on `device` (`select_device`'s answer)."""

@@ -13,7 +13,12 @@ from float64_reference import fefm_gradients_reference, fefm_reference
 
 from fefm_lab import kernels
 from fefm_lab.kernels import build
-from fefm_lab.kernels.fefm_interaction import NAME, describe_path, instruction_set
+from fefm_lab.kernels.fefm_interaction import (
+    NAME,
+    describe_path,
+    instruction_set,
+    kernel_instruction_set,
+)
 from fefm_lab.layers import pair_indices
 
 ISAS = ("avx512f", "avx2", "baseline")
@@ -145,6 +150,19 @@ def test_run_log_line_names_the_path(fefm_kernel, monkeypatch):
     )
 
 
+def test_the_run_tag_names_the_instruction_set(fefm_kernel, monkeypatch):
+    isa = instruction_set()
+    assert isa in ISAS
+    assert kernel_instruction_set(jit_compile=False) == isa
+    assert kernel_instruction_set(jit_compile=True) is None  # XLA: TensorFlow ops
+    assert kernel_instruction_set(jit_compile=False, on_gpu=True) is None
+    assert kernels.run_instruction_set(isa, optimizer_kernel=True) == isa
+    assert kernels.run_instruction_set(None, optimizer_kernel=True) == "baseline"  # e.g. lr
+    assert kernels.run_instruction_set(None, optimizer_kernel=False) == "none"
+    monkeypatch.setenv(kernels.SWITCH_VARIABLE, "0")
+    assert kernel_instruction_set(jit_compile=False) is None
+
+
 # ---- the loader's and the build's fallbacks, on a copy of the kernel folder ----
 
 
@@ -193,28 +211,80 @@ def test_switch_turns_the_kernel_off(fefm_kernel, monkeypatch):
     assert kernels.load(NAME) is fefm_kernel
 
 
-def test_build_without_a_working_compiler_leaves_no_library(kernel_folder, monkeypatch, capsys):
+def test_a_failed_build_stops_setup_naming_the_kernel_and_tensorflow(
+    kernel_folder, monkeypatch, capsys
+):
     monkeypatch.setenv("CXX", "false")
-    assert build.main([]) == 0
-    assert build.main(["--strict"]) == 1
-    err = capsys.readouterr().err
-    assert f"kernel {NAME}: build failed, TensorFlow-ops path used:" in err
-    assert "false exited 1" in err
+    assert build.main([]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"error: kernel {NAME} does not build against TensorFlow {tf.__version__}; the "
+        "compiler's errors:",
+        f"  {shutil.which('false')} exited 1",
+    ]
     assert not kernels.library_path(NAME).exists() and not kernels.stamp_path(NAME).exists()
     assert list(kernel_folder.glob("*.tmp")) == []
     assert kernels.load(NAME) is None
 
 
+def test_a_library_stale_for_tensorflow_that_does_not_rebuild_stops_setup(
+    kernel_folder, monkeypatch, capsys
+):
+    """Not a quiet fallback: the library built for another TensorFlow stays unused and the build
+    (`make setup`) exits 1, saying which kernel and which TensorFlow versions."""
+    old = kernels.library_path(NAME)
+    old.write_bytes(b"old library")
+    stamp(NAME, tensorflow="2.20.0")
+    monkeypatch.setenv("CXX", "false")
+    assert build.main([]) == 1
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"error: kernel {NAME} does not build against TensorFlow {tf.__version__} (its library "
+        "was built for TensorFlow 2.20.0); the compiler's errors:"
+    )
+    assert old.read_bytes() == b"old library"
+    assert kernels.load(NAME) is None
+
+
+def test_without_any_compiler_the_ops_path_is_kept_and_said(kernel_folder, monkeypatch, capsys):
+    monkeypatch.setenv("CXX", "no-such-compiler-fefm-lab")
+    assert build.compiler() is None
+    assert build.main([]) == 0
+    assert capsys.readouterr().out == (
+        f"kernel {NAME}: no C++ compiler (g++, or set CXX) to build it against TensorFlow "
+        f"{tf.__version__}: the TensorFlow-ops path runs instead (same maths, slower)\n"
+    )
+    assert build.main(["--strict"]) == 1
+    assert kernels.load(NAME) is None
+
+
+@pytest.mark.slow
+def test_a_library_that_does_not_load_is_rebuilt(kernel_folder, capsys):
+    """Up to date by its stamp but not loadable (say, built against another TensorFlow ABI):
+    the build rebuilds it and loads it."""
+    kernels.library_path(NAME).write_bytes(b"not a shared library")
+    stamp(NAME)
+    assert build.main([]) == 0
+    assert capsys.readouterr().out == f"kernel {NAME}: built _{NAME}.so\n"
+    kernels._load.cache_clear()
+    assert kernels.load(NAME) is not None
+    assert build.main([]) == 0
+    assert capsys.readouterr().out == f"kernel {NAME}: up to date (_{NAME}.so)\n"
+
+
 def test_build_of_broken_source_keeps_the_old_library_untrusted(kernel_folder, capsys):
     """A library built from earlier source stays where it was, but its stamp no longer matches
-    the (now broken) source, so nothing loads it."""
+    the (now broken) source, so nothing loads it; the build exits 1."""
     old = kernels.library_path(NAME)
     old.write_bytes(b"old library")
     stamp(NAME)
     kernels.source_path(NAME).write_text("this is not C++;\n")
-    assert build.main([]) == 0
+    assert build.main([]) == 1
     err = capsys.readouterr().err
-    assert f"kernel {NAME}: build failed" in err and "error" in err
+    assert err.startswith(
+        f"error: kernel {NAME} does not build against TensorFlow {tf.__version__}; the "
+        "compiler's errors:\n"
+    )
+    assert "error" in err.splitlines()[1]
     assert old.read_bytes() == b"old library"
     assert list(kernel_folder.glob("*.tmp")) == []
     assert kernels.load(NAME) is None

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from fefm_lab import cli
 from fefm_lab.config.compose import compose_config, job_of
+from fefm_lab.kernels.fefm_interaction import instruction_set
 from fefm_lab.runner import prepare_data, run_job
 from fefm_lab.tracking.confighash import run_identity
 from fefm_lab.tracking.store import open_store
@@ -66,6 +67,8 @@ def test_single_run_records_params_tags_metrics_artifacts(root, capsys) -> None:
     )  # fmt: skip
     assert tags["sweep"] == "none" and len(tags["config_hash"]) == 16
     assert tags["fefm_lab_version"] == "0.1.0" and tags["git_commit"]
+    # the instruction set the fused FEFM kernel ran (CI builds it), a tag of its own
+    assert tags["kernels.isa"] == instruction_set() and tags["kernels.isa"] in tags["fefm_path"]
     assert set(metrics) >= FINAL_METRICS
     assert 0.0 < metrics["test_auc"] < 1.0 and metrics["num_params"] > 0
     client = MlflowClient(store.tracking_uri)
