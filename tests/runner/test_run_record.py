@@ -20,7 +20,7 @@ from fefm_lab.tracking.store import open_store
 RECORD = Path(__file__).parent / "data" / "run_record.json"
 CHANGING_TAGS = {
     "host", "pid", "pid_start", "heartbeat", "git_commit", "code_version", "config_hash",
-    "fefm_path", "optimizer_path", "device",
+    "fefm_path", "optimizer_path", "device", "kernels.isa",
 }  # fmt: skip
 
 
