@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 import fefm_lab
 from fefm_lab.config.ablation import ABLATIONS
 from fefm_lab.config.compose import compose_config, config_dir, group_options, resolved_config
-from fefm_lab.config.job import JobConfig
+from fefm_lab.config.job_config import JobConfig
 from fefm_lab.errors import ConfigError, UserError
 from fefm_lab.training.signals import TrainingStopped
 from fefm_lab.uris import masked_text, masked_uri

@@ -1,7 +1,7 @@
 """One job, end to end: prepare data, build, train, track in MLflow.
 
-A job runs on its composed, validated and typed config (`fefm_lab.config.job.JobConfig`, built
-once per job by its caller) and hands its typed parts down; the run's name and tags are
+A job runs on its composed, validated and typed config (`fefm_lab.config.job_config.JobConfig`,
+built once per job by its caller) and hands its typed parts down; the run's name and tags are
 `fefm_lab.tracking.naming`'s, and its record (parameters, `config.yaml`, config hash) is the
 config's resolved values.
 
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from mlflow.exceptions import MlflowException
 from omegaconf import OmegaConf
 
-from fefm_lab.config.job import JobConfig
+from fefm_lab.config.job_config import JobConfig
 from fefm_lab.config.schema import MlflowConfig
 from fefm_lab.data.shared import dataset_for_job
 from fefm_lab.errors import UserError

@@ -17,7 +17,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fefm_lab.config.job import JobConfig, job_config
+from fefm_lab.config.job_config import JobConfig, job_config
 from fefm_lab.config.registry import register_configs
 from fefm_lab.config.validation import explain_omegaconf_error, validate_config
 from fefm_lab.errors import ConfigError

@@ -9,7 +9,7 @@ import sys
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from fefm_lab.config.job import JobConfig
+from fefm_lab.config.job_config import JobConfig
 from fefm_lab.sweep.parent import parent_of, record_unrun
 from fefm_lab.tracking.store import record_reuse
 from fefm_lab.uris import masked_text, masked_uri

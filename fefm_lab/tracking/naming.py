@@ -9,7 +9,7 @@ Tags: `model`, `ablation` (read from the flags, `fefm_lab.config.ablation.ablati
 from __future__ import annotations
 
 import fefm_lab
-from fefm_lab.config.job import JobConfig
+from fefm_lab.config.job_config import JobConfig
 from fefm_lab.tracking.confighash import RunIdentity
 from fefm_lab.tracking.liveness import liveness_tags
 from fefm_lab.tracking.run_logging import git_commit

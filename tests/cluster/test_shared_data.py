@@ -8,7 +8,7 @@ import pytest
 
 from fefm_lab import cli
 from fefm_lab.cluster.shared_data import prepare_sweep_datasets
-from fefm_lab.config.job import job_config
+from fefm_lab.config.job_config import job_config
 from fefm_lab.data.shared import dataset_for_job, preparation_key
 from fefm_lab.errors import DataError
 
