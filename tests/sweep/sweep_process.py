@@ -14,6 +14,13 @@ import pytest
 from fefm_lab.tracking.store import open_store
 
 WAIT_S = 300
+# A tiny adaptive study's settings (the tests add the sweeper and their ablations): seeds 2 then
+# one more up to 3, margins the tiny runs can settle, 3,000 rows of debug=tiny training.
+TINY_STUDY = [
+    "hydra.sweeper.first_seeds=2", "hydra.sweeper.max_seeds=3", "hydra.sweeper.seeds_per_look=1",
+    "report.margin.auc=0.001", "report.margin.logloss=0.05",
+    "debug=tiny", "dataset.synthetic.rows=3000",
+]  # fmt: skip
 
 
 class Sweep:

@@ -11,18 +11,13 @@ import pytest
 
 from fefm_lab.report.ablation_table import runs_frame, sweep_runs
 from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_rows
-from tests.sweep.sweep_process import Sweep
+from tests.sweep.sweep_process import TINY_STUDY, Sweep
 
 pytestmark = pytest.mark.slow
 
 # `asymmetric` is not resolved on two seeds of 3,000 tiny-trained rows (test_adaptive_seeds_resume
 # has the measurements), so the first look asks for seed 3, and the budget decides.
-STUDY = [
-    "hydra/sweeper=adaptive_seeds", "ablation=none,asymmetric",
-    "hydra.sweeper.first_seeds=2", "hydra.sweeper.max_seeds=3", "hydra.sweeper.seeds_per_look=1",
-    "report.margin.auc=0.001", "report.margin.logloss=0.05",
-    "debug=tiny", "dataset.synthetic.rows=3000",
-]  # fmt: skip
+STUDY = ["hydra/sweeper=adaptive_seeds", "ablation=none,asymmetric", *TINY_STUDY]
 CPU_BUDGET = ["hydra.sweeper.max_cpu_hours=1e-6"]
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from fefm_lab.report.ablation_table import runs_frame, sweep_runs
 from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_rows
-from tests.sweep.sweep_process import WAIT_S, Sweep
+from tests.sweep.sweep_process import TINY_STUDY, WAIT_S, Sweep
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,7 @@ pytestmark = pytest.mark.slow
 # loss at once (settled at the first look, 2 seeds); `asymmetric` differs from `none` by a few
 # 1e-4 AUC either way, which three seeds cannot place inside the 0.001 margin (not resolved at
 # the cap, 3 seeds).
-STUDY = [
-    "hydra/sweeper=adaptive_seeds", "ablation=none,shallow,asymmetric",
-    "hydra.sweeper.first_seeds=2", "hydra.sweeper.max_seeds=3", "hydra.sweeper.seeds_per_look=1",
-    "report.margin.auc=0.001", "report.margin.logloss=0.05",
-    "debug=tiny", "dataset.synthetic.rows=3000",
-]  # fmt: skip
+STUDY = ["hydra/sweeper=adaptive_seeds", "ablation=none,shallow,asymmetric", *TINY_STUDY]
 JOBLIB = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
 
 
