@@ -332,6 +332,8 @@ def start_ray_cluster(nodes: int, root: Path) -> RayCluster:
 # ---------------------------------------------------------------- Slurm
 
 SLURM_DAEMONS = ("munged", "slurmctld", "slurmd")
+# How long a requeued job stays held before the tests release it (see `release_requeued`).
+REQUEUE_RELEASE_S = 2.0
 
 
 def slurm_problem() -> str | None:
@@ -393,6 +395,7 @@ class SlurmCluster:
     root: Path
     conf: Path
     daemons: list[subprocess.Popen] = field(default_factory=list)
+    held_since: dict[str, float] = field(default_factory=dict)  # requeued job -> first seen held
 
     @property
     def env(self) -> dict[str, str]:
@@ -415,12 +418,19 @@ class SlurmCluster:
         return dict(line.split(None, 1) for line in out.splitlines() if line.strip())
 
     def release_requeued(self) -> None:
-        """Let requeued jobs start now: Slurm holds a requeued job back for a while (its
-        BeginTime), which only makes the tests wait."""
+        """Let requeued jobs start soon: Slurm holds a requeued job back for its credential's
+        lifetime (BeginTime), which only makes the tests wait. Not at once: slurmd refuses a
+        start whose credential is from the second its previous one was revoked in ("Killing
+        non-startable batch job: Job credential revoked", the job then ends FAILED), so a job
+        is released once it has been held for REQUEUE_RELEASE_S."""
         out = self.command("squeue", "-h", "-r", "-t", "PD", "-o", "%i %r", check=False).stdout
+        now = time.monotonic()
         for line in out.splitlines():
             job_id, _, reason = line.partition(" ")
-            if reason.strip() == "BeginTime":
+            if reason.strip() != "BeginTime":
+                continue
+            if now - self.held_since.setdefault(job_id, now) >= REQUEUE_RELEASE_S:
+                del self.held_since[job_id]
                 self.command("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
 
     def job_processes(self) -> list[int]:

@@ -77,11 +77,11 @@ def _slurm_job_of(run) -> str:
     return run.data.tags["slurm_job"]
 
 
-def _reference(root: Path, experiment: str, *overrides: str) -> dict:
+def _reference(root: Path, experiment: str, *overrides: str, timeout: int = 600) -> dict:
     """The same configurations run uninterrupted by the basic launcher into SQLite."""
     result = fefm_lab(
         "run", "-m", *overrides, f"mlflow.experiment={experiment}", f"paths.root_dir={root}",
-        cwd=root,
+        cwd=root, timeout=timeout,
     )  # fmt: skip
     assert result.returncode == 0, explain(result)
     return by_config(job_runs(open_store(f"sqlite:///{root}/mlflow.db", experiment)))

@@ -114,7 +114,8 @@ def test_a_time_limit_and_scontrol_requeue_resume_the_same_run_exactly(
     )
     assert "Caught signal SIGUSR2" in submitit_logs and "this job is timed-out" in submitit_logs
     assert "Requeued job" in submitit_logs
-    reference = _reference(root / "basic", experiment, "seed=1,2", *ENDURING)
+    # two 240-epoch runs one after the other: about 4 minutes on an idle 2-core machine
+    reference = _reference(root / "basic", experiment, "seed=1,2", *ENDURING, timeout=1800)
     for (_, seed), uninterrupted in reference.items():
         resumed = on_slurm[seed].data.metrics
         expected = uninterrupted.data.metrics
