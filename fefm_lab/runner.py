@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -369,7 +368,6 @@ def _train_and_log(
         log_epoch(outbox, run_id, epoch, record)
         return reporter is not None and reporter(epoch, record)
 
-    cpu_start = time.process_time()
     result = fit_and_evaluate(
         model,
         data,
@@ -382,13 +380,12 @@ def _train_and_log(
         resume=continuation.state,
         stop=stop,
     )
-    cpu_seconds = time.process_time() - cpu_start
     # the epochs' records first, in order; the end (test metrics, model, status) only with a
     # server that takes them: else the next start recomputes it from the kept checkpoint
     if not outbox.flush(now=True):
         raise outbox.unreachable("training ended")
     return _recorded_or_unreachable(
-        lambda: _finish_run(client, run_id, digest, name, result, cpu_seconds, reporter, outbox),
+        lambda: _finish_run(client, run_id, digest, name, result, reporter, outbox),
         outbox,
     )
 
@@ -405,7 +402,7 @@ def _recorded_or_unreachable(record: Callable[[], T], outbox: Outbox) -> T:
         raise outbox.unreachable(f"the run's end could not be recorded ({why})") from None
 
 
-def _finish_run(client, run_id, digest, name, result, cpu_seconds, reporter, outbox) -> JobOutcome:
+def _finish_run(client, run_id, digest, name, result, reporter, outbox) -> JobOutcome:
     """Test metrics, the model and curve artifacts, the outcome tag of a trained run."""
     from fefm_lab.tracking.training_curves import plot_training_curves
 
@@ -424,9 +421,9 @@ def _finish_run(client, run_id, digest, name, result, cpu_seconds, reporter, out
             "train_seconds": result.train_seconds,
             "samples_per_second": result.samples_per_second,
             "checkpoint_seconds": result.checkpoint_seconds,
-            # CPU time of training and testing in this process, all threads (a resumed run:
-            # since it resumed); what the adaptive-seeds sweeper and its report count
-            "cpu_seconds": cpu_seconds,
+            # CPU time of training and testing, all threads, over every start of a resumed run
+            # (up to each start's last checkpoint); what the adaptive-seeds sweeper counts
+            "cpu_seconds": result.cpu_seconds,
         },
         step=result.best_epoch,
     )

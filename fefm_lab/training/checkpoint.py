@@ -59,7 +59,8 @@ class Position:
     `epoch` is the epoch in progress (1-based) and `batches_done` how many of its batches were
     applied; `loss_sum` / `loss_batches` are that epoch's running train log loss so far (the
     float32 sum, bit for bit). `training_done` marks the state after the last epoch (early
-    stop or max_epochs): only the test evaluation remains.
+    stop or max_epochs): only the test evaluation remains. `cpu_seconds` is the process CPU time
+    (all threads) training took up to this position, summed over every start of the run.
     """
 
     epoch: int = 1
@@ -79,6 +80,7 @@ class Position:
     epoch_seconds: float = 0.0
     samples: int = 0
     first_step_seconds: float = float("nan")
+    cpu_seconds: float = 0.0
 
 
 @dataclass

@@ -64,6 +64,7 @@ class TrainResult:
     checkpoints_saved: int = 0
     checkpoint_seconds: float = 0.0
     resumed_from: str = ""  # where the run continued from ("" = a fresh start)
+    cpu_seconds: float = 0.0  # process CPU time of training and testing, over every start
 
 
 def binary_cross_entropy(labels: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
@@ -262,10 +263,13 @@ class _Fit:
         self.last_checkpoint = time.perf_counter()
         self.checkpoints_saved = 0
         self.checkpoint_seconds = 0.0
+        self.cpu_start = time.process_time()
+        self.cpu_before = 0.0  # the CPU time of the run's earlier starts
 
     def resume(self, state: TrainingState) -> None:
         self.trainer.restore(state)
         self.position = copy.deepcopy(state.position)
+        self.cpu_before = state.position.cpu_seconds
         self.best_weights = state.best
         self.loss_sum = (
             tf.constant(self.position.loss_sum, tf.float32) if self.position.loss_batches else 0.0
@@ -278,12 +282,17 @@ class _Fit:
         self.position.epoch_seconds += now - self.segment_start
         self.segment_start = now
 
+    def cpu_seconds(self) -> float:
+        """Process CPU time of this run so far, its earlier starts included."""
+        return self.cpu_before + time.process_time() - self.cpu_start
+
     def save(self) -> str:
         """Write a checkpoint of the current position (no-op without a checkpoint directory)."""
         if self.checkpoints is None:
             return "no checkpoint directory: nothing saved"
         started = time.perf_counter()
         self.position.loss_sum = float(self.loss_sum)
+        self.position.cpu_seconds = self.cpu_seconds()
         state = TrainingState(
             position=copy.deepcopy(self.position),
             model=list(self.trainer.model.variables),
@@ -437,6 +446,7 @@ def fit_and_evaluate(
         checkpoints_saved=fit.checkpoints_saved,
         checkpoint_seconds=fit.checkpoint_seconds,
         resumed_from=resumed_from,
+        cpu_seconds=fit.cpu_seconds(),
     )
 
 

@@ -201,7 +201,8 @@ def test_sigterm_saves_marks_killed_exits_nonzero_and_the_rerun_matches(
     assert killed.info.status == "KILLED"
     assert killed.data.tags["outcome"] == "killed"
     assert killed.data.tags["reason"].startswith("stopped by SIGTERM: checkpoint at epoch 2")
-    assert _checkpoint(tmp_path).load().position.epoch == 2
+    stopped_at = _checkpoint(tmp_path).load().position
+    assert stopped_at.epoch == 2
     assert "Traceback" not in stderr
 
     again = _run(tmp_path, data_root)
@@ -210,6 +211,8 @@ def test_sigterm_saves_marks_killed_exits_nonzero_and_the_rerun_matches(
     (run,) = _store(tmp_path).search()
     assert run.info.run_id == killed.info.run_id
     assert "reason" not in run.data.tags and run.data.tags["outcome"] == "finished"
+    # the CPU time of both starts (the first one's up to its checkpoint)
+    assert run.data.metrics["cpu_seconds"] > stopped_at.cpu_seconds > 0
 
 
 def test_run_stopped_at_training_done_tests_in_a_new_process_to_the_same_result(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -129,11 +130,35 @@ def test_stopped_run_resumes_to_the_uninterrupted_result(
     epochs_done = at if trigger == "epoch" else (at - 1) // 8
     assert [h["epoch"] for h in state.position.history] == list(range(1, epochs_done + 1))
 
+    cpu_before = time.process_time()
     resumed = fit_and_evaluate(
         _model(data, seed=99), data, _config(), seed=3, checkpoints=checkpoints, resume=state
     )
+    cpu_of_second_start = time.process_time() - cpu_before
     assert resumed.resumed_from == where
     _assert_same_result(resumed, uninterrupted)
+    # the run's CPU time: the first start's (up to its checkpoint) plus the second's
+    assert 0 < state.position.cpu_seconds < resumed.cpu_seconds
+    assert resumed.cpu_seconds <= state.position.cpu_seconds + cpu_of_second_start
+
+
+@pytest.mark.slow
+def test_a_run_compiled_with_xla_resumes_to_its_uninterrupted_result(data, tmp_path: Path) -> None:
+    """trainer.jit_compile: the step is an XLA cluster, restored variables feed it the same."""
+    config = _config(jit_compile=True)
+    reference = fit_and_evaluate(_model(data), data, config, seed=3)
+    checkpoints = CheckpointDirectory(tmp_path, HASH)
+    with StopSignals(signals=()) as stop, pytest.raises(TrainingStopped):
+        fit_and_evaluate(
+            _model(data), data, config, seed=3, checkpoints=checkpoints, run_id="run-1",
+            stop=stop, **_stop_callbacks("step", 13, stop),
+        )  # fmt: skip
+    state = checkpoints.load()
+    assert state is not None and state.describe() == "epoch 2, batch 5, step 13"
+    resumed = fit_and_evaluate(
+        _model(data, seed=99), data, config, seed=3, checkpoints=checkpoints, resume=state
+    )
+    _assert_same_result(resumed, reference)
 
 
 def test_a_split_gets_the_same_predictions_whatever_was_predicted_before(uninterrupted, data):
