@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fefm_lab.tracking.store import open_store
+from fefm_lab.report.ablation_table import runs_frame, sweep_runs
+from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_rows
+from fefm_lab.tracking.store import TrackingStore, open_store
 
 WAIT_S = 300
 # A tiny adaptive study's settings (the tests add the sweeper and their ablations): seeds 2 then
@@ -73,3 +76,21 @@ class Sweep:
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
         self.log.close()
+
+
+def adaptive_outcome(store: TrackingStore) -> tuple[dict, dict, dict]:
+    """An adaptive-seeds sweep's end in `store` (its one sweep): (ablation, seed) -> (test AUC,
+    log loss) of the finished runs; the seeds and verdicts per ablation (the report's adaptive
+    section); the parent's recorded settings."""
+    (parent,) = store.search("tags.role = 'sweep'")
+    runs = runs_frame(sweep_runs(store, parent))
+    settings = json.loads(parent.data.tags[TAG_ADAPTIVE])
+    metrics = {
+        (row.ablation, row.seed): (row.auc, row.logloss) for row in runs.itertuples(index=False)
+    }
+    rows = adaptive_rows(runs, settings)
+    verdicts = {
+        row["ablation"]: (row["seeds"], row["AUC verdict"], row["log loss verdict"])
+        for _, row in rows.iterrows()
+    }
+    return metrics, verdicts, settings

@@ -3,7 +3,6 @@ runs, the same verdicts, and more seeds on the ablation that stayed unresolved (
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -12,9 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from fefm_lab.report.ablation_table import runs_frame, sweep_runs
-from fefm_lab.report.adaptive_study import TAG_ADAPTIVE, adaptive_rows
-from tests.sweep.sweep_process import TINY_STUDY, WAIT_S, Sweep
+from tests.sweep.sweep_process import TINY_STUDY, WAIT_S, Sweep, adaptive_outcome
 
 pytestmark = pytest.mark.slow
 
@@ -46,24 +43,6 @@ def _wait_for_job_runs(sweep: Sweep, count: int) -> None:
     pytest.fail(f"no {count} job runs after {WAIT_S} s:\n{sweep.output()}")
 
 
-def _outcome(sweep: Sweep) -> tuple[dict, dict, list]:
-    """(ablation, seed) -> (test AUC, log loss) of the finished runs; the verdicts and seeds per
-    ablation (the report's adaptive section); the parent's recorded settings."""
-    store = sweep.store
-    (parent,) = store.search("tags.role = 'sweep'")
-    runs = runs_frame(sweep_runs(store, parent))
-    settings = json.loads(parent.data.tags[TAG_ADAPTIVE])
-    metrics = {
-        (row.ablation, row.seed): (row.auc, row.logloss) for row in runs.itertuples(index=False)
-    }
-    rows = adaptive_rows(runs, settings)
-    verdicts = {
-        row["ablation"]: (row["seeds"], row["AUC verdict"], row["log loss verdict"])
-        for _, row in rows.iterrows()
-    }
-    return metrics, verdicts, settings
-
-
 @pytest.mark.parametrize("launcher", ["basic", "joblib"])
 def test_killed_and_repeated_it_ends_as_an_uninterrupted_sweep(
     tmp_path: Path, sweeps: list[Sweep], launcher: str
@@ -89,8 +68,8 @@ def test_killed_and_repeated_it_ends_as_an_uninterrupted_sweep(
     assert again.wait() == 0, again.output()
     assert "marked KILLED: process" in again.output()  # the killed run was reaped, then rerun
 
-    metrics, verdicts, settings = _outcome(whole)
-    assert _outcome(again) == (metrics, verdicts, settings)
+    metrics, verdicts, settings = adaptive_outcome(whole.store)
+    assert adaptive_outcome(again.store) == (metrics, verdicts, settings)
     assert sorted(metrics) == [
         ("asymmetric", 1), ("asymmetric", 2), ("asymmetric", 3),
         ("none", 1), ("none", 2), ("none", 3),
