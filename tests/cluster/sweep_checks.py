@@ -10,12 +10,18 @@ from pathlib import Path
 import cluster_services as services
 
 from fefm_lab.tracking.store import open_store
+from tests.sweep.sweep_process import TINY_STUDY, adaptive_outcome
 
 # 15 steps per epoch: enough training that no run ends worse than the constant predictor
 # (fefm_lab.training.divergence fails such runs; 3 steps left some there)
 TINY = ["debug=tiny", "dataset.synthetic.rows=3000", "trainer.steps_per_epoch=15", "threads=1"]
 SWEEP = ["ablation=none,no_linear", "seed=1,2"]
 CONFIGS = {("none", "1"), ("none", "2"), ("no_linear", "1"), ("no_linear", "2")}
+# An adaptive-seeds study whose `asymmetric` stays unresolved on two seeds: a second look adds
+# seed 3 to both points
+ADAPTIVE_STUDY = [
+    "hydra/sweeper=adaptive_seeds", "ablation=none,asymmetric", *TINY_STUDY, "threads=1",
+]  # fmt: skip
 
 
 def fefm_lab(*arguments: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -71,3 +77,29 @@ def report_rows(uri: str, experiment: str, root: Path) -> tuple[str, dict]:
     with table.open() as handle:
         rows = {row["ablation"]: row for row in csv.DictReader(handle)}
     return table.read_text(), rows
+
+
+def adaptive_study_like_basic(
+    launcher: list[str], server, root: Path, experiment: str
+) -> subprocess.CompletedProcess:
+    """ADAPTIVE_STUDY through `launcher` into `server`, then with the basic launcher into SQLite:
+    the same seeds added, runs' metrics, verdicts and settings, after two looks. The first
+    command's result, for the launcher's own checks."""
+    tracking = [f"mlflow.tracking_uri={server.uri}", f"mlflow.experiment={experiment}"]
+    result = fefm_lab(
+        "run", "-m", *ADAPTIVE_STUDY, *launcher, *tracking, f"paths.root_dir={root}/cluster",
+        cwd=root / "cluster",
+    )  # fmt: skip
+    assert result.returncode == 0, explain(result)
+    basic = root / "basic"
+    reference = fefm_lab(
+        "run", "-m", *ADAPTIVE_STUDY, f"mlflow.experiment={experiment}",
+        f"paths.root_dir={basic}", cwd=basic,
+    )  # fmt: skip
+    assert reference.returncode == 0, explain(reference)
+    on_cluster = adaptive_outcome(open_store(server.uri, experiment))
+    assert on_cluster == adaptive_outcome(open_store(f"sqlite:///{basic}/mlflow.db", experiment))
+    metrics, verdicts, settings = on_cluster
+    assert sorted(metrics) == [(a, s) for a in ("asymmetric", "none") for s in (1, 2, 3)]
+    assert verdicts["asymmetric"][0] == 3 and settings["looks_taken"] == 2
+    return result

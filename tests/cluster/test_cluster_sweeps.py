@@ -18,6 +18,7 @@ from sweep_checks import (
     CONFIGS,
     SWEEP,
     TINY,
+    adaptive_study_like_basic,
     by_config,
     explain,
     fefm_lab,
@@ -72,6 +73,16 @@ def test_ray_sweep_into_the_server_matches_basic_into_sqlite(
     basic_table, _ = report_rows(basic_uri, experiment, root / "report_basic")
     assert ray_table == basic_table
     assert {name: row["runs"] for name, row in ray_rows.items()} == {"none": "2", "no_linear": "2"}
+
+
+def test_an_adaptive_seeds_study_on_ray_takes_the_basic_launchers_looks(
+    tracking_server, ray_cluster, cluster_root
+) -> None:
+    """hydra/sweeper=adaptive_seeds hands each look's batch to the Ray launcher (tasks on the
+    head and the second node), with the basic launcher's outcome."""
+    adaptive_study_like_basic(
+        _ray(ray_cluster), tracking_server, cluster_root / "adaptive_ray", "adaptive_ray"
+    )
 
 
 def test_a_killed_ray_worker_leaves_its_run_killed_and_a_rerun_repeats_only_it(

@@ -19,6 +19,7 @@ from sweep_checks import (
     CONFIGS,
     SWEEP,
     TINY,
+    adaptive_study_like_basic,
     by_config,
     explain,
     fefm_lab,
@@ -32,7 +33,6 @@ from fefm_lab.cluster.launchers import launcher_placement
 from fefm_lab.cluster.slurm import slurm_hosts
 from fefm_lab.config.compose import resolved_config
 from fefm_lab.tracking.store import open_store
-from tests.sweep.sweep_process import TINY_STUDY, adaptive_outcome
 
 pytestmark = pytest.mark.slow
 
@@ -128,28 +128,11 @@ def test_slurm_sweep_into_the_server_matches_basic(slurm, tracking_server, clust
 def test_an_adaptive_seeds_study_on_slurm_takes_the_basic_launchers_looks(
     slurm, tracking_server, cluster_root
 ) -> None:
-    """hydra/sweeper=adaptive_seeds hands each look's batch to the Slurm launcher (a job array
-    per look): the seeds it adds, every run's metrics and the verdicts are the basic launcher's.
-    `asymmetric` stays unresolved on two seeds of this tiny study, so a second look adds seed 3."""
-    root = cluster_root / "adaptive"
-    experiment = "adaptive"
-    study = ["hydra/sweeper=adaptive_seeds", "ablation=none,asymmetric", *TINY_STUDY, "threads=1"]
-    result = fefm_lab(
-        "run", "-m", *study, *SLURM, "hydra.launcher.timeout_min=10",
-        *_tracking(tracking_server, experiment, root / "slurm"), cwd=root / "slurm",
-    )  # fmt: skip
-    assert result.returncode == 0, explain(result)
+    """hydra/sweeper=adaptive_seeds hands each look's batch to the Slurm launcher: a job array
+    per look (both points on seeds 1-2, then seed 3), with the basic launcher's outcome."""
+    launcher = [*SLURM, "hydra.launcher.timeout_min=10"]
+    result = adaptive_study_like_basic(
+        launcher, tracking_server, cluster_root / "adaptive", "adaptive"
+    )
     assert re.findall(r"submitted (\d+) Slurm job\(s\)", result.stderr) == ["4", "2"]
     assert slurm.jobs() == {}
-
-    basic = root / "basic"
-    reference = fefm_lab(
-        "run", "-m", *study, f"mlflow.experiment={experiment}", f"paths.root_dir={basic}",
-        cwd=basic,
-    )  # fmt: skip
-    assert reference.returncode == 0, explain(reference)
-    on_slurm = adaptive_outcome(open_store(tracking_server.uri, experiment))
-    assert on_slurm == adaptive_outcome(open_store(f"sqlite:///{basic}/mlflow.db", experiment))
-    metrics, verdicts, settings = on_slurm
-    assert sorted(metrics) == [(a, s) for a in ("asymmetric", "none") for s in (1, 2, 3)]
-    assert verdicts["asymmetric"][0] == 3 and settings["looks_taken"] == 2
